@@ -1,0 +1,258 @@
+//! CSRF protection: a signed double-submit token.
+//!
+//! Each browser gets a random value in an HttpOnly cookie. Forms carry
+//! `HMAC(key, cookie value ‖ session id)`, under a key derived from the server
+//! secret, so the token is bound to this browser and, once signed in, to this
+//! session. It is stateless, so one token serves any number of submissions, and
+//! it changes when the session does (the cookie is also renewed at sign-in and
+//! sign-out). Unsafe requests must also come from the site's own origin:
+//! a foreign `Origin` (or `Referer`), or `Sec-Fetch-Site: cross-site`, is
+//! refused even with a valid token.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::{Data, Form};
+use actix_web::{FromRequest, HttpRequest};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac as _};
+use rand::RngCore as _;
+use serde::de::DeserializeOwned;
+use sha2::Sha256;
+
+use super::cookie::{self, CookieConfig};
+use super::extractor::AuthUser;
+use crate::config::Secret;
+use crate::errors::AppError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of the base64url cookie value (32 random bytes).
+const COOKIE_VALUE_LEN: usize = 43;
+
+/// The key that signs form tokens; derived from the JWT secret so one secret
+/// configures the site, yet the two uses never share a key.
+pub struct CsrfKey(Vec<u8>);
+
+impl CsrfKey {
+    pub fn derive(secret: &Secret) -> Self {
+        let mut mac = new_mac(secret.expose());
+        mac.update(b"gatehouse csrf key v1");
+        Self(mac.finalize().into_bytes().to_vec())
+    }
+
+    /// The form token for a browser's cookie value and, when signed in, its session.
+    pub fn token(&self, cookie_value: &str, session_id: Option<&str>) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(cookie_value, session_id).finalize().into_bytes())
+    }
+
+    fn verify(&self, token: &str, cookie_value: &str, session_id: Option<&str>) -> bool {
+        match URL_SAFE_NO_PAD.decode(token) {
+            Ok(bytes) => self
+                .mac(cookie_value, session_id)
+                .verify_slice(&bytes)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn mac(&self, cookie_value: &str, session_id: Option<&str>) -> HmacSha256 {
+        let mut mac = new_mac(&self.0);
+        mac.update(cookie_value.as_bytes());
+        mac.update(&[0]);
+        mac.update(session_id.unwrap_or("").as_bytes());
+        mac
+    }
+}
+
+fn new_mac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// The site's own origin (`PUBLIC_URL`), which unsafe requests must come from.
+#[derive(Debug, Clone)]
+pub struct SiteOrigin(pub String);
+
+/// A new random CSRF cookie value.
+pub fn new_cookie_value() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
+    req.cookie(cookies.csrf_name())
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == COOKIE_VALUE_LEN && URL_SAFE_NO_PAD.decode(v).is_ok())
+}
+
+/// The visitor's CSRF cookie, for pages that render forms. Creates (and queues)
+/// one when the browser has none.
+pub struct Csrf {
+    cookie_value: String,
+    key: Data<CsrfKey>,
+}
+
+impl Csrf {
+    /// The token for forms on this page.
+    pub fn token(&self, user: Option<&AuthUser>) -> String {
+        self.key
+            .token(&self.cookie_value, user.map(|u| u.session_id.as_str()))
+    }
+}
+
+impl FromRequest for Csrf {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(csrf_for(req))
+    }
+}
+
+fn csrf_for(req: &HttpRequest) -> Result<Csrf, AppError> {
+    let key = app_data::<CsrfKey>(req)?;
+    let cookies = app_data::<CookieConfig>(req)?;
+    let cookie_value = match cookie_value(req, &cookies) {
+        Some(v) => v,
+        None => {
+            let value = new_cookie_value();
+            cookie::queue(req, cookies.csrf(value.clone()));
+            value
+        }
+    };
+    Ok(Csrf { cookie_value, key })
+}
+
+fn app_data<T: 'static>(req: &HttpRequest) -> Result<Data<T>, AppError> {
+    req.app_data::<Data<T>>().cloned().ok_or_else(|| {
+        AppError::internal(format!("{} is not registered", std::any::type_name::<T>()))
+    })
+}
+
+/// A form that carries a CSRF token.
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+
+    /// Forms shown to signed-out visitors (sign-in, registration) carry a token
+    /// that is not bound to a session; a signed-in browser may still submit one
+    /// from an older tab.
+    const SIGNED_OUT_FORM: bool = false;
+}
+
+/// A URL-encoded form that is only accepted with a valid CSRF token from the
+/// site's own origin. Anything else is a 403 and the handler never runs.
+pub struct CsrfForm<T>(pub T);
+
+impl<T> Deref for CsrfForm<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> CsrfForm<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> FromRequest for CsrfForm<T>
+where
+    T: DeserializeOwned + CsrfProtected + 'static,
+{
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let form = Form::<T>::from_request(&req, payload);
+        Box::pin(async move {
+            check_origin(&req)?;
+            let form = form.await.map_err(AppError::from_form)?.into_inner();
+            let user = Option::<AuthUser>::extract(&req).await.ok().flatten();
+            check_token(&req, form.csrf_token(), user.as_ref(), T::SIGNED_OUT_FORM)?;
+            Ok(CsrfForm(form))
+        })
+    }
+}
+
+/// Verifies a submitted token against the browser's cookie and session.
+pub fn check_token(
+    req: &HttpRequest,
+    token: &str,
+    user: Option<&AuthUser>,
+    signed_out_form: bool,
+) -> Result<(), AppError> {
+    let key = app_data::<CsrfKey>(req)?;
+    let cookies = app_data::<CookieConfig>(req)?;
+    let Some(value) = cookie_value(req, &cookies) else {
+        return Err(AppError::CsrfRejected);
+    };
+    let session = user.map(|u| u.session_id.as_str());
+    let valid = key.verify(token, &value, session)
+        || (signed_out_form && session.is_some() && key.verify(token, &value, None));
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::CsrfRejected)
+    }
+}
+
+/// Refuses requests that a browser marks as coming from another site.
+pub fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
+    let site = app_data::<SiteOrigin>(req)?;
+    let headers = req.headers();
+    let header_str = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if header_str(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Err(AppError::CsrfRejected);
+    }
+    let claimed = match header_str(header::ORIGIN) {
+        Some(origin) => Some(origin.to_ascii_lowercase()),
+        None => header_str(header::REFERER).map(|r| origin_of(r).unwrap_or_default()),
+    };
+    match claimed {
+        Some(origin) if origin != site.0 => Err(AppError::CsrfRejected),
+        _ => Ok(()),
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL, lower-cased.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_bind_to_cookie_and_session() {
+        let key = CsrfKey::derive(&Secret::new("an-unguessable-test-secret-of-32-bytes!"));
+        let anon = key.token("cookie-a", None);
+        assert!(key.verify(&anon, "cookie-a", None));
+        assert!(!key.verify(&anon, "cookie-b", None));
+        assert!(!key.verify(&anon, "cookie-a", Some("session")));
+        let bound = key.token("cookie-a", Some("session"));
+        assert!(key.verify(&bound, "cookie-a", Some("session")));
+        assert!(!key.verify(&bound, "cookie-a", Some("other")));
+        assert!(!key.verify("not base64!", "cookie-a", None));
+    }
+
+    #[test]
+    fn referer_origin_is_parsed() {
+        assert_eq!(
+            origin_of("HTTP://Example.com:8080/login?x").as_deref(),
+            Some("http://example.com:8080")
+        );
+        assert_eq!(origin_of("/relative"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! Access tokens: HS256 JWTs signed with the server's own keys.
+//!
+//! Verification trusts nothing in the token's header but `alg` (which must be
+//! HS256) and `kid` (which must name one of our keys). Key-carrying or
+//! key-locating headers (`jku`, `jwk`, `x5u`, `x5c`) and `crit` make a token
+//! invalid: a token is only ever checked with keys from the in-memory map.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::Secret;
+
+pub const ISSUER: &str = "gatehouse";
+pub const AUDIENCE: &str = "gatehouse-web";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+/// Longer cookies are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// What an access token says. Nothing personal beyond the display name, which
+/// lets pages greet the user without a database query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Session id (a row in `sessions`).
+    pub sid: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    /// When the user signed in (Unix seconds).
+    pub auth_time: i64,
+    pub name: String,
+}
+
+/// Why a token was refused; only ever logged at debug level.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token too long")]
+    TooLong,
+    #[error("missing or unknown kid")]
+    UnknownKey,
+    #[error("forbidden header field")]
+    ForbiddenHeader,
+    #[error(transparent)]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// The signing key and every key still accepted for verification, by `kid`.
+pub struct JwtKeys {
+    signing_kid: String,
+    encoding: EncodingKey,
+    decoding: HashMap<String, DecodingKey>,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl JwtKeys {
+    /// `current` signs; `previous` secrets still verify (key rotation).
+    pub fn new(current: &Secret, previous: &[Secret], ttl: Duration) -> Self {
+        let signing_kid = kid_for(current);
+        let decoding = std::iter::once(current)
+            .chain(previous)
+            .map(|s| (kid_for(s), DecodingKey::from_secret(s.expose())))
+            .collect();
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        // `iat`, `sid` and the rest are required by `Claims` itself.
+        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
+
+        Self {
+            signing_kid,
+            encoding: EncodingKey::from_secret(current.expose()),
+            decoding,
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Signs a token for `sub`/`sid`, valid from now for the configured lifetime.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        name: &str,
+        auth_time: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: user_id.to_owned(),
+            sid: session_id.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(ttl),
+            auth_time,
+            name: name.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+    }
+
+    /// Verifies signature, algorithm, `kid`, `iss`, `aud`, `exp` and `nbf`.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLong);
+        }
+        let header = jsonwebtoken::decode_header(token)?;
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return Err(TokenError::ForbiddenHeader);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        Ok(jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims)
+    }
+}
+
+/// A key's id: the first 8 bytes of its SHA-256, in hex. Derived from the key,
+/// so restarting with the same secret keeps every token valid.
+pub fn kid_for(secret: &Secret) -> String {
+    let digest = Sha256::digest(secret.expose());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(
+            &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
+            &[],
+            Duration::from_secs(600),
+        )
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let keys = keys();
+        let token = keys
+            .issue("user-1", "session-1", "Ada", 1_700_000_000)
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid.as_str()),
+            ("user-1", "session-1")
+        );
+        assert_eq!(claims.name, "Ada");
+    }
+
+    #[test]
+    fn a_flipped_signature_fails() {
+        let keys = keys();
+        let mut token = keys.issue("u", "s", "n", 0).unwrap();
+        let last = token.pop().unwrap();
+        token.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(keys.verify(&token).is_err());
+    }
+
+    #[test]
+    fn previous_secrets_verify_and_unknown_kids_fail() {
+        let old = Secret::new("the-previous-secret-that-is-32-bytes-long");
+        let old_keys = JwtKeys::new(&old, &[], Duration::from_secs(60));
+        let token = old_keys.issue("u", "s", "n", 0).unwrap();
+        let rotated = JwtKeys::new(
+            &Secret::new("the-brand-new-secret-that-is-32-bytes-long"),
+            &[old],
+            Duration::from_secs(60),
+        );
+        assert!(rotated.verify(&token).is_ok());
+        assert!(matches!(keys().verify(&token), Err(TokenError::UnknownKey)));
+    }
+
+    #[test]
+    fn key_locating_headers_are_refused() {
+        let keys = keys();
+        let token = keys.issue("u", "s", "n", 0).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","kid":"{}","jku":"https://evil.example/keys"}}"#,
+            kid_for(&Secret::new("an-unguessable-test-secret-of-32-bytes!"))
+        ));
+        assert!(keys.verify(&format!("{header}.{rest}")).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let keys = keys();
+        for input in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "\u{0}",
+            "e30.e30.e30",
+            &"x".repeat(5000),
+        ] {
+            assert!(keys.verify(input).is_err());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Password hashing with bcrypt.
+//!
+//! bcrypt reads only the first 72 bytes of a password; Gatehouse refuses longer
+//! ones here (and with a message at registration), so no password is ever
+//! silently cut short and no two different passwords share a hash. Hashing is CPU-bound: callers run it inside
+//! `web::block`, and [`PasswordHasher::permit`] queues hashes so that at most one
+//! per CPU runs at once, leaving the async workers free to serve pages.
+
+use std::sync::Arc;
+
+use rand::RngCore as _;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// bcrypt's input limit.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+/// Shortest accepted password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cost: u32,
+    /// Verified against when the e-mail is unknown, so that an unknown e-mail
+    /// costs the same time as a wrong password.
+    dummy_hash: String,
+    permits: Semaphore,
+}
+
+impl PasswordHasher {
+    /// Builds the hasher and its dummy hash (one bcrypt run at `cost`).
+    pub fn new(cost: u32) -> Result<Self, bcrypt::BcryptError> {
+        let mut random = [0u8; 32];
+        rand::rng().fill_bytes(&mut random);
+        let dummy_hash = bcrypt::hash(random, cost)?;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cost,
+                dummy_hash,
+                permits: Semaphore::new(cpus),
+            }),
+        })
+    }
+
+    pub fn cost(&self) -> u32 {
+        self.inner.cost
+    }
+
+    /// Waits for a hashing slot (FIFO); hold it while hashing or verifying.
+    pub async fn permit(&self) -> SemaphorePermit<'_> {
+        self.inner
+            .permits
+            .acquire()
+            .await
+            .unwrap_or_else(|_| unreachable!("the hashing semaphore is never closed"))
+    }
+
+    /// Hashes a password of at most [`MAX_PASSWORD_BYTES`] bytes.
+    pub fn hash(&self, password: &str) -> Result<String, bcrypt::BcryptError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(bcrypt::BcryptError::Truncation(password.len()));
+        }
+        bcrypt::hash(password, self.inner.cost)
+    }
+
+    /// Checks `password` against `hash`, or against the dummy hash when there is
+    /// no user, so both cases take one bcrypt verification. A malformed stored
+    /// hash or an over-long password counts as a mismatch.
+    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        // A too-long password still costs one verification, against the dummy.
+        let target = match hash {
+            Some(hash) if !too_long => hash,
+            _ => &self.inner.dummy_hash,
+        };
+        let matched = match bcrypt::verify(password, target) {
+            Ok(matched) => matched && !too_long,
+            Err(e) => {
+                tracing::error!(error = %e, "stored password hash cannot be read");
+                false
+            }
+        };
+        matched && hash.is_some()
+    }
+
+    /// Whether `hash` was made at another cost than the configured one.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        hash_cost(hash) != Some(self.inner.cost)
+    }
+}
+
+/// The cost field of a `$2b$12$…` hash.
+fn hash_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_the_right_password_only() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let hash = hasher.hash("correct horse battery staple").unwrap();
+        assert!(hasher.verify("correct horse battery staple", Some(&hash)));
+        assert!(!hasher.verify("correct horse battery stapl", Some(&hash)));
+    }
+
+    #[test]
+    fn unknown_user_never_verifies() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        assert!(!hasher.verify("anything at all", None));
+        assert!(!hasher.verify("", None));
+    }
+
+    #[test]
+    fn over_long_and_malformed_inputs_are_mismatches() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let hash = hasher.hash(&"a".repeat(72)).unwrap();
+        assert!(hasher.verify(&"a".repeat(72), Some(&hash)));
+        assert!(!hasher.verify(&"a".repeat(73), Some(&hash)));
+        assert!(hasher.hash(&"a".repeat(73)).is_err());
+        assert!(!hasher.verify("whatever", Some("not a bcrypt hash")));
+    }
+
+    #[test]
+    fn detects_a_changed_cost() {
+        let hasher = PasswordHasher::new(5).unwrap();
+        assert!(!hasher.needs_rehash(&hasher.hash("long enough password").unwrap()));
+        assert!(hasher.needs_rehash(&bcrypt::hash("long enough password", 4).unwrap()));
+    }
+}

@@ -1,0 +1,98 @@
+//! Database access: the connection pool, embedded migrations and the query
+//! functions. Query functions are plain synchronous functions over a `&mut`
+//! connection; callers run them inside `web::block`. Backend specifics (SQLite
+//! pragmas, transaction modes) stay in this module.
+
+pub mod models;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection as _;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+
+/// The connection type every query function takes.
+pub type DbConnection = SqliteConnection;
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Start-up failures of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot open the database: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("cannot apply migrations: {0}")]
+    Migrations(String),
+}
+
+/// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.
+pub fn sqlite_path(database_url: &str) -> &str {
+    database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or(database_url)
+}
+
+/// Pragmas set on every pooled SQLite connection. `busy_timeout` comes first so
+/// that even switching to WAL waits for a lock instead of failing with
+/// "database is locked".
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 5000;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens the pool (creating the database file if needed) and checks one connection.
+pub fn build_pool(database_url: &str) -> Result<DbPool, DbSetupError> {
+    let manager = ConnectionManager::<DbConnection>::new(sqlite_path(database_url));
+    let pool = Pool::builder()
+        .max_size(8)
+        .connection_timeout(Duration::from_secs(5))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// Applies every migration not yet applied.
+pub fn run_migrations(pool: &DbPool) -> Result<(), DbSetupError> {
+    let mut conn = pool.get()?;
+    conn.run_pending_migrations(MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| DbSetupError::Migrations(e.to_string()))
+}
+
+/// Runs `f` in a transaction that takes the write lock up front. On SQLite a
+/// deferred transaction that reads and then writes cannot wait for the lock and
+/// fails at once under contention; taking it first lets `busy_timeout` apply.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.immediate_transaction(f)
+}
+
+/// `SELECT 1`, for the readiness probe.
+pub fn ping(conn: &mut DbConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
+}
+
+/// Current time as stored in the database (UTC, no zone).
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,32 @@
+//! Queries on `users`.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::models::{NewUser, User};
+use super::schema::users;
+
+/// Inserts a user. A taken e-mail surfaces as the database's unique violation,
+/// so two concurrent registrations cannot both succeed.
+pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}

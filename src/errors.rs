@@ -1,0 +1,234 @@
+//! `AppError` and the error pages.
+//!
+//! Handlers return `Result<_, AppError>`. Its `ResponseError` sets the status
+//! (and headers such as `Retry-After`); [`render_error_page`] then gives every
+//! error response that is not already a page, including actix's own 404, 405
+//! and 413, the site's error page, or a JSON body under `/api/`. Internal causes
+//! are logged inside the request's span (which carries the request id) and the
+//! visitor only ever sees that id.
+
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::cookie::Cookie;
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{BlockingError, UrlencodedError};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
+use askama::Template as _;
+
+use crate::routes::layout::ErrorPage;
+
+/// Where a visitor without a valid session is sent.
+#[derive(Debug)]
+pub struct LoginRequired {
+    /// `/login?next=…`
+    pub location: String,
+    /// Removal cookies for credentials that failed verification.
+    pub clear: Vec<Cookie<'static>>,
+    /// API requests get a 401 JSON answer instead of a redirect.
+    pub api: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("CSRF check failed")]
+    CsrfRejected,
+    #[error("too many requests")]
+    TooManyRequests { retry_after: Duration },
+    #[error("login required")]
+    LoginRequired(Box<LoginRequired>),
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into().into())
+    }
+
+    /// Maps a form body that could not be read to the right 4xx.
+    pub fn from_form(e: actix_web::Error) -> Self {
+        match e.as_error::<UrlencodedError>() {
+            Some(UrlencodedError::Overflow { .. }) => Self::PayloadTooLarge,
+            Some(UrlencodedError::ContentType) => Self::UnsupportedMediaType,
+            _ => Self::BadRequest("The form could not be read."),
+        }
+    }
+}
+
+/// The human message an error page shows; stored on the response for
+/// [`render_error_page`].
+#[derive(Debug, Clone)]
+struct ErrorMessage(&'static str);
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LoginRequired(l) if l.api => StatusCode::UNAUTHORIZED,
+            Self::LoginRequired(_) => StatusCode::SEE_OTHER,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        let message = match self {
+            Self::LoginRequired(login) => {
+                for cookie in &login.clear {
+                    res.cookie(cookie.clone());
+                }
+                if login.api {
+                    return res.json(serde_json::json!({ "error": "You need to log in" }));
+                }
+                return res
+                    .insert_header((header::LOCATION, login.location.as_str()))
+                    .finish();
+            }
+            Self::Internal(source) => {
+                tracing::error!(error = %source, cause = ?source.source(), "request failed");
+                "Something went wrong on our side."
+            }
+            Self::BadRequest(why) => why,
+            Self::CsrfRejected => "This form has expired — reload the page and try again.",
+            Self::TooManyRequests { retry_after } => {
+                res.insert_header((
+                    header::RETRY_AFTER,
+                    retry_after.as_secs().max(1).to_string(),
+                ));
+                "Too many attempts."
+            }
+            _ => default_message(self.status_code()),
+        };
+        let mut response = res.finish();
+        response.extensions_mut().insert(ErrorMessage(message));
+        response
+    }
+}
+
+macro_rules! internal_from {
+    ($($ty:ty),* $(,)?) => {
+        $(impl From<$ty> for AppError {
+            fn from(e: $ty) -> Self {
+                Self::Internal(Box::new(e))
+            }
+        })*
+    };
+}
+
+internal_from!(
+    diesel::result::Error,
+    diesel::r2d2::PoolError,
+    BlockingError,
+    bcrypt::BcryptError,
+    jsonwebtoken::errors::Error,
+);
+
+/// Errors that are not `Send + Sync` keep only their message.
+macro_rules! internal_from_display {
+    ($($ty:ty),* $(,)?) => {
+        $(impl From<$ty> for AppError {
+            fn from(e: $ty) -> Self {
+                Self::internal(e.to_string())
+            }
+        })*
+    };
+}
+
+internal_from_display!(askama::Error);
+
+fn default_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request could not be understood.",
+        401 => "You need to sign in first.",
+        403 => "This form has expired — reload the page and try again.",
+        404 => "There is nothing at this address.",
+        405 => "This address does not accept that kind of request.",
+        413 => "The request was too large.",
+        415 => "The request was sent in a format this address does not accept.",
+        422 => "The submitted data could not be processed.",
+        429 => "Too many attempts.",
+        503 => "The service is unavailable right now. Please try again shortly.",
+        500..=599 => "Something went wrong on our side.",
+        _ => "The request could not be completed.",
+    }
+}
+
+/// Turns error responses that are not already pages into the site's error page
+/// (JSON under `/api/`). Registered with `ErrorHandlers::default_handler`.
+pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html") || ct.starts_with("application/json"));
+    if is_page {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+
+    let status = res.status();
+    let message = res
+        .response()
+        .extensions()
+        .get::<ErrorMessage>()
+        .map_or_else(|| default_message(status), |m| m.0);
+    let request_id = res
+        .request()
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let api = res.request().path().starts_with("/api/");
+
+    let (req, old) = res.into_parts();
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    let new = if api {
+        builder.json(serde_json::json!({ "error": message, "request_id": request_id }))
+    } else {
+        let retry_minutes = old
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|secs| secs.div_ceil(60));
+        let page = ErrorPage::new(status, message, request_id, retry_minutes);
+        match page.render() {
+            Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
+            Err(e) => {
+                tracing::error!(error = %e, "error page failed to render");
+                builder
+                    .content_type("text/plain; charset=utf-8")
+                    .body(message)
+            }
+        }
+    };
+    let res = ServiceResponse::new(req, new.map_into_boxed_body());
+    Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+/// The body type of responses after [`render_error_page`].
+pub type PageBody<B> = EitherBody<B, BoxBody>;

@@ -1,0 +1,57 @@
+//! One-shot messages carried to the next page in a short-lived cookie.
+//!
+//! The cookie holds only a code from this fixed list, never text, so nothing a
+//! visitor sends can end up in the message.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest};
+
+use crate::auth::cookie::{self, CookieConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flash {
+    SignedOut,
+}
+
+impl Flash {
+    const ALL: &'static [Flash] = &[Flash::SignedOut];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SignedOut => "signed_out",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::SignedOut => "You have been signed out.",
+        }
+    }
+}
+
+/// The message waiting for this page, if any; reading it queues its removal.
+#[derive(Debug, Default)]
+pub struct FlashMessage(pub Option<&'static str>);
+
+impl FromRequest for FlashMessage {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(cookies) = req.app_data::<Data<CookieConfig>>() else {
+            return ready(Ok(Self(None)));
+        };
+        let Some(found) = req.cookie(cookies.flash_name()) else {
+            return ready(Ok(Self(None)));
+        };
+        cookie::queue(req, cookies.removal(cookies.flash_name()));
+        let message = Flash::ALL
+            .iter()
+            .find(|f| f.code() == found.value())
+            .map(|f| f.message());
+        ready(Ok(Self(message)))
+    }
+}

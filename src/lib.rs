@@ -1,0 +1,11 @@
+//! Gatehouse: browser sign-in done right.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod errors;
+pub mod flash;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

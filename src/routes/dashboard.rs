@@ -1,0 +1,42 @@
+//! `/dashboard`: rendered from the access token and the request alone, with no
+//! database query, so the most visited page needs no shared store.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use askama::Template;
+
+use super::layout::{Layout, render};
+use crate::auth::AuthUser;
+use crate::auth::csrf::Csrf;
+use crate::client::ClientInfo;
+use crate::errors::AppError;
+use crate::flash::FlashMessage;
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    layout: Layout,
+    name: String,
+    signed_in: String,
+    signed_in_iso: String,
+    ip: String,
+    device: String,
+}
+
+pub async fn dashboard(
+    user: AuthUser,
+    client: ClientInfo,
+    csrf: Csrf,
+    flash: FlashMessage,
+) -> Result<HttpResponse, AppError> {
+    let signed_in = chrono::DateTime::from_timestamp(user.auth_time, 0).unwrap_or_default();
+    let page = DashboardPage {
+        layout: Layout::new(Some(&user), &csrf, flash),
+        name: user.name.clone(),
+        signed_in: signed_in.format("%-d %B %Y, %H:%M UTC").to_string(),
+        signed_in_iso: signed_in.to_rfc3339(),
+        device: client.device(),
+        ip: client.ip,
+    };
+    render(StatusCode::OK, &page)
+}

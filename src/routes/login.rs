@@ -1,0 +1,166 @@
+//! `/login`: the sign-in form and its submission.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::layout::{Layout, render, see_other};
+use super::register::normalize_email;
+use crate::auth::cookie::CookieConfig;
+use crate::auth::csrf::{Csrf, CsrfForm, CsrfProtected};
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
+use crate::auth::redirect::safe_next;
+use crate::auth::{AuthUser, session};
+use crate::client::ClientInfo;
+use crate::db::{self, DbPool, sessions, users};
+use crate::errors::AppError;
+use crate::flash::FlashMessage;
+
+/// The one message for every failed sign-in, so the page never tells whether
+/// an e-mail has an account.
+pub const LOGIN_FAILED: &str = "Invalid email or password.";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginForm {
+    pub email: String,
+    pub password: String,
+    pub remember: Option<String>,
+    pub next: Option<String>,
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for LoginForm {
+    const SIGNED_OUT_FORM: bool = true;
+
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginQuery {
+    pub next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    error: Option<&'static str>,
+}
+
+pub async fn login_form(
+    user: Option<AuthUser>,
+    query: web::Query<LoginQuery>,
+    csrf: Csrf,
+    flash: FlashMessage,
+) -> Result<HttpResponse, AppError> {
+    if user.is_some() {
+        return Ok(see_other("/dashboard"));
+    }
+    let page = LoginPage {
+        layout: Layout::new(None, &csrf, flash),
+        email: String::new(),
+        next: safe_next(query.next.as_deref()).into_owned(),
+        error: None,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn login(
+    current: Option<AuthUser>,
+    form: CsrfForm<LoginForm>,
+    client: ClientInfo,
+    csrf: Csrf,
+    pool: web::Data<DbPool>,
+    hasher: web::Data<PasswordHasher>,
+    keys: web::Data<JwtKeys>,
+    cookies: web::Data<CookieConfig>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let email = normalize_email(&form.email);
+    let next = safe_next(form.next.as_deref()).into_owned();
+
+    let user = {
+        let (pool, email) = (pool.clone(), email.clone());
+        web::block(move || -> Result<_, AppError> {
+            let mut conn = pool.get()?;
+            Ok(users::find_by_email(&mut conn, &email)?)
+        })
+        .await??
+    };
+    let verified = {
+        let _slot = hasher.permit().await;
+        let hasher = hasher.clone();
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = form.password;
+        web::block(move || hasher.verify(&password, hash.as_deref())).await?
+    };
+    let user = match user {
+        Some(user) if verified => user,
+        found => {
+            tracing::info!(
+                event = "sign_in_failed",
+                user_id = found.as_ref().map(|u| u.id.as_str()),
+                ip = %client.ip
+            );
+            let page = LoginPage {
+                layout: Layout::new(None, &csrf, FlashMessage::default()),
+                email: form.email.trim().to_owned(),
+                next,
+                error: Some(LOGIN_FAILED),
+            };
+            return render(StatusCode::UNAUTHORIZED, &page);
+        }
+    };
+
+    // Signing in again ends the session this browser had.
+    let session_id = session::new_session_id();
+    let now = db::now();
+    {
+        let (pool, session_id, user_id, client) = (
+            pool.clone(),
+            session_id.clone(),
+            user.id.clone(),
+            client.clone(),
+        );
+        let replaced = current.clone();
+        web::block(move || -> Result<_, AppError> {
+            let mut conn = pool.get()?;
+            db::write_transaction(&mut conn, |conn| {
+                if let Some(old) = &replaced {
+                    sessions::revoke(conn, &old.session_id, &old.user_id, now)?;
+                }
+                sessions::insert(
+                    conn,
+                    &session::new_session_row(&session_id, &user_id, &client, now),
+                )
+            })?;
+            Ok(())
+        })
+        .await??;
+    }
+    tracing::info!(
+        event = "signed_in",
+        user_id = %user.id,
+        session_id = %session_id,
+        replaced_session = current.as_ref().map(|c| c.session_id.as_str()),
+        ip = %client.ip
+    );
+    session::signed_in_response(
+        &keys,
+        &cookies,
+        &user.id,
+        &session_id,
+        &user.name,
+        now.and_utc().timestamp(),
+        &next,
+    )
+}
