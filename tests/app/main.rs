@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per feature.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth_flow;
