@@ -20,8 +20,14 @@ pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "APP_ENV",
     "JWT_SECRET",
+    "JWT_PREVIOUS_SECRETS",
     "BCRYPT_COST",
     "ACCESS_TOKEN_TTL",
+    "REFRESH_REUSE_GRACE",
+    "SESSION_MAX_AGE",
+    "SESSION_MAX_AGE_REMEMBER",
+    "SESSION_IDLE_TIMEOUT",
+    "REVOCATION_POLL_INTERVAL",
     "COOKIE_SECURE",
     "PUBLIC_URL",
     "RUST_LOG",
@@ -102,8 +108,20 @@ pub struct Settings {
     pub app_env: AppEnv,
     /// Signs new access tokens (HS256).
     pub jwt_secret: Secret,
+    /// Earlier secrets, still accepted for verification during a key rotation.
+    pub jwt_previous_secrets: Vec<Secret>,
     pub bcrypt_cost: u32,
     pub access_token_ttl: Duration,
+    /// A rotated refresh token still works this long (tabs racing at expiry).
+    pub refresh_reuse_grace: Duration,
+    /// Absolute session lifetime without "remember me".
+    pub session_max_age: Duration,
+    /// Absolute session lifetime with "remember me".
+    pub session_max_age_remember: Duration,
+    /// Sessions not refreshed for this long end.
+    pub session_idle_timeout: Duration,
+    /// How often revocations made elsewhere are read from the database.
+    pub revocation_poll_interval: Duration,
     pub cookie_secure: bool,
     /// The site's origin as browsers see it; `None` means `http://{host}:{bound port}`.
     pub public_url: Option<String>,
@@ -178,7 +196,12 @@ impl Settings {
                 }
             },
         };
-        let access_token_ttl = duration(&get, "ACCESS_TOKEN_TTL", "15m")?;
+        let access_token_ttl = duration(&get, "ACCESS_TOKEN_TTL", "10m")?;
+        let refresh_reuse_grace = duration(&get, "REFRESH_REUSE_GRACE", "10s")?;
+        let session_max_age = duration(&get, "SESSION_MAX_AGE", "12h")?;
+        let session_max_age_remember = duration(&get, "SESSION_MAX_AGE_REMEMBER", "30d")?;
+        let session_idle_timeout = duration(&get, "SESSION_IDLE_TIMEOUT", "7d")?;
+        let revocation_poll_interval = duration(&get, "REVOCATION_POLL_INTERVAL", "1s")?;
         let cookie_secure = match get("COOKIE_SECURE").as_deref() {
             None => app_env == AppEnv::Production,
             Some("true" | "1" | "yes") => true,
@@ -206,14 +229,30 @@ impl Settings {
                 secret
             }
         };
+        let jwt_previous_secrets = get("JWT_PREVIOUS_SECRETS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| check_secret("JWT_PREVIOUS_SECRETS", s.as_bytes().to_vec()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         Ok(Self {
             host,
             port,
             database_url,
             app_env,
             jwt_secret,
+            jwt_previous_secrets,
             bcrypt_cost,
             access_token_ttl,
+            refresh_reuse_grace,
+            session_max_age,
+            session_max_age_remember,
+            session_idle_timeout,
+            revocation_poll_interval,
             cookie_secure,
             public_url,
             rust_log: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
@@ -234,7 +273,7 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     let raw = get(var).unwrap_or_else(|| default.to_owned());
     match humantime::parse_duration(&raw) {
-        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(d) if d >= Duration::from_secs(1) || var == "REFRESH_REUSE_GRACE" => Ok(d),
         Ok(_) => Err(ConfigError::new(var, "must be at least 1s")),
         Err(e) => Err(ConfigError::new(
             var,
@@ -398,6 +437,8 @@ mod tests {
             ("APP_ENV", "staging"),
             ("COOKIE_SECURE", "maybe"),
             ("PUBLIC_URL", "example.com"),
+            ("SESSION_IDLE_TIMEOUT", "forever"),
+            ("JWT_PREVIOUS_SECRETS", "short"),
         ] {
             let err =
                 Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), (var, value)])).unwrap_err();
@@ -409,7 +450,12 @@ mod tests {
     fn defaults_and_production_cookie_security() {
         let s = Settings::from_vars(&vars(&[("JWT_SECRET", GOOD)])).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8080));
-        assert_eq!(s.access_token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(s.access_token_ttl, Duration::from_secs(10 * 60));
+        assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(
+            s.session_max_age_remember,
+            Duration::from_secs(30 * 24 * 3600)
+        );
         assert!(!s.cookie_secure);
         let p =
             Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), ("APP_ENV", "production")])).unwrap();

@@ -14,20 +14,36 @@ use crate::auth::cookie::{self, CookieConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flash {
     SignedOut,
+    PasswordChanged,
+    SessionRevoked,
+    OtherSessionsRevoked,
 }
 
 impl Flash {
-    const ALL: &'static [Flash] = &[Flash::SignedOut];
+    const ALL: &'static [Flash] = &[
+        Flash::SignedOut,
+        Flash::PasswordChanged,
+        Flash::SessionRevoked,
+        Flash::OtherSessionsRevoked,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
             Self::SignedOut => "signed_out",
+            Self::PasswordChanged => "password_changed",
+            Self::SessionRevoked => "session_revoked",
+            Self::OtherSessionsRevoked => "others_revoked",
         }
     }
 
     pub fn message(self) -> &'static str {
         match self {
             Self::SignedOut => "You have been signed out.",
+            Self::PasswordChanged => {
+                "Your password has been changed. Every other session has been signed out."
+            }
+            Self::SessionRevoked => "That session has been signed out.",
+            Self::OtherSessionsRevoked => "All your other sessions have been signed out.",
         }
     }
 }

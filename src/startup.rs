@@ -15,6 +15,8 @@ use crate::auth::cookie::{CookieConfig, QueuedCookies};
 use crate::auth::csrf::{CsrfKey, SiteOrigin};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
+use crate::auth::revocation::RevokedSessions;
+use crate::auth::session::{SessionManager, SessionPolicy};
 use crate::config::Settings;
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
@@ -37,6 +39,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("cannot prepare password hashing: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("cannot load revoked sessions: {0}")]
+    Revocations(String),
     #[error("start-up task failed: {0}")]
     Blocking(#[from] actix_web::error::BlockingError),
 }
@@ -46,6 +50,8 @@ pub struct Application {
     public_url: String,
     pool: DbPool,
     server: Server,
+    sessions: web::Data<SessionManager>,
+    poll_interval: Duration,
 }
 
 impl Application {
@@ -74,16 +80,35 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{}:{port}", settings.host));
 
+        let cookies = CookieConfig::new(settings.cookie_secure, settings.access_token_ttl);
+        let sessions = web::Data::new(SessionManager::new(
+            pool.clone(),
+            JwtKeys::new(
+                &settings.jwt_secret,
+                &settings.jwt_previous_secrets,
+                settings.access_token_ttl,
+            ),
+            cookies.clone(),
+            RevokedSessions::new(settings.access_token_ttl),
+            SessionPolicy {
+                refresh_reuse_grace: settings.refresh_reuse_grace,
+                max_age: settings.session_max_age,
+                max_age_remember: settings.session_max_age_remember,
+                idle_timeout: settings.session_idle_timeout,
+            },
+        ));
+        {
+            // Revocations from before this start that still matter.
+            let sessions = sessions.clone();
+            let loaded = web::block(move || sessions.poll_revocations())
+                .await?
+                .map_err(|e| StartupError::Revocations(e.to_string()))?;
+            tracing::debug!(loaded, "revoked sessions loaded");
+        }
+
         let pool_data = web::Data::new(pool.clone());
-        let keys = web::Data::new(JwtKeys::new(
-            &settings.jwt_secret,
-            &[],
-            settings.access_token_ttl,
-        ));
-        let cookies = web::Data::new(CookieConfig::new(
-            settings.cookie_secure,
-            settings.access_token_ttl,
-        ));
+        let session_data = sessions.clone();
+        let cookies = web::Data::new(cookies);
         let csrf_key = web::Data::new(CsrfKey::derive(&settings.jwt_secret));
         let origin = web::Data::new(SiteOrigin(public_url.clone()));
         let hasher = web::Data::new(hasher);
@@ -92,7 +117,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(pool_data.clone())
-                .app_data(keys.clone())
+                .app_data(session_data.clone())
                 .app_data(cookies.clone())
                 .app_data(csrf_key.clone())
                 .app_data(origin.clone())
@@ -126,6 +151,8 @@ impl Application {
             public_url,
             pool,
             server,
+            sessions,
+            poll_interval: settings.revocation_poll_interval,
         })
     }
 
@@ -142,8 +169,28 @@ impl Application {
         self.pool.clone()
     }
 
+    /// Serves until the server stops, polling revocations meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let poller = tokio::spawn(poll_revocations(self.sessions, self.poll_interval));
+        let result = self.server.await;
+        poller.abort();
+        result
+    }
+}
+
+/// Keeps the revocation list current with revocations made by other
+/// instances (or directly in the database).
+async fn poll_revocations(sessions: web::Data<SessionManager>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let sessions = sessions.clone();
+        match tokio::task::spawn_blocking(move || sessions.poll_revocations()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "polling revoked sessions failed"),
+            Err(e) => tracing::warn!(error = %e, "polling revoked sessions failed"),
+        }
     }
 }
 

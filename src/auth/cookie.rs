@@ -11,6 +11,7 @@ use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::{HttpMessage as _, HttpRequest};
 
 const ACCESS: &str = "gatehouse_access";
+const REFRESH: &str = "gatehouse_refresh";
 const CSRF: &str = "gatehouse_csrf";
 const FLASH: &str = "gatehouse_flash";
 
@@ -18,6 +19,7 @@ const FLASH: &str = "gatehouse_flash";
 pub struct CookieConfig {
     secure: bool,
     access_name: String,
+    refresh_name: String,
     csrf_name: String,
     flash_name: String,
     access_max_age: Duration,
@@ -35,6 +37,7 @@ impl CookieConfig {
         Self {
             secure,
             access_name: name(ACCESS),
+            refresh_name: name(REFRESH),
             csrf_name: name(CSRF),
             flash_name: name(FLASH),
             access_max_age,
@@ -43,6 +46,10 @@ impl CookieConfig {
 
     pub fn access_name(&self) -> &str {
         &self.access_name
+    }
+
+    pub fn refresh_name(&self) -> &str {
+        &self.refresh_name
     }
 
     pub fn csrf_name(&self) -> &str {
@@ -56,6 +63,12 @@ impl CookieConfig {
     /// The access-token cookie; it lives exactly as long as the token.
     pub fn access(&self, token: String) -> Cookie<'static> {
         self.build(self.access_name.clone(), token, Some(self.access_max_age))
+    }
+
+    /// The refresh-token cookie: persistent for `max_age` ("remember me"), else
+    /// a browser-session cookie. The server enforces the real limits either way.
+    pub fn refresh(&self, token: String, max_age: Option<Duration>) -> Cookie<'static> {
+        self.build(self.refresh_name.clone(), token, max_age)
     }
 
     /// The CSRF cookie lives for the browser session.

@@ -1,25 +1,32 @@
-//! `AuthUser`: the signed-in visitor, taken from the access cookie.
+//! `AuthUser`: the signed-in visitor, taken from the session cookies.
 //!
-//! Decoding is a signature check and a few comparisons: no database query on
-//! this path, so protected pages scale without a shared store. A handler that
-//! takes `AuthUser` is protected; one that takes `Option<AuthUser>` serves both.
-//! A missing, malformed, forged or expired token sends pages to
-//! `/login?next=…` (and clears a bad cookie in the same response); under
-//! `/api/` the same failure is a 401 JSON answer.
+//! The common path is a signature check and a lookup in the in-memory
+//! revocation list: no database query, so protected pages scale without a
+//! shared store. Only when the access token is missing, expired or revoked and
+//! a refresh cookie is present does the extractor go to the database, to rotate
+//! the refresh token; the new cookies ride on whatever response the handler
+//! gives, so a GET page and a POSTed form are both served without a detour.
+//!
+//! A handler that takes `AuthUser` is protected; one that takes
+//! `Option<AuthUser>` serves both. Failure sends pages to `/login?next=…` (and
+//! clears bad cookies in the same response); under `/api/` it is a 401 JSON.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 
+use actix_web::cookie::Cookie;
 use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
-use super::cookie::CookieConfig;
-use super::jwt::JwtKeys;
+use super::cookie;
 use super::redirect;
+use super::session::{Refresh, SessionManager};
+use crate::client::client_info;
 use crate::errors::{AppError, LoginRequired};
 
-/// A visitor with a valid access token.
+/// A visitor with a valid session.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub user_id: String,
@@ -31,54 +38,63 @@ pub struct AuthUser {
 
 impl FromRequest for AuthUser {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        if let Some(user) = req.extensions().get::<AuthUser>() {
+            let user = user.clone();
+            return Box::pin(async move { Ok(user) });
+        }
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
-    if let Some(user) = req.extensions().get::<AuthUser>() {
-        return Ok(user.clone());
-    }
-    let (Some(keys), Some(cookies)) = (
-        req.app_data::<Data<JwtKeys>>(),
-        req.app_data::<Data<CookieConfig>>(),
-    ) else {
-        return Err(AppError::internal(
-            "JwtKeys and CookieConfig must be registered",
-        ));
+async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
+    let Some(manager) = req.app_data::<Data<SessionManager>>().cloned() else {
+        return Err(AppError::internal("SessionManager is not registered"));
     };
-    let Some(cookie) = req.cookie(cookies.access_name()) else {
-        return Err(login_required(req, None));
-    };
-    match keys.verify(cookie.value()) {
-        Ok(claims) => {
-            let user = AuthUser {
-                user_id: claims.sub,
-                session_id: claims.sid,
-                name: claims.name,
-                auth_time: claims.auth_time,
-            };
+    let cookies = manager.cookies();
+    let mut clear: Vec<Cookie<'static>> = Vec::new();
+
+    if let Some(access) = req.cookie(cookies.access_name()) {
+        if let Some(user) = manager.verify_access(access.value()) {
             req.extensions_mut().insert(user.clone());
-            Ok(user)
+            return Ok(user);
         }
-        Err(reason) => {
-            tracing::debug!(%reason, "access token refused");
-            Err(login_required(
-                req,
-                Some(cookies.removal(cookies.access_name())),
-            ))
+        clear.push(cookies.removal(cookies.access_name()));
+    }
+
+    if let Some(refresh) = req.cookie(cookies.refresh_name()) {
+        match manager
+            .refresh(refresh.value().to_owned(), client_info(req))
+            .await?
+        {
+            Refresh::Renewed(user, issued) => {
+                for cookie in manager.session_cookies(&user, &issued)? {
+                    cookie::queue(req, cookie);
+                }
+                tracing::debug!(user_id = %user.user_id, session_id = %user.session_id, "session refreshed");
+                req.extensions_mut().insert(user.clone());
+                return Ok(user);
+            }
+            Refresh::Refused => {
+                clear.push(cookies.removal(cookies.access_name()));
+                clear.push(cookies.removal(cookies.refresh_name()));
+            }
         }
     }
+    clear.dedup_by(|a, b| a.name() == b.name());
+    // Queued as well, so pages that accept anonymous visitors
+    // (`Option<AuthUser>`) also drop the dead cookies.
+    for cookie in &clear {
+        cookie::queue(req, cookie.clone());
+    }
+    Err(login_required(req, clear))
 }
 
-/// The rejection: where to send the visitor and which cookie to clear.
-fn login_required(
-    req: &HttpRequest,
-    clear: Option<actix_web::cookie::Cookie<'static>>,
-) -> AppError {
+/// The rejection: where to send the visitor and which cookies to clear.
+fn login_required(req: &HttpRequest, clear: Vec<Cookie<'static>>) -> AppError {
     let location = if req.method() == Method::GET {
         let target = req
             .uri()
@@ -90,7 +106,7 @@ fn login_required(
     };
     AppError::LoginRequired(Box::new(LoginRequired {
         location,
-        clear: clear.into_iter().collect(),
+        clear,
         api: req.path().starts_with("/api/"),
     }))
 }

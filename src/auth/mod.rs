@@ -6,6 +6,7 @@ pub mod extractor;
 pub mod jwt;
 pub mod password;
 pub mod redirect;
+pub mod revocation;
 pub mod session;
 
 pub use extractor::AuthUser;

@@ -3,6 +3,7 @@
 //! connection; callers run them inside `web::block`. Backend specifics (SQLite
 //! pragmas, transaction modes) stay in this module.
 
+pub mod events;
 pub mod models;
 pub mod schema;
 pub mod sessions;

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{sessions, users};
+use super::schema::{auth_events, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users)]
@@ -39,6 +39,15 @@ pub struct Session {
     pub ip: String,
     pub user_agent: String,
     pub revoked_at: Option<NaiveDateTime>,
+    /// SHA-256 (hex) of the current refresh token.
+    pub refresh_hash: String,
+    /// The token it replaced, still honoured during the reuse grace window.
+    pub previous_refresh_hash: Option<String>,
+    pub rotated_at: Option<NaiveDateTime>,
+    pub remember: bool,
+    /// Absolute end of the session, whatever the activity.
+    pub expires_at: NaiveDateTime,
+    pub revoke_reason: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -50,4 +59,32 @@ pub struct NewSession<'a> {
     pub last_seen_at: NaiveDateTime,
     pub ip: &'a str,
     pub user_agent: &'a str,
+    pub refresh_hash: &'a str,
+    pub remember: bool,
+    pub expires_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = auth_events)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AuthEvent {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = auth_events)]
+pub struct NewAuthEvent<'a> {
+    pub id: String,
+    pub user_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub kind: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub created_at: NaiveDateTime,
 }

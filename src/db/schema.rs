@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    auth_events (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        kind -> Text,
+        ip -> Text,
+        user_agent -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -9,6 +21,12 @@ diesel::table! {
         ip -> Text,
         user_agent -> Text,
         revoked_at -> Nullable<Timestamp>,
+        refresh_hash -> Text,
+        previous_refresh_hash -> Nullable<Text>,
+        rotated_at -> Nullable<Timestamp>,
+        remember -> Bool,
+        expires_at -> Timestamp,
+        revoke_reason -> Nullable<Text>,
     }
 }
 
@@ -23,6 +41,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(auth_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(auth_events, sessions, users,);

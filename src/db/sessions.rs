@@ -4,8 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::models::NewSession;
-use super::schema::sessions;
+use super::models::{NewSession, Session};
+use super::schema::{sessions, users};
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
@@ -14,12 +14,59 @@ pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<
         .map(|_| ())
 }
 
-/// Marks one of `user_id`'s sessions ended; returns whether a live one was found.
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Session>> {
+    sessions::table
+        .find(id)
+        .select(Session::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The session whose current or previous refresh token has this hash, with
+/// its user's display name.
+pub fn find_by_refresh_hash(
+    conn: &mut DbConnection,
+    hash: &str,
+) -> QueryResult<Option<(Session, String)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(
+            sessions::refresh_hash
+                .eq(hash)
+                .or(sessions::previous_refresh_hash.eq(hash)),
+        )
+        .select((Session::as_select(), users::name))
+        .first(conn)
+        .optional()
+}
+
+/// Replaces the refresh token (the old one becomes `previous`) and marks the
+/// session as seen now.
+pub fn rotate_refresh(
+    conn: &mut DbConnection,
+    id: &str,
+    old_hash: &str,
+    new_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set((
+            sessions::refresh_hash.eq(new_hash),
+            sessions::previous_refresh_hash.eq(Some(old_hash)),
+            sessions::rotated_at.eq(Some(now)),
+            sessions::last_seen_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Ends one of `user_id`'s live sessions; returns whether one was ended.
 pub fn revoke(
     conn: &mut DbConnection,
     session_id: &str,
     user_id: &str,
     at: NaiveDateTime,
+    reason: &str,
 ) -> QueryResult<bool> {
     diesel::update(
         sessions::table
@@ -27,7 +74,61 @@ pub fn revoke(
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null()),
     )
-    .set(sessions::revoked_at.eq(at))
+    .set((
+        sessions::revoked_at.eq(Some(at)),
+        sessions::revoke_reason.eq(Some(reason)),
+    ))
     .execute(conn)
     .map(|n| n > 0)
+}
+
+/// Ends every live session of `user_id` except `keep`; returns the ids ended.
+pub fn revoke_all_except(
+    conn: &mut DbConnection,
+    user_id: &str,
+    keep: &str,
+    at: NaiveDateTime,
+    reason: &str,
+) -> QueryResult<Vec<String>> {
+    let ids: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(keep))
+        .filter(sessions::revoked_at.is_null())
+        .select(sessions::id)
+        .load(conn)?;
+    if !ids.is_empty() {
+        diesel::update(sessions::table.filter(sessions::id.eq_any(&ids)))
+            .set((
+                sessions::revoked_at.eq(Some(at)),
+                sessions::revoke_reason.eq(Some(reason)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(ids)
+}
+
+/// Live sessions of a user, newest first.
+pub fn list_active(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .select(Session::as_select())
+        .load(conn)
+}
+
+/// Sessions revoked at or after `since`, for the in-memory revocation list.
+pub fn revoked_since(
+    conn: &mut DbConnection,
+    since: NaiveDateTime,
+) -> QueryResult<Vec<(String, NaiveDateTime)>> {
+    sessions::table
+        .filter(sessions::revoked_at.ge(since))
+        .select((sessions::id, sessions::revoked_at.assume_not_null()))
+        .load(conn)
 }

@@ -30,3 +30,18 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
         .first(conn)
         .optional()
 }
+
+pub fn update_password(
+    conn: &mut DbConnection,
+    id: &str,
+    password_hash: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -51,6 +51,11 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpResponse,
         .body(page.render()?))
 }
 
+/// A stored time as shown on pages: "22 November 2026, 14:05 UTC".
+pub fn format_time(at: chrono::NaiveDateTime) -> String {
+    at.format("%-d %B %Y, %H:%M UTC").to_string()
+}
+
 /// A 303 to `location` (post/redirect/get).
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

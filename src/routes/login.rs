@@ -7,12 +7,11 @@ use serde::Deserialize;
 
 use super::layout::{Layout, render, see_other};
 use super::register::normalize_email;
-use crate::auth::cookie::CookieConfig;
+use crate::auth::AuthUser;
 use crate::auth::csrf::{Csrf, CsrfForm, CsrfProtected};
-use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::redirect::safe_next;
-use crate::auth::{AuthUser, session};
+use crate::auth::session::{SessionManager, event, record_event};
 use crate::client::ClientInfo;
 use crate::db::{self, DbPool, sessions, users};
 use crate::errors::AppError;
@@ -81,10 +80,10 @@ pub async fn login(
     csrf: Csrf,
     pool: web::Data<DbPool>,
     hasher: web::Data<PasswordHasher>,
-    keys: web::Data<JwtKeys>,
-    cookies: web::Data<CookieConfig>,
+    manager: web::Data<SessionManager>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
+    let remember = form.remember.is_some();
     let email = normalize_email(&form.email);
     let next = safe_next(form.next.as_deref()).into_owned();
 
@@ -107,10 +106,26 @@ pub async fn login(
         Some(user) if verified => user,
         found => {
             tracing::info!(
-                event = "sign_in_failed",
+                event = event::SIGN_IN_FAILED,
                 user_id = found.as_ref().map(|u| u.id.as_str()),
                 ip = %client.ip
             );
+            if let Some(found) = found {
+                let (pool, client) = (pool.clone(), client.clone());
+                web::block(move || -> Result<_, AppError> {
+                    let mut conn = pool.get()?;
+                    let kind = event::SIGN_IN_FAILED;
+                    Ok(record_event(
+                        &mut conn,
+                        Some(&found.id),
+                        None,
+                        kind,
+                        &client,
+                        db::now(),
+                    )?)
+                })
+                .await??;
+            }
             let page = LoginPage {
                 layout: Layout::new(None, &csrf, FlashMessage::default()),
                 email: form.email.trim().to_owned(),
@@ -122,45 +137,44 @@ pub async fn login(
     };
 
     // Signing in again ends the session this browser had.
-    let session_id = session::new_session_id();
     let now = db::now();
-    {
-        let (pool, session_id, user_id, client) = (
+    let issued = {
+        let (pool, manager, user_id, client) = (
             pool.clone(),
-            session_id.clone(),
+            manager.clone(),
             user.id.clone(),
             client.clone(),
         );
         let replaced = current.clone();
         web::block(move || -> Result<_, AppError> {
             let mut conn = pool.get()?;
-            db::write_transaction(&mut conn, |conn| {
+            Ok(db::write_transaction(&mut conn, |conn| {
                 if let Some(old) = &replaced {
-                    sessions::revoke(conn, &old.session_id, &old.user_id, now)?;
+                    sessions::revoke(conn, &old.session_id, &old.user_id, now, event::SIGNED_OUT)?;
                 }
-                sessions::insert(
-                    conn,
-                    &session::new_session_row(&session_id, &user_id, &client, now),
-                )
-            })?;
-            Ok(())
+                let issued = manager.create(conn, &user_id, &client, remember, now)?;
+                let sid = Some(issued.session_id.as_str());
+                record_event(conn, Some(&user_id), sid, event::SIGNED_IN, &client, now)?;
+                Ok::<_, diesel::result::Error>(issued)
+            })?)
         })
-        .await??;
+        .await??
+    };
+    if let Some(old) = &current {
+        manager.revoked().insert([old.session_id.clone()], now);
     }
     tracing::info!(
-        event = "signed_in",
+        event = event::SIGNED_IN,
         user_id = %user.id,
-        session_id = %session_id,
+        session_id = %issued.session_id,
         replaced_session = current.as_ref().map(|c| c.session_id.as_str()),
         ip = %client.ip
     );
-    session::signed_in_response(
-        &keys,
-        &cookies,
-        &user.id,
-        &session_id,
-        &user.name,
-        now.and_utc().timestamp(),
-        &next,
-    )
+    let signed_in = AuthUser {
+        user_id: user.id,
+        session_id: issued.session_id.clone(),
+        name: user.name,
+        auth_time: now.and_utc().timestamp(),
+    };
+    manager.signed_in_response(&signed_in, &issued, &next)
 }

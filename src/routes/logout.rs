@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use super::layout::{Layout, render, see_other};
 use crate::auth::AuthUser;
-use crate::auth::cookie::CookieConfig;
 use crate::auth::csrf::{self, Csrf};
+use crate::auth::session::{SessionManager, event, record_event};
+use crate::client::ClientInfo;
 use crate::db::{self, DbPool, sessions};
 use crate::errors::AppError;
 use crate::flash::{Flash, FlashMessage};
@@ -46,30 +47,34 @@ pub async fn logout(
     req: HttpRequest,
     user: Option<AuthUser>,
     form: web::Form<LogoutForm>,
+    client: ClientInfo,
     pool: web::Data<DbPool>,
-    cookies: web::Data<CookieConfig>,
+    manager: web::Data<SessionManager>,
 ) -> Result<HttpResponse, AppError> {
     csrf::check_origin(&req)?;
     if let Some(user) = &user {
         csrf::check_token(&req, &form.csrf_token, Some(user), false)?;
+        let now = db::now();
         let (pool, session_id, user_id) =
             (pool.clone(), user.session_id.clone(), user.user_id.clone());
         web::block(move || -> Result<_, AppError> {
             let mut conn = pool.get()?;
-            Ok(sessions::revoke(
-                &mut conn,
-                &session_id,
-                &user_id,
-                db::now(),
-            )?)
+            Ok(db::write_transaction(&mut conn, |conn| {
+                sessions::revoke(conn, &session_id, &user_id, now, event::SIGNED_OUT)?;
+                let sid = Some(session_id.as_str());
+                record_event(conn, Some(&user_id), sid, event::SIGNED_OUT, &client, now)
+            })?)
         })
         .await??;
-        tracing::info!(event = "signed_out", user_id = %user.user_id, session_id = %user.session_id);
+        manager.revoked().insert([user.session_id.clone()], now);
+        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id);
     }
+    let cookies = manager.cookies();
     let mut response = HttpResponse::SeeOther();
     response
         .insert_header((header::LOCATION, "/login"))
         .cookie(cookies.removal(cookies.access_name()))
+        .cookie(cookies.removal(cookies.refresh_name()))
         .cookie(cookies.csrf(csrf::new_cookie_value()));
     if user.is_some() {
         response.cookie(cookies.flash(Flash::SignedOut.code()));

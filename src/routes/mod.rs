@@ -1,5 +1,6 @@
 //! The route table: the site map, top to bottom.
 
+pub mod account;
 pub mod dashboard;
 pub mod health;
 pub mod home;
@@ -27,6 +28,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(login::login)),
         )
         .route("/dashboard", web::get().to(dashboard::dashboard))
+        .route("/account", web::get().to(account::account))
+        .route(
+            "/account/password",
+            web::post().to(account::change_password),
+        )
+        .route(
+            "/account/sessions/revoke-others",
+            web::post().to(account::revoke_others),
+        )
+        .route(
+            "/account/sessions/{id}/revoke",
+            web::post().to(account::revoke_session),
+        )
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))

@@ -7,13 +7,12 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Deserialize;
 
 use super::layout::{Layout, render, see_other};
-use crate::auth::cookie::CookieConfig;
+use crate::auth::AuthUser;
 use crate::auth::csrf::{Csrf, CsrfForm, CsrfProtected};
-use crate::auth::jwt::JwtKeys;
 use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordHasher};
-use crate::auth::{AuthUser, session};
+use crate::auth::session::{SessionManager, event, record_event};
 use crate::client::ClientInfo;
-use crate::db::{self, DbPool, models::NewUser, sessions, users};
+use crate::db::{self, DbPool, models::NewUser, users};
 use crate::errors::AppError;
 use crate::flash::FlashMessage;
 
@@ -154,8 +153,7 @@ pub async fn register(
     csrf: Csrf,
     pool: web::Data<DbPool>,
     hasher: web::Data<PasswordHasher>,
-    keys: web::Data<JwtKeys>,
-    cookies: web::Data<CookieConfig>,
+    manager: web::Data<SessionManager>,
 ) -> Result<HttpResponse, AppError> {
     if user.is_some() {
         return Ok(see_other("/dashboard"));
@@ -182,13 +180,12 @@ pub async fn register(
     };
 
     let user_id = uuid::Uuid::new_v4().to_string();
-    let session_id = session::new_session_id();
     let now = db::now();
     let inserted = {
-        let (pool, user_id, session_id, client) = (
+        let (pool, manager, user_id, client) = (
             pool.clone(),
+            manager.clone(),
             user_id.clone(),
-            session_id.clone(),
             client.clone(),
         );
         let (name, email) = (registration.name.clone(), registration.email.clone());
@@ -206,16 +203,16 @@ pub async fn register(
                         updated_at: now,
                     },
                 )?;
-                sessions::insert(
-                    conn,
-                    &session::new_session_row(&session_id, &user_id, &client, now),
-                )
+                let issued = manager.create(conn, &user_id, &client, false, now)?;
+                let sid = Some(issued.session_id.as_str());
+                record_event(conn, Some(&user_id), sid, event::REGISTERED, &client, now)?;
+                Ok(issued)
             }))
         })
         .await??
     };
-    match inserted {
-        Ok(()) => {}
+    let issued = match inserted {
+        Ok(issued) => issued,
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
             let errors = FieldErrors {
                 email: Some("An account with this email already exists. Sign in instead?".into()),
@@ -224,16 +221,19 @@ pub async fn register(
             return rerender(errors, registration.name, registration.email);
         }
         Err(e) => return Err(e.into()),
-    }
+    };
 
-    tracing::info!(event = "registered", user_id = %user_id, session_id = %session_id, ip = %client.ip);
-    session::signed_in_response(
-        &keys,
-        &cookies,
-        &user_id,
-        &session_id,
-        &registration.name,
-        now.and_utc().timestamp(),
-        "/dashboard",
-    )
+    tracing::info!(
+        event = event::REGISTERED,
+        user_id = %user_id,
+        session_id = %issued.session_id,
+        ip = %client.ip
+    );
+    let user = AuthUser {
+        user_id,
+        session_id: issued.session_id.clone(),
+        name: registration.name,
+        auth_time: now.and_utc().timestamp(),
+    };
+    manager.signed_in_response(&user, &issued, "/dashboard")
 }

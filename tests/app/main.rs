@@ -4,3 +4,4 @@
 mod helpers;
 
 mod auth_flow;
+mod sessions;
