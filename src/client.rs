@@ -2,9 +2,13 @@
 
 use std::future::{Ready, ready};
 
+use std::net::IpAddr;
+
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
+use ipnet::IpNet;
 
 /// Longest user agent kept (stored with sessions, shown on the account page).
 const MAX_USER_AGENT: usize = 512;
@@ -32,10 +36,46 @@ impl FromRequest for ClientInfo {
     }
 }
 
+/// Proxies whose `X-Forwarded-For` header is believed (`TRUSTED_PROXIES`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+impl TrustedProxies {
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy,
+/// in which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy. Entries further left are written by the client and ignored.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req.app_data::<Data<TrustedProxies>>();
+    let Some(trusted) = trusted.filter(|t| t.contains(&peer)) else {
+        return Some(peer);
+    };
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all(header::X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|entry| entry.trim().parse::<IpAddr>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
 pub fn client_info(req: &HttpRequest) -> ClientInfo {
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let ip = client_ip(req).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -93,6 +133,47 @@ pub fn describe_device(user_agent: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::test::TestRequest;
+
+    fn ip_of(peer: &str, forwarded: Option<&str>, trusted: &[&str]) -> String {
+        let proxies = TrustedProxies(trusted.iter().map(|t| t.parse().unwrap()).collect());
+        let mut req = TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .app_data(Data::new(proxies));
+        if let Some(f) = forwarded {
+            req = req.insert_header((header::X_FORWARDED_FOR, f));
+        }
+        client_ip(&req.to_http_request()).unwrap().to_string()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        assert_eq!(
+            ip_of("203.0.113.9:1234", Some("1.2.3.4"), &[]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            ip_of(
+                "10.0.0.2:1234",
+                Some("6.6.6.6, 198.51.100.7"),
+                &["10.0.0.0/8"]
+            ),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            ip_of(
+                "10.0.0.2:1234",
+                Some("198.51.100.7, 10.0.0.9"),
+                &["10.0.0.0/8"]
+            ),
+            "198.51.100.7"
+        );
+        assert_eq!(ip_of("10.0.0.2:1234", None, &["10.0.0.0/8"]), "10.0.0.2");
+        assert_eq!(
+            ip_of("10.0.0.2:1234", Some("garbage"), &["10.0.0.0/8"]),
+            "10.0.0.2"
+        );
+    }
 
     #[test]
     fn common_browsers_are_named() {

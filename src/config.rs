@@ -28,6 +28,10 @@ pub const VARIABLES: &[&str] = &[
     "SESSION_MAX_AGE_REMEMBER",
     "SESSION_IDLE_TIMEOUT",
     "REVOCATION_POLL_INTERVAL",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_MAX_FAILURES_PER_IP",
+    "REGISTER_MAX_PER_HOUR",
+    "TRUSTED_PROXIES",
     "COOKIE_SECURE",
     "PUBLIC_URL",
     "RUST_LOG",
@@ -122,6 +126,13 @@ pub struct Settings {
     pub session_idle_timeout: Duration,
     /// How often revocations made elsewhere are read from the database.
     pub revocation_poll_interval: Duration,
+    /// Failures per (e-mail, IP) within 15 minutes before that pair is locked.
+    pub login_max_failures: u32,
+    /// Failures per IP per hour, across all e-mails.
+    pub login_max_failures_per_ip: u32,
+    pub register_max_per_hour: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub cookie_secure: bool,
     /// The site's origin as browsers see it; `None` means `http://{host}:{bound port}`.
     pub public_url: Option<String>,
@@ -202,6 +213,13 @@ impl Settings {
         let session_max_age_remember = duration(&get, "SESSION_MAX_AGE_REMEMBER", "30d")?;
         let session_idle_timeout = duration(&get, "SESSION_IDLE_TIMEOUT", "7d")?;
         let revocation_poll_interval = duration(&get, "REVOCATION_POLL_INTERVAL", "1s")?;
+        let login_max_failures = count(&get, "LOGIN_MAX_FAILURES", 5)?;
+        let login_max_failures_per_ip = count(&get, "LOGIN_MAX_FAILURES_PER_IP", 100)?;
+        let register_max_per_hour = count(&get, "REGISTER_MAX_PER_HOUR", 10)?;
+        let trusted_proxies = get("TRUSTED_PROXIES")
+            .map(|list| parse_proxies(&list))
+            .transpose()?
+            .unwrap_or_default();
         let cookie_secure = match get("COOKIE_SECURE").as_deref() {
             None => app_env == AppEnv::Production,
             Some("true" | "1" | "yes") => true,
@@ -253,6 +271,10 @@ impl Settings {
             session_max_age_remember,
             session_idle_timeout,
             revocation_poll_interval,
+            login_max_failures,
+            login_max_failures_per_ip,
+            register_max_per_hour,
+            trusted_proxies,
             cookie_secure,
             public_url,
             rust_log: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
@@ -280,6 +302,42 @@ fn duration(
             format!("`{raw}` is not a duration such as 90s, 15m or 12h ({e})"),
         )),
     }
+}
+
+fn count(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ConfigError::new(
+                var,
+                format!("must be a whole number of at least 1, not `{raw}`"),
+            )),
+        },
+    }
+}
+
+/// `TRUSTED_PROXIES`: comma-separated IPs or CIDR blocks.
+fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        "TRUSTED_PROXIES",
+                        format!("`{entry}` is not an IP address or CIDR block"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Refuses secrets that are short, or well known from tutorials (also when repeated
@@ -439,6 +497,8 @@ mod tests {
             ("PUBLIC_URL", "example.com"),
             ("SESSION_IDLE_TIMEOUT", "forever"),
             ("JWT_PREVIOUS_SECRETS", "short"),
+            ("LOGIN_MAX_FAILURES", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
         ] {
             let err =
                 Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), (var, value)])).unwrap_err();
@@ -469,6 +529,13 @@ mod tests {
             "https://login.example.com"
         );
         assert!(parse_origin("https://example.com/path").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks() {
+        let parsed = parse_proxies("10.0.0.0/8, 192.168.1.7 ,::1").unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert!(parsed[1].contains(&"192.168.1.7".parse::<std::net::IpAddr>().unwrap()));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevokedSessions;
 use crate::auth::session::{SessionManager, SessionPolicy};
+use crate::auth::throttle::ThrottlePolicy;
+use crate::client::TrustedProxies;
 use crate::config::Settings;
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
@@ -112,6 +114,12 @@ impl Application {
         let csrf_key = web::Data::new(CsrfKey::derive(&settings.jwt_secret));
         let origin = web::Data::new(SiteOrigin(public_url.clone()));
         let hasher = web::Data::new(hasher);
+        let limits = web::Data::new(ThrottlePolicy {
+            max_failures: settings.login_max_failures,
+            max_failures_per_ip: settings.login_max_failures_per_ip,
+            register_max_per_hour: settings.register_max_per_hour,
+        });
+        let proxies = web::Data::new(TrustedProxies(settings.trusted_proxies.clone()));
         let production = settings.is_production();
 
         let mut server = HttpServer::new(move || {
@@ -122,6 +130,8 @@ impl Application {
                 .app_data(csrf_key.clone())
                 .app_data(origin.clone())
                 .app_data(hasher.clone())
+                .app_data(limits.clone())
+                .app_data(proxies.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(MAX_BODY_BYTES)

@@ -8,5 +8,6 @@ pub mod password;
 pub mod redirect;
 pub mod revocation;
 pub mod session;
+pub mod throttle;
 
 pub use extractor::AuthUser;

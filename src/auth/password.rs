@@ -92,6 +92,34 @@ impl PasswordHasher {
     }
 }
 
+/// Lowest zxcvbn score (0–4) accepted for a new password.
+pub const MIN_STRENGTH: u8 = 3;
+
+/// Why a new password is too easy to guess, in zxcvbn's words, or `None` when
+/// it scores at least [`MIN_STRENGTH`]. `related` are the user's own e-mail
+/// and name, which make a password weaker when it contains them. CPU-bound for
+/// long inputs: call it on the blocking pool.
+pub fn strength_problem(password: &str, related: &[&str]) -> Option<String> {
+    let entropy = zxcvbn::zxcvbn(password, related);
+    if u8::from(entropy.score()) >= MIN_STRENGTH {
+        return None;
+    }
+    let mut message = String::from("This password is too easy to guess.");
+    if let Some(feedback) = entropy.feedback() {
+        if let Some(warning) = feedback.warning() {
+            message.push(' ');
+            message.push_str(&warning.to_string());
+        }
+        for suggestion in feedback.suggestions() {
+            message.push(' ');
+            message.push_str(&suggestion.to_string());
+        }
+    } else {
+        message.push_str(" Add another word or two; uncommon words are better.");
+    }
+    Some(message)
+}
+
 /// The cost field of a `$2b$12$…` hash.
 fn hash_cost(hash: &str) -> Option<u32> {
     hash.split('$').nth(2)?.parse().ok()
@@ -124,6 +152,15 @@ mod tests {
         assert!(!hasher.verify(&"a".repeat(73), Some(&hash)));
         assert!(hasher.hash(&"a".repeat(73)).is_err());
         assert!(!hasher.verify("whatever", Some("not a bcrypt hash")));
+    }
+
+    #[test]
+    fn weak_and_personal_passwords_are_refused() {
+        assert!(strength_problem("password1234", &[]).is_some());
+        assert!(
+            strength_problem("ada@example.com!", &["ada@example.com", "Ada Lovelace"]).is_some()
+        );
+        assert!(strength_problem("correct horse battery staple", &[]).is_none());
     }
 
     #[test]

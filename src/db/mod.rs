@@ -7,6 +7,7 @@ pub mod events;
 pub mod models;
 pub mod schema;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::time::Duration;

@@ -13,6 +13,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    ip_login_failures (id) {
+        id -> Text,
+        ip -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    login_throttles (email, ip) {
+        email -> Text,
+        ip -> Text,
+        failures -> Integer,
+        last_failure_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -44,4 +62,10 @@ diesel::table! {
 diesel::joinable!(auth_events -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(auth_events, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    auth_events,
+    ip_login_failures,
+    login_throttles,
+    sessions,
+    users,
+);

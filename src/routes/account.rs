@@ -11,7 +11,7 @@ use super::layout::{Layout, format_time, render};
 use super::register::password_problem;
 use crate::auth::AuthUser;
 use crate::auth::csrf::{self, Csrf, CsrfForm, CsrfProtected};
-use crate::auth::password::PasswordHasher;
+use crate::auth::password::{PasswordHasher, strength_problem};
 use crate::auth::session::{SessionManager, event, record_event};
 use crate::client::{ClientInfo, describe_device};
 use crate::db::{self, DbPool, events, models, sessions, users};
@@ -288,7 +288,18 @@ pub async fn change_password(
     if !current_ok {
         errors.current = Some("Your current password is not correct.".into());
     }
-    errors.new = password_problem(&form.new_password);
+    errors.new = {
+        let (new_password, email, name) = (
+            form.new_password.clone(),
+            stored.email.clone(),
+            stored.name.clone(),
+        );
+        web::block(move || {
+            password_problem(&new_password)
+                .or_else(|| strength_problem(&new_password, &[email.as_str(), name.as_str()]))
+        })
+        .await?
+    };
     if errors.current.is_some() || errors.new.is_some() {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
         return account_page(&user, &csrf, FlashMessage::default(), &pool, errors, status).await;

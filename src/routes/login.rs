@@ -12,6 +12,7 @@ use crate::auth::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::auth::password::PasswordHasher;
 use crate::auth::redirect::safe_next;
 use crate::auth::session::{SessionManager, event, record_event};
+use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::client::ClientInfo;
 use crate::db::{self, DbPool, sessions, users};
 use crate::errors::AppError;
@@ -81,51 +82,61 @@ pub async fn login(
     pool: web::Data<DbPool>,
     hasher: web::Data<PasswordHasher>,
     manager: web::Data<SessionManager>,
+    limits: web::Data<ThrottlePolicy>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let remember = form.remember.is_some();
     let email = normalize_email(&form.email);
     let next = safe_next(form.next.as_deref()).into_owned();
 
-    let user = {
-        let (pool, email) = (pool.clone(), email.clone());
+    // Throttling first: a locked pair or IP costs no bcrypt, right password or not.
+    let (blocked, user) = {
+        let (pool, email, ip, limits) = (pool.clone(), email.clone(), client.ip.clone(), **limits);
         web::block(move || -> Result<_, AppError> {
             let mut conn = pool.get()?;
-            Ok(users::find_by_email(&mut conn, &email)?)
+            let blocked = throttle::login_blocked_for(&mut conn, &limits, &email, &ip, db::now())?;
+            let user = match blocked {
+                Some(_) => None,
+                None => users::find_by_email(&mut conn, &email)?,
+            };
+            Ok((blocked, user))
         })
         .await??
     };
+    if let Some(retry_after) = blocked {
+        tracing::info!(event = "sign_in_throttled", ip = %client.ip, retry_after = retry_after.as_secs());
+        return Err(AppError::TooManyRequests { retry_after });
+    }
+
+    let password = form.password;
     let verified = {
         let _slot = hasher.permit().await;
         let hasher = hasher.clone();
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let password = form.password;
+        let password = password.clone();
         web::block(move || hasher.verify(&password, hash.as_deref())).await?
     };
     let user = match user {
         Some(user) if verified => user,
         found => {
-            tracing::info!(
-                event = event::SIGN_IN_FAILED,
-                user_id = found.as_ref().map(|u| u.id.as_str()),
-                ip = %client.ip
-            );
-            if let Some(found) = found {
-                let (pool, client) = (pool.clone(), client.clone());
-                web::block(move || -> Result<_, AppError> {
-                    let mut conn = pool.get()?;
-                    let kind = event::SIGN_IN_FAILED;
-                    Ok(record_event(
-                        &mut conn,
-                        Some(&found.id),
-                        None,
-                        kind,
-                        &client,
-                        db::now(),
-                    )?)
-                })
-                .await??;
-            }
+            let user_id = found.map(|u| u.id);
+            tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %client.ip);
+            let (pool, client, limits, email) =
+                (pool.clone(), client.clone(), **limits, email.clone());
+            web::block(move || -> Result<_, AppError> {
+                let mut conn = pool.get()?;
+                let now = db::now();
+                Ok(db::write_transaction(&mut conn, |conn| {
+                    throttle::record_login_failure(conn, &limits, &email, &client.ip, now)?;
+                    match &user_id {
+                        Some(id) => {
+                            record_event(conn, Some(id), None, event::SIGN_IN_FAILED, &client, now)
+                        }
+                        None => Ok(()),
+                    }
+                })?)
+            })
+            .await??;
             let page = LoginPage {
                 layout: Layout::new(None, &csrf, FlashMessage::default()),
                 email: form.email.trim().to_owned(),
@@ -134,6 +145,15 @@ pub async fn login(
             };
             return render(StatusCode::UNAUTHORIZED, &page);
         }
+    };
+
+    // A raised BCRYPT_COST upgrades the stored hash at the next sign-in.
+    let rehashed = if hasher.needs_rehash(&user.password_hash) {
+        let _slot = hasher.permit().await;
+        let hasher = hasher.clone();
+        Some(web::block(move || hasher.hash(&password)).await??)
+    } else {
+        None
     };
 
     // Signing in again ends the session this browser had.
@@ -145,10 +165,14 @@ pub async fn login(
             user.id.clone(),
             client.clone(),
         );
-        let replaced = current.clone();
+        let (replaced, email) = (current.clone(), email.clone());
         web::block(move || -> Result<_, AppError> {
             let mut conn = pool.get()?;
             Ok(db::write_transaction(&mut conn, |conn| {
+                throttle::record_login_success(conn, &email, &client.ip)?;
+                if let Some(hash) = &rehashed {
+                    users::update_password(conn, &user_id, hash, now)?;
+                }
                 if let Some(old) = &replaced {
                     sessions::revoke(conn, &old.session_id, &old.user_id, now, event::SIGNED_OUT)?;
                 }

@@ -9,8 +9,11 @@ use serde::Deserialize;
 use super::layout::{Layout, render, see_other};
 use crate::auth::AuthUser;
 use crate::auth::csrf::{Csrf, CsrfForm, CsrfProtected};
-use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordHasher};
+use crate::auth::password::{
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordHasher, strength_problem,
+};
 use crate::auth::session::{SessionManager, event, record_event};
+use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::client::ClientInfo;
 use crate::db::{self, DbPool, models::NewUser, users};
 use crate::errors::AppError;
@@ -106,7 +109,10 @@ pub fn validate(form: RegisterForm) -> Result<Registration, (FieldErrors, String
         errors.email = Some("Enter a valid email address, like name@example.com.".into());
     }
 
-    errors.password = password_problem(&form.password);
+    errors.password = password_problem(&form.password).or_else(|| {
+        let related = [email.as_str(), name.as_str()];
+        strength_problem(&form.password, &related)
+    });
 
     if errors.is_empty() {
         Ok(Registration {
@@ -154,6 +160,7 @@ pub async fn register(
     pool: web::Data<DbPool>,
     hasher: web::Data<PasswordHasher>,
     manager: web::Data<SessionManager>,
+    limits: web::Data<ThrottlePolicy>,
 ) -> Result<HttpResponse, AppError> {
     if user.is_some() {
         return Ok(see_other("/dashboard"));
@@ -167,7 +174,25 @@ pub async fn register(
         };
         render(StatusCode::UNPROCESSABLE_ENTITY, &page)
     };
-    let registration = match validate(form.into_inner()) {
+    let blocked = {
+        let (pool, ip, limits) = (pool.clone(), client.ip.clone(), **limits);
+        web::block(move || -> Result<_, AppError> {
+            let mut conn = pool.get()?;
+            Ok(throttle::registration_blocked_for(
+                &mut conn,
+                &limits,
+                &ip,
+                db::now(),
+            )?)
+        })
+        .await??
+    };
+    if let Some(retry_after) = blocked {
+        tracing::info!(event = "registration_throttled", ip = %client.ip);
+        return Err(AppError::TooManyRequests { retry_after });
+    }
+    let form = form.into_inner();
+    let registration = match web::block(move || validate(form)).await? {
         Ok(r) => r,
         Err((errors, name, email)) => return rerender(errors, name, email),
     };

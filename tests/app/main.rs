@@ -5,3 +5,4 @@ mod helpers;
 
 mod auth_flow;
 mod sessions;
+mod throttling;
