@@ -226,4 +226,29 @@ mod tests {
             assert!(keys.verify(input).is_err());
         }
     }
+
+    proptest::proptest! {
+        /// The decoder refuses arbitrary bytes without panicking.
+        #[test]
+        fn arbitrary_input_never_verifies(raw in proptest::prelude::any::<Vec<u8>>()) {
+            let input = String::from_utf8_lossy(&raw);
+            proptest::prop_assert!(keys().verify(&input).is_err());
+        }
+
+        /// Three base64url segments of arbitrary content never verify either.
+        #[test]
+        fn arbitrary_segments_never_verify(
+            header in proptest::prelude::any::<Vec<u8>>(),
+            payload in proptest::prelude::any::<Vec<u8>>(),
+            signature in proptest::prelude::any::<Vec<u8>>(),
+        ) {
+            let token = format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(payload),
+                URL_SAFE_NO_PAD.encode(signature)
+            );
+            proptest::prop_assert!(keys().verify(&token).is_err());
+        }
+    }
 }

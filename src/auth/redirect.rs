@@ -137,4 +137,25 @@ mod tests {
         assert_eq!(login_url("/a?b=c&d"), "/login?next=%2Fa%3Fb%3Dc%26d");
         assert_eq!(login_url("//evil"), "/login");
     }
+
+    proptest::proptest! {
+        /// Whatever comes in, what goes out is a local path.
+        #[test]
+        fn the_sanitiser_only_ever_returns_a_local_path(raw in proptest::prelude::any::<String>()) {
+            let out = safe_next(Some(&raw));
+            proptest::prop_assert!(is_safe_local_path(&out), "{raw:?} -> {out:?}");
+            proptest::prop_assert!(out.starts_with('/') && !out.starts_with("//"));
+            proptest::prop_assert!(!out.contains('\\') && !out.chars().any(char::is_control));
+        }
+
+        #[test]
+        fn url_like_inputs_never_escape(
+            prefix in "(/|//|///|/\\\\|\\\\|%2[fF]|/%2[fF]|/%5[cC]|https?:|javascript:|\\t/)",
+            host in "[a-z.]{0,20}",
+        ) {
+            let raw = format!("{prefix}{host}");
+            let out = safe_next(Some(&raw));
+            proptest::prop_assert!(out == DEFAULT_NEXT || (out.starts_with('/') && !out.starts_with("//")));
+        }
+    }
 }

@@ -55,6 +55,7 @@ pub async fn logout(
     if let Some(user) = &user {
         csrf::check_token(&req, &form.csrf_token, Some(user), false)?;
         let now = db::now();
+        let ip = client.ip.clone();
         let (pool, session_id, user_id) =
             (pool.clone(), user.session_id.clone(), user.user_id.clone());
         web::block(move || -> Result<_, AppError> {
@@ -67,7 +68,7 @@ pub async fn logout(
         })
         .await??;
         manager.revoked().insert([user.session_id.clone()], now);
-        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id);
+        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id, ip = %ip);
     }
     let cookies = manager.cookies();
     let mut response = HttpResponse::SeeOther();

@@ -4,5 +4,6 @@
 mod helpers;
 
 mod auth_flow;
+mod logs;
 mod sessions;
 mod throttling;

@@ -1,0 +1,183 @@
+//! The server's log carries events with ids, never a password, cookie or token.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// The release binary's log while `body` runs against it.
+struct RunningBinary {
+    child: std::process::Child,
+    log: Arc<Mutex<String>>,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningBinary {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .env_clear()
+            .env("PORT", "0")
+            .env("DATABASE_URL", dir.path().join("logs.db"))
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("BCRYPT_COST", "4")
+            .env("RUST_LOG", "debug")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let started = Instant::now();
+        let address = loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+                let port = line.split("port=").nth(1).unwrap().trim().to_owned();
+                break format!("http://127.0.0.1:{port}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no start-up line: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            log,
+            address,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().unwrap().clone()
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    extract_csrf(html).unwrap()
+}
+
+#[tokio::test]
+async fn logs_carry_events_and_ids_but_no_secrets() {
+    let server = RunningBinary::start();
+    let base = server.address.clone();
+    let browser = Browser::new("log-test");
+    let password = "a very private passphrase 77";
+    let get = |path: &str| browser.client.get(format!("{base}{path}")).send();
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        browser
+            .client
+            .post(format!("{base}{path}"))
+            .header("Origin", &base)
+            .form(&form)
+            .send()
+    };
+
+    let csrf = csrf_of(&get("/register").await.unwrap().text().await.unwrap());
+    let registered = post(
+        "/register",
+        vec![
+            ("name", "Logged Person".into()),
+            ("email", "logged@example.com".into()),
+            ("password", password.into()),
+            ("csrf_token", csrf),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(registered.status(), StatusCode::SEE_OTHER);
+    let cookies: Vec<String> = registered
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .split_once('=')
+                .unwrap()
+                .1
+                .to_owned()
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    assert!(cookies.len() >= 2, "access and refresh cookies");
+    let access = cookies[0].clone();
+    // A token in the query string must not be logged either.
+    get(&format!("/dashboard?token={access}")).await.unwrap();
+    let bad = Browser::new("log-test-2");
+    let login_page = bad
+        .client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&login_page.text().await.unwrap());
+    bad.client
+        .post(format!("{base}/login"))
+        .header("Origin", &base)
+        .form(&[
+            ("email", "logged@example.com"),
+            ("password", "wrong but private 1234"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&get("/logout").await.unwrap().text().await.unwrap());
+    post("/logout", vec![("csrf_token", csrf.clone())])
+        .await
+        .unwrap();
+
+    let log = server.stop();
+    for secret in [password, "wrong but private 1234", &access, &csrf] {
+        assert!(
+            !log.contains(secret),
+            "the log contains a secret: {secret}\n{log}"
+        );
+    }
+    for cookie in &cookies {
+        assert!(
+            !log.contains(cookie.as_str()),
+            "the log contains a cookie value\n{log}"
+        );
+    }
+    assert!(log.contains("registered"), "{log}");
+    assert!(log.contains("sign_in_failed"), "{log}");
+    assert!(log.contains("signed_out"), "{log}");
+    let signed_out = log
+        .lines()
+        .find(|l| l.contains("event=\"signed_out\""))
+        .unwrap();
+    for field in ["user_id=", "session_id=", "request_id=", "ip=127.0.0.1"] {
+        assert!(signed_out.contains(field), "{signed_out}");
+    }
+    let failed = log
+        .lines()
+        .find(|l| l.contains("event=\"sign_in_failed\""))
+        .unwrap();
+    assert!(failed.contains("ip=127.0.0.1"), "{failed}");
+}
