@@ -539,6 +539,17 @@ mod tests {
     }
 
     #[test]
+    fn env_example_documents_every_variable() {
+        let example = include_str!("../.env.example");
+        for var in VARIABLES {
+            assert!(
+                example.contains(&format!("{var}=")),
+                "{var} is missing from .env.example"
+            );
+        }
+    }
+
+    #[test]
     fn secret_debug_is_redacted() {
         assert!(!format!("{:?}", Secret::new(GOOD)).contains("k3J9"));
     }

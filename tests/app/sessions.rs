@@ -545,3 +545,32 @@ async fn the_account_page_requires_signing_in() {
         .await;
     assert_redirects_to(&response, "/login");
 }
+
+#[tokio::test]
+async fn a_cross_site_password_change_changes_nothing() {
+    let app = spawn_app().await;
+    sign_in(&app, &app.browser, false).await;
+    let csrf = app.csrf_token("/account").await;
+
+    let response = app
+        .browser
+        .client
+        .post(app.url("/account/password"))
+        .header("Origin", "https://evil.example")
+        .form(&[
+            ("current_password", app.test_user.password.as_str()),
+            ("new_password", "attacker chosen passphrase"),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
+    let fresh = app.new_browser();
+    let login = app
+        .login_as(&fresh, &app.test_user.email, &app.test_user.password)
+        .await;
+    assert_redirects_to(&login, "/dashboard");
+}
