@@ -53,3 +53,80 @@ async fn signing_out_clears_the_cookie_and_gates_the_dashboard_again() {
     assert!(login.contains("You have been signed out."));
     assert_redirects_to(&app.get_dashboard().await, "/login?next=%2Fdashboard");
 }
+
+#[tokio::test]
+async fn every_protected_route_redirects_anonymous_visitors_to_login() {
+    let app = spawn_app().await;
+    let csrf = app.csrf_token("/login").await;
+
+    for page in ["/dashboard", "/account", "/account?tab=sessions"] {
+        let response = app.get(page).await;
+        let expected = format!(
+            "/login?next={}",
+            page.replace('/', "%2F")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+        );
+        assert_redirects_to(&response, &expected);
+    }
+    for action in [
+        "/account/password",
+        "/account/sessions/revoke-others",
+        "/account/sessions/some-session/revoke",
+    ] {
+        let response = app.post_form(action, &[("csrf_token", &csrf)]).await;
+        assert_redirects_to(&response, "/login");
+    }
+}
+
+#[tokio::test]
+async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path());
+    let first = gatehouse::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", first.port());
+    let server = tokio::spawn(first.run_until_stopped());
+    let browser = Browser::new("restart-test");
+    let page = browser
+        .client
+        .get(format!("{address}/register"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
+    let registered = browser
+        .client
+        .post(format!("{address}/register"))
+        .header("Origin", &address)
+        .form(&[
+            ("name", "Restarted"),
+            ("email", "restart@example.com"),
+            ("password", "survives every restart"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_redirects_to(&registered, "/dashboard");
+    server.abort();
+
+    let mut settings = settings;
+    settings.port = 0;
+    let second = gatehouse::startup::Application::build(settings)
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+    // The browser's cookies were set for 127.0.0.1 (any port).
+    let dashboard = browser
+        .client
+        .get(format!("{address}/dashboard"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    assert!(dashboard.text().await.unwrap().contains("Restarted"));
+}
