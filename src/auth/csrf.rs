@@ -167,15 +167,16 @@ impl<T> FromRequest for CsrfForm<T>
 where
     T: DeserializeOwned + CsrfProtected + 'static,
 {
-    type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+    /// Body errors arrive already mapped by the app's `FormConfig`.
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
         let form = Form::<T>::from_request(&req, payload);
         Box::pin(async move {
             check_origin(&req)?;
-            let form = form.await.map_err(AppError::from_form)?.into_inner();
+            let form = form.await?.into_inner();
             let user = Option::<AuthUser>::extract(&req).await.ok().flatten();
             check_token(&req, form.csrf_token(), user.as_ref(), T::SIGNED_OUT_FORM)?;
             Ok(CsrfForm(form))

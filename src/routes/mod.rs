@@ -16,7 +16,9 @@ use actix_web::web;
 use crate::errors::AppError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::home))
+    // Every path is a `web::resource`, so a wrong method gets 405 with `Allow`
+    // (a bare `route` would fall through to the 404 default service).
+    cfg.service(web::resource("/").get(home::home))
         .service(
             web::resource("/register")
                 .route(web::get().to(register::register_form))
@@ -27,27 +29,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(login::login_form))
                 .route(web::post().to(login::login)),
         )
-        .route("/dashboard", web::get().to(dashboard::dashboard))
-        .route("/account", web::get().to(account::account))
-        .route(
-            "/account/password",
-            web::post().to(account::change_password),
-        )
-        .route(
-            "/account/sessions/revoke-others",
-            web::post().to(account::revoke_others),
-        )
-        .route(
-            "/account/sessions/{id}/revoke",
-            web::post().to(account::revoke_session),
-        )
+        .service(web::resource("/dashboard").get(dashboard::dashboard))
+        .service(web::resource("/account").get(account::account))
+        .service(web::resource("/account/password").post(account::change_password))
+        .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
+        .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke_session))
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))
                 .route(web::post().to(logout::logout)),
         )
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+        .service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/readyz").get(health::readyz))
         .service(
             web::scope("/static")
                 .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=3600")))

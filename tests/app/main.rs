@@ -4,6 +4,11 @@
 mod helpers;
 
 mod auth_flow;
+mod bad_input;
+mod cross_site;
+mod forms;
+mod hostile_tokens;
 mod logs;
 mod sessions;
+mod startup;
 mod throttling;

@@ -1,0 +1,66 @@
+//! Start-up refuses bad configuration with a message naming the variable.
+
+use std::process::Command;
+
+use crate::helpers::*;
+
+fn start_binary(vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .env_clear()
+        .env("PORT", "0")
+        .env("DATABASE_URL", dir.path().join("startup.db"))
+        .current_dir(dir.path());
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_16_byte_secret_stops_start_up() {
+    let output = start_binary(&[("JWT_SECRET", "0123456789abcdef")]);
+
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("JWT_SECRET"));
+}
+
+#[test]
+fn production_without_a_secret_stops_start_up() {
+    let output = start_binary(&[("APP_ENV", "production")]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("JWT_SECRET") && stderr.contains("production"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_well_known_secret_stops_start_up_in_any_environment() {
+    let output = start_binary(&[("JWT_SECRET", "your-256-bit-secretyour-256-bit-secret")]);
+
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("well-known"));
+}
+
+#[test]
+fn a_bad_value_names_its_variable() {
+    let output = start_binary(&[("JWT_SECRET", TEST_SECRET), ("BCRYPT_COST", "99")]);
+
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BCRYPT_COST"));
+}
+
+#[tokio::test]
+async fn an_unusable_database_path_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.database_url = dir.path().join("missing/dir/x.db").display().to_string();
+
+    let built = gatehouse::startup::Application::build(settings).await;
+
+    assert!(built.is_err());
+}
