@@ -82,14 +82,6 @@ impl RevokedSessions {
         }
         Ok(count)
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.read().map_or(0, |e| e.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -103,10 +103,6 @@ impl SessionManager {
         &self.revoked
     }
 
-    pub fn policy(&self) -> &SessionPolicy {
-        &self.policy
-    }
-
     /// Reads revocations made elsewhere into the in-memory list. Blocking.
     pub fn poll_revocations(&self) -> Result<usize, AppError> {
         let mut conn = self.pool.get()?;

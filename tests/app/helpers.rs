@@ -29,11 +29,17 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(user_agent: &str) -> Self {
+        Self::with_headers(user_agent, reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser that sends `headers` with every request.
+    pub fn with_headers(user_agent: &str, headers: reqwest::header::HeaderMap) -> Self {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(user_agent)
+            .default_headers(headers)
             .build()
             .unwrap();
         Self {

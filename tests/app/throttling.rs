@@ -22,18 +22,7 @@ fn retry_after(response: &Response) -> u64 {
 fn behind_proxy(ip: &str) -> Browser {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-forwarded-for", ip.parse().unwrap());
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    Browser {
-        client,
-        jar,
-        user_agent: String::new(),
-    }
+    Browser::with_headers("proxied", headers)
 }
 
 #[tokio::test]
