@@ -44,9 +44,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/static")
                 .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "public, max-age=3600")))
-                .service(actix_files::Files::new("", "static").use_etag(true)),
+                .service(actix_files::Files::new("", static_dir()).use_etag(true)),
         )
         .default_service(web::to(not_found));
+}
+
+/// `static/` in the working directory (the project root, or beside a deployed
+/// binary), else the one in the source tree this binary was built from.
+fn static_dir() -> std::path::PathBuf {
+    let local = std::path::Path::new("static");
+    if local.is_dir() {
+        local.to_path_buf()
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static")
+    }
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
