@@ -29,8 +29,12 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub enum DbSetupError {
     #[error("cannot open the database: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
+    #[error("cannot open the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
     #[error("cannot apply migrations: {0}")]
     Migrations(String),
+    #[error("cannot configure the database: {0}")]
+    Configure(String),
 }
 
 /// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.
@@ -59,9 +63,18 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
-/// Opens the pool (creating the database file if needed) and checks one connection.
+/// Opens the pool (creating the database file if needed).
 pub fn build_pool(database_url: &str) -> Result<DbPool, DbSetupError> {
-    let manager = ConnectionManager::<DbConnection>::new(sqlite_path(database_url));
+    let path = sqlite_path(database_url);
+    // Switch the file to WAL through one connection first: WAL is a property of
+    // the file, and the pool below opens its connections concurrently, which
+    // would otherwise race for the exclusive lock the switch needs.
+    let mut first = SqliteConnection::establish(path)?;
+    SqlitePragmas
+        .on_acquire(&mut first)
+        .map_err(|e| DbSetupError::Configure(e.to_string()))?;
+    drop(first);
+    let manager = ConnectionManager::<DbConnection>::new(path);
     let pool = Pool::builder()
         .max_size(8)
         .connection_timeout(Duration::from_secs(5))

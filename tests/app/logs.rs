@@ -151,6 +151,8 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
     post("/logout", vec![("csrf_token", csrf.clone())])
         .await
         .unwrap();
+    let anonymous = get("/dashboard").await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
 
     let log = server.stop();
     for secret in [password, "wrong but private 1234", &access, &csrf] {
@@ -165,6 +167,10 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
             "the log contains a cookie value\n{log}"
         );
     }
+    assert!(
+        !log.contains("ERROR"),
+        "redirects and refused forms are not errors\n{log}"
+    );
     assert!(log.contains("registered"), "{log}");
     assert!(log.contains("sign_in_failed"), "{log}");
     assert!(log.contains("signed_out"), "{log}");
