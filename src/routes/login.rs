@@ -128,12 +128,10 @@ pub async fn login(
                 let now = db::now();
                 Ok(db::write_transaction(&mut conn, |conn| {
                     throttle::record_login_failure(conn, &limits, &email, &client.ip, now)?;
-                    match &user_id {
-                        Some(id) => {
-                            record_event(conn, Some(id), None, event::SIGN_IN_FAILED, &client, now)
-                        }
-                        None => Ok(()),
-                    }
+                    // Recorded for unknown e-mails too (without a user), so both
+                    // failures do the same database work.
+                    let user = user_id.as_deref();
+                    record_event(conn, user, None, event::SIGN_IN_FAILED, &client, now)
                 })?)
             })
             .await??;
