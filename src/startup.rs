@@ -73,14 +73,20 @@ impl Application {
             web::block(move || PasswordHasher::new(cost)).await??
         };
 
-        let addr = format!("{}:{}", settings.host, settings.port);
         let listener =
-            TcpListener::bind(&addr).map_err(|source| StartupError::Bind { addr, source })?;
+            TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|source| {
+                StartupError::Bind {
+                    addr: format!("{}:{}", settings.host, settings.port),
+                    source,
+                }
+            })?;
         let port = listener.local_addr()?.port();
-        let public_url = settings
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{port}", settings.host));
+        let public_url = settings.public_url.clone().unwrap_or_else(|| {
+            match settings.host.parse::<std::net::Ipv6Addr>() {
+                Ok(v6) => format!("http://[{v6}]:{port}"),
+                Err(_) => format!("http://{}:{port}", settings.host),
+            }
+        });
 
         let cookies = CookieConfig::new(settings.cookie_secure, settings.access_token_ttl);
         let sessions = web::Data::new(SessionManager::new(
