@@ -203,8 +203,16 @@ impl SessionManager {
         let policy = self.policy.clone();
         let (outcome, ended) = actix_web::web::block(move || -> Result<_, AppError> {
             let mut conn = pool.get()?;
+            let hash = hash_token(&token);
+            // Unknown or dead tokens (what a flood of made-up cookies sends)
+            // cost one indexed read and never take the write lock.
+            let live = sessions::find_by_refresh_hash(&mut conn, &hash)?
+                .is_some_and(|(session, _)| session.revoked_at.is_none());
+            if !live {
+                return Ok((Refresh::Refused, None));
+            }
             Ok(db::write_transaction(&mut conn, |conn| {
-                refresh_in_transaction(conn, &hash_token(&token), &policy, &client, db::now())
+                refresh_in_transaction(conn, &hash, &policy, &client, db::now())
             })?)
         })
         .await??;
