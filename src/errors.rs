@@ -3,9 +3,11 @@
 //! Handlers return `Result<_, AppError>`. Its `ResponseError` sets the status
 //! (and headers such as `Retry-After`); [`render_error_page`] then gives every
 //! error response that is not already a page, including actix's own 404, 405
-//! and 413, the site's error page, or a JSON body under `/api/`. Internal causes
-//! are logged inside the request's span (which carries the request id) and the
-//! visitor only ever sees that id.
+//! and 413, the site's error page, or a JSON body when the request is answered
+//! in JSON ([`ResponseFormat`]). Internal causes are logged inside the
+//! request's span (which carries the request id) and the visitor only ever
+//! sees that id. This module imports nothing above it: the error page is a
+//! template of its own over the plain [`Layout`] data.
 
 use std::time::Duration;
 
@@ -16,9 +18,34 @@ use actix_web::error::{BlockingError, UrlencodedError};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
-use askama::Template as _;
 
-use crate::routes::layout::ErrorPage;
+use askama::Template;
+
+use crate::layout::Layout;
+
+/// Whether a request is answered with pages or JSON. Decided once per request
+/// (JSON under the `/api` scope, which sets it in the request's extensions)
+/// and read by the `AuthUser` extractor and the error renderer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResponseFormat {
+    #[default]
+    Html,
+    Json,
+}
+
+impl ResponseFormat {
+    pub fn of(req: &actix_web::HttpRequest) -> Self {
+        req.extensions().get::<Self>().copied().unwrap_or_default()
+    }
+}
+
+/// The one JSON error body: `{"error": message, "request_id": id}`.
+fn json_error(message: &str, request_id: &str) -> serde_json::Value {
+    serde_json::json!({ "error": message, "request_id": request_id })
+}
+
+/// What a JSON client without a valid session is told.
+pub const LOGIN_REQUIRED: &str = "You need to log in";
 
 /// Where a visitor without a valid session is sent.
 #[derive(Debug)]
@@ -27,7 +54,7 @@ pub struct LoginRequired {
     pub location: String,
     /// Removal cookies for credentials that failed verification.
     pub clear: Vec<Cookie<'static>>,
-    /// API requests get a 401 JSON answer instead of a redirect.
+    /// JSON requests get a 401 JSON answer instead of a redirect.
     pub api: bool,
 }
 
@@ -37,6 +64,12 @@ pub enum AppError {
     NotFound,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Credentials were refused (the message is the same for every cause).
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The submitted data did not pass validation.
+    #[error("unprocessable entity")]
+    Unprocessable,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -78,6 +111,8 @@ impl ResponseError for AppError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CsrfRejected => StatusCode::FORBIDDEN,
@@ -97,18 +132,19 @@ impl ResponseError for AppError {
                 for cookie in &login.clear {
                     res.cookie(cookie.clone());
                 }
-                if login.api {
-                    return res.json(serde_json::json!({ "error": "You need to log in" }));
+                if !login.api {
+                    return res
+                        .insert_header((header::LOCATION, login.location.as_str()))
+                        .finish();
                 }
-                return res
-                    .insert_header((header::LOCATION, login.location.as_str()))
-                    .finish();
+                // The body is the shared JSON error shape, by `render_error_page`.
+                LOGIN_REQUIRED
             }
             Self::Internal(source) => {
                 tracing::error!(error = %source, cause = ?source.source(), "request failed");
                 "Something went wrong on our side."
             }
-            Self::BadRequest(why) => why,
+            Self::BadRequest(why) | Self::Unauthorized(why) => why,
             Self::CsrfRejected => "This form has expired — reload the page and try again.",
             Self::TooManyRequests { retry_after } => {
                 res.insert_header((
@@ -135,13 +171,7 @@ macro_rules! internal_from {
     };
 }
 
-internal_from!(
-    diesel::result::Error,
-    diesel::r2d2::PoolError,
-    BlockingError,
-    bcrypt::BcryptError,
-    jsonwebtoken::errors::Error,
-);
+internal_from!(BlockingError, jsonwebtoken::errors::Error);
 
 /// Errors that are not `Send + Sync` keep only their message.
 macro_rules! internal_from_display {
@@ -174,7 +204,7 @@ fn default_message(status: StatusCode) -> &'static str {
 }
 
 /// Turns error responses that are not already pages into the site's error page
-/// (JSON under `/api/`). Registered with `ErrorHandlers::default_handler`.
+/// (or the JSON error body). Registered with `ErrorHandlers::default_handler`.
 pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_page = res
         .headers()
@@ -197,7 +227,7 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
         .get::<tracing_actix_web::RequestId>()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let api = res.request().path().starts_with("/api/");
+    let format = ResponseFormat::of(res.request());
 
     let (req, old) = res.into_parts();
     let mut builder = HttpResponse::build(status);
@@ -206,8 +236,8 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
             builder.append_header((name.clone(), value.clone()));
         }
     }
-    let new = if api {
-        builder.json(serde_json::json!({ "error": message, "request_id": request_id }))
+    let new = if format == ResponseFormat::Json {
+        builder.json(json_error(message, &request_id))
     } else {
         let retry_minutes = old
             .headers()
@@ -232,3 +262,32 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
 
 /// The body type of responses after [`render_error_page`].
 pub type PageBody<B> = EitherBody<B, BoxBody>;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    title: &'static str,
+    message: &'static str,
+    request_id: String,
+    retry_minutes: Option<u64>,
+}
+
+impl ErrorPage {
+    pub fn new(
+        status: StatusCode,
+        message: &'static str,
+        request_id: String,
+        retry_minutes: Option<u64>,
+    ) -> Self {
+        Self {
+            layout: Layout::bare(),
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            message,
+            request_id,
+            retry_minutes,
+        }
+    }
+}

@@ -1,11 +1,19 @@
 //! Gatehouse: browser sign-in done right.
+//!
+//! Layers, top to bottom; a module only uses modules below it:
+//! `cli` → `startup` → `routes` → `http` → `accounts` → `auth`, `db` →
+//! the leaves `config`, `errors`, `layout`, `telemetry`.
 
+pub mod accounts;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod db;
 pub mod errors;
-pub mod flash;
+pub mod http;
+pub mod layout;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+
+#[cfg(test)]
+mod tests;

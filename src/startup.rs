@@ -4,24 +4,23 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::Server;
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, ErrorHandlers, Next, from_fn};
-use actix_web::{App, HttpMessage as _, HttpServer, web};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::cookie::{CookieConfig, QueuedCookies};
-use crate::auth::csrf::{CsrfKey, SiteOrigin};
+use crate::accounts::{Accounts, SessionPolicy};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
-use crate::auth::revocation::RevokedSessions;
-use crate::auth::session::{SessionManager, SessionPolicy};
 use crate::auth::throttle::ThrottlePolicy;
-use crate::client::TrustedProxies;
 use crate::config::Settings;
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
+use crate::http::Site;
+use crate::http::client::TrustedProxies;
+use crate::http::cookies::{self, CookieConfig};
+use crate::http::csrf::CsrfKey;
 use crate::routes;
 use crate::telemetry::RequestSpan;
 
@@ -42,17 +41,16 @@ pub enum StartupError {
     #[error("cannot prepare password hashing: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
     #[error("cannot load revoked sessions: {0}")]
-    Revocations(String),
+    Revocations(#[from] crate::accounts::Failure),
     #[error("start-up task failed: {0}")]
-    Blocking(#[from] actix_web::error::BlockingError),
+    Task(#[from] tokio::task::JoinError),
 }
 
 pub struct Application {
     port: u16,
     public_url: String,
-    pool: DbPool,
     server: Server,
-    sessions: web::Data<SessionManager>,
+    accounts: web::Data<Accounts>,
     poll_interval: Duration,
 }
 
@@ -61,7 +59,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = {
             let url = settings.database_url.clone();
-            web::block(move || -> Result<_, db::DbSetupError> {
+            tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
                 let pool = db::build_pool(&url)?;
                 db::run_migrations(&pool)?;
                 Ok(pool)
@@ -70,7 +68,7 @@ impl Application {
         };
         let hasher = {
             let cost = settings.bcrypt_cost;
-            web::block(move || PasswordHasher::new(cost)).await??
+            tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??
         };
 
         let listener =
@@ -88,56 +86,43 @@ impl Application {
             }
         });
 
-        let cookies = CookieConfig::new(settings.cookie_secure, settings.access_token_ttl);
-        let sessions = web::Data::new(SessionManager::new(
-            pool.clone(),
+        let accounts = web::Data::new(Accounts::new(
+            pool,
+            hasher,
             JwtKeys::new(
                 &settings.jwt_secret,
                 &settings.jwt_previous_secrets,
                 settings.access_token_ttl,
             ),
-            cookies.clone(),
-            RevokedSessions::new(settings.access_token_ttl),
             SessionPolicy {
                 refresh_reuse_grace: settings.refresh_reuse_grace,
                 max_age: settings.session_max_age,
                 max_age_remember: settings.session_max_age_remember,
                 idle_timeout: settings.session_idle_timeout,
             },
+            ThrottlePolicy {
+                max_failures: settings.login_max_failures,
+                max_failures_per_ip: settings.login_max_failures_per_ip,
+                register_max_per_hour: settings.register_max_per_hour,
+            },
         ));
-        {
-            // Revocations from before this start that still matter.
-            let sessions = sessions.clone();
-            let loaded = web::block(move || sessions.poll_revocations())
-                .await?
-                .map_err(|e| StartupError::Revocations(e.to_string()))?;
-            tracing::debug!(loaded, "revoked sessions loaded");
-        }
+        // Revocations from before this start that still matter.
+        let loaded = accounts.poll_revocations().await?;
+        tracing::debug!(loaded, "revoked sessions loaded");
 
-        let pool_data = web::Data::new(pool.clone());
-        let session_data = sessions.clone();
-        let cookies = web::Data::new(cookies);
-        let csrf_key = web::Data::new(CsrfKey::derive(&settings.jwt_secret));
-        let origin = web::Data::new(SiteOrigin(public_url.clone()));
-        let hasher = web::Data::new(hasher);
-        let limits = web::Data::new(ThrottlePolicy {
-            max_failures: settings.login_max_failures,
-            max_failures_per_ip: settings.login_max_failures_per_ip,
-            register_max_per_hour: settings.register_max_per_hour,
+        let site = web::Data::new(Site {
+            cookies: CookieConfig::new(settings.cookie_secure, settings.access_token_ttl),
+            csrf: CsrfKey::derive(&settings.jwt_secret),
+            origin: public_url.clone(),
+            proxies: TrustedProxies(settings.trusted_proxies.clone()),
         });
-        let proxies = web::Data::new(TrustedProxies(settings.trusted_proxies.clone()));
         let production = settings.is_production();
+        let app_accounts = accounts.clone();
 
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(pool_data.clone())
-                .app_data(session_data.clone())
-                .app_data(cookies.clone())
-                .app_data(csrf_key.clone())
-                .app_data(origin.clone())
-                .app_data(hasher.clone())
-                .app_data(limits.clone())
-                .app_data(proxies.clone())
+                .app_data(app_accounts.clone())
+                .app_data(site.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -147,7 +132,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     AppError::BadRequest("The address has a malformed query string.").into()
                 }))
-                .wrap(from_fn(apply_queued_cookies))
+                .wrap(from_fn(cookies::apply_queued))
                 .wrap(ErrorHandlers::new().default_handler(render_error_page))
                 .wrap(security_headers(production))
                 .wrap(TracingLogger::<RequestSpan>::new())
@@ -165,9 +150,8 @@ impl Application {
         Ok(Self {
             port,
             public_url,
-            pool,
             server,
-            sessions,
+            accounts,
             poll_interval: settings.revocation_poll_interval,
         })
     }
@@ -182,12 +166,17 @@ impl Application {
     }
 
     pub fn pool(&self) -> DbPool {
-        self.pool.clone()
+        self.accounts.pool().clone()
+    }
+
+    /// The domain this server runs on (tests call it directly).
+    pub fn accounts(&self) -> web::Data<Accounts> {
+        self.accounts.clone()
     }
 
     /// Serves until the server stops, polling revocations meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let poller = tokio::spawn(poll_revocations(self.sessions, self.poll_interval));
+        let poller = tokio::spawn(poll_revocations(self.accounts, self.poll_interval));
         let result = self.server.await;
         poller.abort();
         result
@@ -196,16 +185,13 @@ impl Application {
 
 /// Keeps the revocation list current with revocations made by other
 /// instances (or directly in the database).
-async fn poll_revocations(sessions: web::Data<SessionManager>, every: Duration) {
+async fn poll_revocations(accounts: web::Data<Accounts>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let sessions = sessions.clone();
-        match tokio::task::spawn_blocking(move || sessions.poll_revocations()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "polling revoked sessions failed"),
-            Err(e) => tracing::warn!(error = %e, "polling revoked sessions failed"),
+        if let Err(e) = accounts.poll_revocations().await {
+            tracing::warn!(error = %e, "polling revoked sessions failed");
         }
     }
 }
@@ -235,27 +221,4 @@ fn security_headers(production: bool) -> DefaultHeaders {
         ));
     }
     headers
-}
-
-/// Adds the cookies extractors queued (see [`QueuedCookies`]), unless the
-/// handler already set a cookie of the same name.
-async fn apply_queued_cookies(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let mut res = next.call(req).await?;
-    let queued = res.request().extensions_mut().remove::<QueuedCookies>();
-    if let Some(QueuedCookies(queued)) = queued {
-        let already: Vec<String> = res
-            .response()
-            .cookies()
-            .map(|c| c.name().to_owned())
-            .collect();
-        for cookie in queued {
-            if !already.iter().any(|name| name == cookie.name()) {
-                res.response_mut().add_cookie(&cookie)?;
-            }
-        }
-    }
-    Ok(res)
 }

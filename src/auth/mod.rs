@@ -1,13 +1,11 @@
-//! Authentication: passwords, tokens, cookies, CSRF and the `AuthUser` extractor.
+//! Authentication primitives, with no knowledge of HTTP or the database:
+//! passwords (bcrypt and the hashing slots), access tokens (JWT), opaque
+//! refresh tokens, the in-memory revocation list, throttling rules and the
+//! rules for where a visitor may be sent after signing in.
 
-pub mod cookie;
-pub mod csrf;
-pub mod extractor;
 pub mod jwt;
 pub mod password;
 pub mod redirect;
 pub mod revocation;
-pub mod session;
 pub mod throttle;
-
-pub use extractor::AuthUser;
+pub mod token;

@@ -2,14 +2,18 @@
 //!
 //! bcrypt reads only the first 72 bytes of a password; Gatehouse refuses longer
 //! ones here (and with a message at registration), so no password is ever
-//! silently cut short and no two different passwords share a hash. Hashing is CPU-bound: callers run it inside
-//! `web::block`, and [`PasswordHasher::permit`] queues hashes so that at most one
-//! per CPU runs at once, leaving the async workers free to serve pages.
+//! silently cut short and no two different passwords share a hash.
+//!
+//! Hashing is CPU-bound: the async [`PasswordHasher::hash`] and
+//! [`PasswordHasher::verify`] take a hashing slot (FIFO, at most one per CPU)
+//! and run bcrypt on tokio's blocking pool, leaving the async workers free to
+//! serve pages. Nothing else in the crate calls bcrypt.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::RngCore as _;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
 
 /// bcrypt's input limit.
 pub const MAX_PASSWORD_BYTES: usize = 72;
@@ -27,6 +31,18 @@ struct Inner {
     /// costs the same time as a wrong password.
     dummy_hash: String,
     permits: Semaphore,
+    /// bcrypt verifications run so far.
+    verifications: AtomicU64,
+}
+
+/// Hashing could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error(transparent)]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    /// The blocking task panicked or was cancelled.
+    #[error("hashing task failed: {0}")]
+    Task(String),
 }
 
 impl PasswordHasher {
@@ -41,6 +57,7 @@ impl PasswordHasher {
                 cost,
                 dummy_hash,
                 permits: Semaphore::new(cpus),
+                verifications: AtomicU64::new(0),
             }),
         })
     }
@@ -49,17 +66,39 @@ impl PasswordHasher {
         self.inner.cost
     }
 
-    /// Waits for a hashing slot (FIFO); hold it while hashing or verifying.
-    pub async fn permit(&self) -> SemaphorePermit<'_> {
-        self.inner
+    /// Runs `f` in a hashing slot on the blocking pool: waits (FIFO) for one
+    /// of the slots, at most one per CPU, so sign-in storms queue here instead
+    /// of starving the async workers.
+    pub async fn in_slot<T, F>(&self, f: F) -> Result<T, HashError>
+    where
+        F: FnOnce(&Self) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _slot = self
+            .inner
             .permits
             .acquire()
             .await
-            .unwrap_or_else(|_| unreachable!("the hashing semaphore is never closed"))
+            .expect("the hashing semaphore is never closed");
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| HashError::Task(e.to_string()))
     }
 
-    /// Hashes a password of at most [`MAX_PASSWORD_BYTES`] bytes.
-    pub fn hash(&self, password: &str) -> Result<String, bcrypt::BcryptError> {
+    /// Hashes a password in a hashing slot.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        Ok(self.in_slot(move |h| h.hash_blocking(&password)).await??)
+    }
+
+    /// Verifies a password in a hashing slot (see [`verify_blocking`](Self::verify_blocking)).
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+        self.in_slot(move |h| h.verify_blocking(&password, hash.as_deref()))
+            .await
+    }
+
+    /// Hashes a password of at most [`MAX_PASSWORD_BYTES`] bytes. Blocking.
+    pub fn hash_blocking(&self, password: &str) -> Result<String, bcrypt::BcryptError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(bcrypt::BcryptError::Truncation(password.len()));
         }
@@ -68,8 +107,9 @@ impl PasswordHasher {
 
     /// Checks `password` against `hash`, or against the dummy hash when there is
     /// no user, so both cases take one bcrypt verification. A malformed stored
-    /// hash or an over-long password counts as a mismatch.
-    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+    /// hash or an over-long password counts as a mismatch. Blocking.
+    pub fn verify_blocking(&self, password: &str, hash: Option<&str>) -> bool {
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         let too_long = password.len() > MAX_PASSWORD_BYTES;
         // A too-long password still costs one verification, against the dummy.
         let target = match hash {
@@ -86,9 +126,28 @@ impl PasswordHasher {
         matched && hash.is_some()
     }
 
+    /// How many bcrypt verifications this hasher has run.
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+
     /// Whether `hash` was made at another cost than the configured one.
     pub fn needs_rehash(&self, hash: &str) -> bool {
         hash_cost(hash) != Some(self.inner.cost)
+    }
+}
+
+/// Length rules for a new password, shared by registration and password change.
+pub fn length_problem(password: &str) -> Option<String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        Some(format!("Use at least {MIN_PASSWORD_CHARS} characters."))
+    } else if password.len() > MAX_PASSWORD_BYTES {
+        Some(format!(
+            "Use at most {MAX_PASSWORD_BYTES} bytes (fewer characters if you use accents or emoji); \
+             longer passwords cannot be stored without cutting them short."
+        ))
+    } else {
+        None
     }
 }
 
@@ -132,26 +191,28 @@ mod tests {
     #[test]
     fn verifies_the_right_password_only() {
         let hasher = PasswordHasher::new(4).unwrap();
-        let hash = hasher.hash("correct horse battery staple").unwrap();
-        assert!(hasher.verify("correct horse battery staple", Some(&hash)));
-        assert!(!hasher.verify("correct horse battery stapl", Some(&hash)));
+        let hash = hasher
+            .hash_blocking("correct horse battery staple")
+            .unwrap();
+        assert!(hasher.verify_blocking("correct horse battery staple", Some(&hash)));
+        assert!(!hasher.verify_blocking("correct horse battery stapl", Some(&hash)));
     }
 
     #[test]
     fn unknown_user_never_verifies() {
         let hasher = PasswordHasher::new(4).unwrap();
-        assert!(!hasher.verify("anything at all", None));
-        assert!(!hasher.verify("", None));
+        assert!(!hasher.verify_blocking("anything at all", None));
+        assert!(!hasher.verify_blocking("", None));
     }
 
     #[test]
     fn over_long_and_malformed_inputs_are_mismatches() {
         let hasher = PasswordHasher::new(4).unwrap();
-        let hash = hasher.hash(&"a".repeat(72)).unwrap();
-        assert!(hasher.verify(&"a".repeat(72), Some(&hash)));
-        assert!(!hasher.verify(&"a".repeat(73), Some(&hash)));
-        assert!(hasher.hash(&"a".repeat(73)).is_err());
-        assert!(!hasher.verify("whatever", Some("not a bcrypt hash")));
+        let hash = hasher.hash_blocking(&"a".repeat(72)).unwrap();
+        assert!(hasher.verify_blocking(&"a".repeat(72), Some(&hash)));
+        assert!(!hasher.verify_blocking(&"a".repeat(73), Some(&hash)));
+        assert!(hasher.hash_blocking(&"a".repeat(73)).is_err());
+        assert!(!hasher.verify_blocking("whatever", Some("not a bcrypt hash")));
     }
 
     #[test]
@@ -166,7 +227,7 @@ mod tests {
     #[test]
     fn detects_a_changed_cost() {
         let hasher = PasswordHasher::new(5).unwrap();
-        assert!(!hasher.needs_rehash(&hasher.hash("long enough password").unwrap()));
+        assert!(!hasher.needs_rehash(&hasher.hash_blocking("long enough password").unwrap()));
         assert!(hasher.needs_rehash(&bcrypt::hash("long enough password", 4).unwrap()));
     }
 }

@@ -9,35 +9,37 @@
 //! session has expired anyway, which keeps memory bounded.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
-
-use crate::db::{self, DbConnection, sessions};
+use chrono::{NaiveDateTime, TimeDelta};
 
 /// Extra time kept beyond the token lifetime: JWT leeway plus clock skew
 /// between instances.
 const SLACK: Duration = Duration::from_secs(30);
 /// Polls re-read this far back, so a revocation committed by another instance
 /// while the previous poll ran (or stamped by a slightly slow clock) is not missed.
-const POLL_OVERLAP: Duration = Duration::from_secs(5);
+const POLL_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 
+/// The list. Its locks are never left unusable: a thread that panicked while
+/// holding one cannot have left the map half-written (every write is a single
+/// map operation), so a poisoned guard is taken back rather than a revocation
+/// being dropped or a revoked session being reported live.
 pub struct RevokedSessions {
     entries: RwLock<HashMap<String, NaiveDateTime>>,
     /// Start of the window the next poll reads.
     next_since: Mutex<NaiveDateTime>,
-    retention: chrono::TimeDelta,
+    retention: TimeDelta,
 }
 
 impl RevokedSessions {
-    /// An empty list that keeps entries for `access_ttl` plus slack.
-    pub fn new(access_ttl: Duration) -> Self {
-        let retention =
-            chrono::TimeDelta::from_std(access_ttl + SLACK).unwrap_or(chrono::TimeDelta::MAX);
+    /// An empty list that keeps entries for `access_ttl` plus slack, starting
+    /// its first poll that far before `now`.
+    pub fn new(access_ttl: Duration, now: NaiveDateTime) -> Self {
+        let retention = TimeDelta::from_std(access_ttl + SLACK).unwrap_or(TimeDelta::MAX);
         Self {
             entries: RwLock::new(HashMap::new()),
-            next_since: Mutex::new(db::now() - retention),
+            next_since: Mutex::new(now.checked_sub_signed(retention).unwrap_or(now)),
             retention,
         }
     }
@@ -45,7 +47,8 @@ impl RevokedSessions {
     pub fn is_revoked(&self, session_id: &str) -> bool {
         self.entries
             .read()
-            .is_ok_and(|entries| entries.contains_key(session_id))
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(session_id)
     }
 
     /// Records revocations made by this instance.
@@ -54,33 +57,34 @@ impl RevokedSessions {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        if let Ok(mut entries) = self.entries.write() {
-            for id in session_ids {
-                entries.insert(id.into(), at);
-            }
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        for id in session_ids {
+            entries.insert(id.into(), at);
         }
     }
 
-    /// Reads revocations since the last poll and drops expired entries.
-    /// Blocking: run it on a blocking thread.
-    pub fn poll(&self, conn: &mut DbConnection) -> diesel::QueryResult<usize> {
-        let now = db::now();
-        let since = match self.next_since.lock() {
-            Ok(guard) => *guard,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        let found = sessions::revoked_since(conn, since)?;
-        let count = found.len();
-        let horizon = now - self.retention;
-        if let Ok(mut entries) = self.entries.write() {
+    /// Where the next poll of the database should start reading.
+    pub fn poll_since(&self) -> NaiveDateTime {
+        *self
+            .next_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes in the revocations a poll read at `now` (from
+    /// [`poll_since`](Self::poll_since) on) and drops entries whose tokens
+    /// have expired anyway.
+    pub fn absorb(&self, found: Vec<(String, NaiveDateTime)>, now: NaiveDateTime) {
+        let horizon = now.checked_sub_signed(self.retention).unwrap_or(now);
+        {
+            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
             entries.extend(found.into_iter().filter(|(_, at)| *at >= horizon));
             entries.retain(|_, at| *at >= horizon);
         }
-        let overlap = chrono::TimeDelta::from_std(POLL_OVERLAP).unwrap_or_default();
-        if let Ok(mut next) = self.next_since.lock() {
-            *next = now - overlap;
-        }
-        Ok(count)
+        *self
+            .next_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = now - POLL_OVERLAP;
     }
 }
 
@@ -90,10 +94,39 @@ mod tests {
 
     #[test]
     fn inserted_ids_are_revoked() {
-        let list = RevokedSessions::new(Duration::from_secs(600));
+        let now = chrono::Utc::now().naive_utc();
+        let list = RevokedSessions::new(Duration::from_secs(600), now);
         assert!(!list.is_revoked("a"));
-        list.insert(["a"], db::now());
+        list.insert(["a"], now);
         assert!(list.is_revoked("a"));
         assert!(!list.is_revoked("b"));
+    }
+
+    #[test]
+    fn polls_keep_recent_revocations_and_drop_old_ones() {
+        let now = chrono::Utc::now().naive_utc();
+        let list = RevokedSessions::new(Duration::from_secs(60), now);
+        let old = now - TimeDelta::hours(1);
+        list.absorb(vec![("recent".into(), now), ("old".into(), old)], now);
+        assert!(list.is_revoked("recent"));
+        assert!(!list.is_revoked("old"));
+        assert_eq!(list.poll_since(), now - POLL_OVERLAP);
+    }
+
+    #[test]
+    fn a_poisoned_lock_still_reports_revocations() {
+        let now = chrono::Utc::now().naive_utc();
+        let list = std::sync::Arc::new(RevokedSessions::new(Duration::from_secs(60), now));
+        list.insert(["a"], now);
+        let poisoner = list.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.entries.write();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(list.entries.is_poisoned());
+        assert!(list.is_revoked("a"));
+        list.insert(["b"], now);
+        assert!(list.is_revoked("b"));
     }
 }

@@ -1,5 +1,5 @@
-//! Sign-in and registration throttling, kept in the database so that every
-//! instance enforces the same limits.
+//! The rules of sign-in and registration throttling. The counts live in the
+//! database (see `accounts::throttle`), so every instance enforces the same limits.
 //!
 //! * Per (e-mail, client IP): after `max_failures` failures within 15 minutes
 //!   the pair is locked, even for the right password: 1 minute, then 2, 4, …
@@ -15,18 +15,16 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::TimeDelta;
 
-use crate::db::DbConnection;
-use crate::db::throttle::{self, LoginThrottle};
-
-use super::session::event;
-
-const PAIR_WINDOW: TimeDelta = TimeDelta::minutes(15);
-const IP_WINDOW: TimeDelta = TimeDelta::hours(1);
+/// A pair's streak counts failures this close together.
+pub const PAIR_WINDOW: TimeDelta = TimeDelta::minutes(15);
+/// The per-IP cap and the registration limit count over this window.
+pub const IP_WINDOW: TimeDelta = TimeDelta::hours(1);
 const FIRST_LOCK_SECS: i64 = 60;
 const MAX_LOCK_SECS: i64 = 3600;
 
+/// The limits, from settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
     pub max_failures: u32,
@@ -34,89 +32,9 @@ pub struct ThrottlePolicy {
     pub register_max_per_hour: u32,
 }
 
-/// When a sign-in for `email` from `ip` may be tried again, if it is locked now.
-pub fn login_blocked_for(
-    conn: &mut DbConnection,
-    policy: &ThrottlePolicy,
-    email: &str,
-    ip: &str,
-    now: NaiveDateTime,
-) -> diesel::QueryResult<Option<Duration>> {
-    if let Some(until) = throttle::find_pair(conn, email, ip)?.and_then(|t| t.locked_until)
-        && until > now
-    {
-        return Ok(Some(remaining(until - now)));
-    }
-    let (count, oldest) = throttle::ip_failures_since(conn, ip, now - IP_WINDOW)?;
-    if count >= i64::from(policy.max_failures_per_ip) {
-        let until = oldest.unwrap_or(now) + IP_WINDOW;
-        return Ok(Some(remaining(until - now)));
-    }
-    Ok(None)
-}
-
-/// Counts a failed sign-in against the pair and the IP.
-pub fn record_login_failure(
-    conn: &mut DbConnection,
-    policy: &ThrottlePolicy,
-    email: &str,
-    ip: &str,
-    now: NaiveDateTime,
-) -> diesel::QueryResult<()> {
-    let previous = throttle::find_pair(conn, email, ip)?;
-    let failures = match previous {
-        Some(t)
-            if now
-                - t.last_failure_at
-                    .max(t.locked_until.unwrap_or(t.last_failure_at))
-                <= PAIR_WINDOW =>
-        {
-            t.failures.saturating_add(1)
-        }
-        _ => 1,
-    };
-    let locked_until = lock_for(failures, policy.max_failures).map(|lock| now + lock);
-    throttle::save_pair(
-        conn,
-        &LoginThrottle {
-            email: email.to_owned(),
-            ip: ip.to_owned(),
-            failures,
-            last_failure_at: now,
-            locked_until,
-        },
-    )?;
-    throttle::record_ip_failure(conn, ip, now, now - IP_WINDOW)
-}
-
-/// A success forgets the pair's failures.
-pub fn record_login_success(
-    conn: &mut DbConnection,
-    email: &str,
-    ip: &str,
-) -> diesel::QueryResult<()> {
-    throttle::clear_pair(conn, email, ip)
-}
-
-/// When `ip` may register again, if it has reached the hourly limit.
-pub fn registration_blocked_for(
-    conn: &mut DbConnection,
-    policy: &ThrottlePolicy,
-    ip: &str,
-    now: NaiveDateTime,
-) -> diesel::QueryResult<Option<Duration>> {
-    let (count, oldest) =
-        throttle::events_from_ip_since(conn, ip, event::REGISTERED, now - IP_WINDOW)?;
-    if count >= i64::from(policy.register_max_per_hour) {
-        let until = oldest.unwrap_or(now) + IP_WINDOW;
-        return Ok(Some(remaining(until - now)));
-    }
-    Ok(None)
-}
-
 /// The lock after the `failures`-th failure: none below the limit, then one
 /// minute doubling with each further failure, capped at an hour.
-fn lock_for(failures: i32, max_failures: u32) -> Option<TimeDelta> {
+pub fn lock_for(failures: i32, max_failures: u32) -> Option<TimeDelta> {
     let over = i64::from(failures) - i64::from(max_failures);
     if over < 0 {
         return None;
@@ -128,7 +46,8 @@ fn lock_for(failures: i32, max_failures: u32) -> Option<TimeDelta> {
     Some(TimeDelta::seconds(secs))
 }
 
-fn remaining(delta: TimeDelta) -> Duration {
+/// Time left until a lock ends, at least a second (for `Retry-After`).
+pub fn remaining(delta: TimeDelta) -> Duration {
     delta
         .to_std()
         .unwrap_or_default()

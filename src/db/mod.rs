@@ -1,7 +1,8 @@
-//! Database access: the connection pool, embedded migrations and the query
+//! Database access: the connection pool, embedded migrations, the one helper
+//! that runs blocking work off the async workers ([`run`]) and the query
 //! functions. Query functions are plain synchronous functions over a `&mut`
-//! connection; callers run them inside `web::block`. Backend specifics (SQLite
-//! pragmas, transaction modes) stay in this module.
+//! connection that know nothing of HTTP. Backend specifics (SQLite pragmas,
+//! transaction modes) stay in this module.
 
 pub mod events;
 pub mod models;
@@ -35,6 +36,37 @@ pub enum DbSetupError {
     Migrations(String),
     #[error("cannot configure the database: {0}")]
     Configure(String),
+}
+
+/// A failure to reach or query the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time: the database does not answer.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] diesel::r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// The blocking task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Takes a pooled connection and runs `f` with it on tokio's blocking pool, so
+/// neither the checkout (which can wait) nor the queries hold up an async
+/// worker. Every database call of the crate goes through here.
+pub async fn run<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().map_err(DbError::Unavailable)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| DbError::Task(e.to_string()))?
 }
 
 /// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.

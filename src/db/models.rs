@@ -26,6 +26,9 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The address a self-registration came from (counted by the hourly
+    /// registration limit); `None` for accounts an operator creates.
+    pub registration_ip: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

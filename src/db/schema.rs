@@ -56,6 +56,7 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        registration_ip -> Nullable<Text>,
     }
 }
 

@@ -41,23 +41,30 @@ pub fn find_by_refresh_hash(
 }
 
 /// Replaces the refresh token (the old one becomes `previous`) and marks the
-/// session as seen now.
+/// session as seen now — a compare-and-swap: only while `old_hash` is still the
+/// current token of a live session. Returns whether this call swapped; of two
+/// racing rotations from the same token exactly one does.
 pub fn rotate_refresh(
     conn: &mut DbConnection,
     id: &str,
     old_hash: &str,
     new_hash: &str,
     now: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::update(sessions::table.find(id))
-        .set((
-            sessions::refresh_hash.eq(new_hash),
-            sessions::previous_refresh_hash.eq(Some(old_hash)),
-            sessions::rotated_at.eq(Some(now)),
-            sessions::last_seen_at.eq(now),
-        ))
-        .execute(conn)
-        .map(|_| ())
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq(id))
+            .filter(sessions::refresh_hash.eq(old_hash))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::refresh_hash.eq(new_hash),
+        sessions::previous_refresh_hash.eq(Some(old_hash)),
+        sessions::rotated_at.eq(Some(now)),
+        sessions::last_seen_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
 /// Ends one of `user_id`'s live sessions; returns whether one was ended.
@@ -82,17 +89,18 @@ pub fn revoke(
     .map(|n| n > 0)
 }
 
-/// Ends every live session of `user_id` except `keep`; returns the ids ended.
+/// Ends every live session of `user_id` except `keep` (none kept when `None`);
+/// returns the ids ended.
 pub fn revoke_all_except(
     conn: &mut DbConnection,
     user_id: &str,
-    keep: &str,
+    keep: Option<&str>,
     at: NaiveDateTime,
     reason: &str,
 ) -> QueryResult<Vec<String>> {
     let ids: Vec<String> = sessions::table
         .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::id.ne(keep))
+        .filter(sessions::id.ne(keep.unwrap_or("")))
         .filter(sessions::revoked_at.is_null())
         .select(sessions::id)
         .load(conn)?;

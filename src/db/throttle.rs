@@ -4,10 +4,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::{auth_events, ip_login_failures, login_throttles};
+use super::schema::{ip_login_failures, login_throttles};
 
 /// Recent failures of one (e-mail, IP) pair.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = login_throttles)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite))]
 pub struct LoginThrottle {
@@ -30,12 +30,81 @@ pub fn find_pair(
         .optional()
 }
 
-pub fn save_pair(conn: &mut DbConnection, row: &LoginThrottle) -> QueryResult<()> {
-    diesel::insert_into(login_throttles::table)
-        .values(row)
-        .on_conflict((login_throttles::email, login_throttles::ip))
-        .do_update()
-        .set(row)
+/// Counts one more failure for the pair and returns the streak's new length.
+///
+/// Atomic without `ON CONFLICT`: a streak whose last failure and lock both lie
+/// before `stale_before` starts again from zero, then `failures = failures + 1`
+/// runs as one statement; when no row exists one is inserted, and an insert
+/// that loses a race (unique violation, inside a savepoint) retries the update.
+pub fn count_failure(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+    now: NaiveDateTime,
+    stale_before: NaiveDateTime,
+) -> QueryResult<i32> {
+    let pair = || {
+        login_throttles::table
+            .filter(login_throttles::email.eq(email))
+            .filter(login_throttles::ip.eq(ip))
+    };
+    diesel::update(
+        pair()
+            .filter(login_throttles::last_failure_at.lt(stale_before))
+            .filter(
+                login_throttles::locked_until
+                    .is_null()
+                    .or(login_throttles::locked_until.lt(stale_before)),
+            ),
+    )
+    .set((
+        login_throttles::failures.eq(0),
+        login_throttles::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    let increment = |conn: &mut DbConnection| {
+        diesel::update(pair())
+            .set((
+                login_throttles::failures.eq(login_throttles::failures + 1),
+                login_throttles::last_failure_at.eq(now),
+            ))
+            .execute(conn)
+    };
+    if increment(conn)? == 0 {
+        let inserted = conn.transaction(|conn| {
+            diesel::insert_into(login_throttles::table)
+                .values(&LoginThrottle {
+                    email: email.to_owned(),
+                    ip: ip.to_owned(),
+                    failures: 1,
+                    last_failure_at: now,
+                    locked_until: None,
+                })
+                .execute(conn)
+        });
+        match inserted {
+            Ok(_) => {}
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                increment(conn)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    pair().select(login_throttles::failures).first(conn)
+}
+
+/// Locks the pair until `until`.
+pub fn lock_pair(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+    until: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(login_throttles::table.find((email, ip)))
+        .set(login_throttles::locked_until.eq(Some(until)))
         .execute(conn)
         .map(|_| ())
 }
@@ -82,24 +151,6 @@ pub fn ip_failures_since(
         .select((
             diesel::dsl::count_star(),
             diesel::dsl::min(ip_login_failures::created_at),
-        ))
-        .first(conn)
-}
-
-/// How many events of `kind` came from `ip` since `since`, and the oldest.
-pub fn events_from_ip_since(
-    conn: &mut DbConnection,
-    ip: &str,
-    kind: &str,
-    since: NaiveDateTime,
-) -> QueryResult<(i64, Option<NaiveDateTime>)> {
-    auth_events::table
-        .filter(auth_events::ip.eq(ip))
-        .filter(auth_events::kind.eq(kind))
-        .filter(auth_events::created_at.ge(since))
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::min(auth_events::created_at),
         ))
         .first(conn)
 }

@@ -45,3 +45,20 @@ pub fn update_password(
         .execute(conn)
         .map(|_| ())
 }
+
+/// How many accounts registered from `ip` since `since`, and the oldest of
+/// them. Accounts an operator created carry no address and never count.
+pub fn registered_from_ip_since(
+    conn: &mut DbConnection,
+    ip: &str,
+    since: chrono::NaiveDateTime,
+) -> QueryResult<(i64, Option<chrono::NaiveDateTime>)> {
+    users::table
+        .filter(users::registration_ip.eq(ip))
+        .filter(users::created_at.ge(since))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(users::created_at),
+        ))
+        .first(conn)
+}

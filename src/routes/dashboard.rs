@@ -5,12 +5,12 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use askama::Template;
 
-use super::layout::{Layout, render};
-use crate::auth::AuthUser;
-use crate::auth::csrf::Csrf;
-use crate::client::ClientInfo;
 use crate::errors::AppError;
-use crate::flash::FlashMessage;
+use crate::http::csrf::Csrf;
+use crate::http::flash::FlashMessage;
+use crate::http::layout::{format_time, page_layout, render};
+use crate::http::{AuthUser, ClientInfo};
+use crate::layout::Layout;
 
 #[derive(Template)]
 #[template(path = "dashboard.html")]
@@ -31,12 +31,12 @@ pub async fn dashboard(
 ) -> Result<HttpResponse, AppError> {
     let signed_in = chrono::DateTime::from_timestamp(user.auth_time, 0).unwrap_or_default();
     let page = DashboardPage {
-        layout: Layout::new(Some(&user), &csrf, flash),
+        layout: page_layout(Some(&user), &csrf, flash),
         name: user.name.clone(),
-        signed_in: signed_in.format("%-d %B %Y, %H:%M UTC").to_string(),
+        signed_in: format_time(signed_in.naive_utc()),
         signed_in_iso: signed_in.to_rfc3339(),
         device: client.device(),
-        ip: client.ip,
+        ip: client.0.ip,
     };
     render(StatusCode::OK, &page)
 }

@@ -2,27 +2,15 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::db::{self, DbPool};
+use crate::accounts::Accounts;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-pub async fn readyz(pool: web::Data<DbPool>) -> HttpResponse {
-    let pool = pool.into_inner();
-    let ready = web::block(move || {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        db::ping(&mut conn).map_err(|e| e.to_string())
-    })
-    .await;
-    match ready {
-        Ok(Ok(())) => HttpResponse::Ok().content_type("text/plain").body("ready"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable()
-                .content_type("text/plain")
-                .body("database unavailable")
-        }
+pub async fn readyz(accounts: web::Data<Accounts>) -> HttpResponse {
+    match accounts.ping().await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()

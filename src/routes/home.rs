@@ -2,8 +2,8 @@
 
 use actix_web::HttpResponse;
 
-use super::layout::see_other;
-use crate::auth::AuthUser;
+use crate::http::AuthUser;
+use crate::http::layout::see_other;
 
 pub async fn home(user: Option<AuthUser>) -> HttpResponse {
     see_other(if user.is_some() {

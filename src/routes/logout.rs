@@ -5,14 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::layout::{Layout, render, see_other};
-use crate::auth::AuthUser;
-use crate::auth::csrf::{self, Csrf};
-use crate::auth::session::{SessionManager, event, record_event};
-use crate::client::ClientInfo;
-use crate::db::{self, DbPool, sessions};
+use crate::accounts::Accounts;
 use crate::errors::AppError;
-use crate::flash::{Flash, FlashMessage};
+use crate::http::csrf::{self, Csrf};
+use crate::http::flash::{Flash, FlashMessage};
+use crate::http::layout::{page_layout, render, see_other};
+use crate::http::{AuthUser, ClientInfo, Site};
+use crate::layout::Layout;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -35,7 +34,7 @@ pub async fn logout_page(
         return Ok(see_other("/login"));
     };
     let page = LogoutPage {
-        layout: Layout::new(Some(&user), &csrf, flash),
+        layout: page_layout(Some(&user), &csrf, flash),
     };
     render(StatusCode::OK, &page)
 }
@@ -48,35 +47,18 @@ pub async fn logout(
     user: Option<AuthUser>,
     form: web::Form<LogoutForm>,
     client: ClientInfo,
-    pool: web::Data<DbPool>,
-    manager: web::Data<SessionManager>,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     csrf::check_origin(&req)?;
     if let Some(user) = &user {
         csrf::check_token(&req, &form.csrf_token, Some(user), false)?;
-        let now = db::now();
-        let ip = client.ip.clone();
-        let (pool, session_id, user_id) =
-            (pool.clone(), user.session_id.clone(), user.user_id.clone());
-        web::block(move || -> Result<_, AppError> {
-            let mut conn = pool.get()?;
-            Ok(db::write_transaction(&mut conn, |conn| {
-                sessions::revoke(conn, &session_id, &user_id, now, event::SIGNED_OUT)?;
-                let sid = Some(session_id.as_str());
-                record_event(conn, Some(&user_id), sid, event::SIGNED_OUT, &client, now)
-            })?)
-        })
-        .await??;
-        manager.revoked().insert([user.session_id.clone()], now);
-        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id, ip = %ip);
+        accounts.sign_out(user, &client).await?;
     }
-    let cookies = manager.cookies();
+    let cookies = &site.cookies;
     let mut response = HttpResponse::SeeOther();
-    response
-        .insert_header((header::LOCATION, "/login"))
-        .cookie(cookies.removal(cookies.access_name()))
-        .cookie(cookies.removal(cookies.refresh_name()))
-        .cookie(cookies.csrf(csrf::new_cookie_value()));
+    response.insert_header((header::LOCATION, "/login"));
+    cookies.set_signed_out(&mut response);
     if user.is_some() {
         response.cookie(cookies.flash(Flash::SignedOut.code()));
     }

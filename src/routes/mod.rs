@@ -4,16 +4,16 @@ pub mod account;
 pub mod dashboard;
 pub mod health;
 pub mod home;
-pub mod layout;
 pub mod login;
 pub mod logout;
 pub mod register;
 
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::web;
 
 use crate::errors::AppError;
+use crate::http::answer_in_json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Every path is a `web::resource`, so a wrong method gets 405 with `Allow`
@@ -38,6 +38,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))
                 .route(web::post().to(logout::logout)),
+        )
+        .service(
+            // The JSON API's home: every answer under it, errors included, is JSON.
+            web::scope("/api")
+                .wrap(from_fn(answer_in_json))
+                .default_service(web::to(not_found)),
         )
         .service(web::resource("/healthz").get(health::healthz))
         .service(web::resource("/readyz").get(health::readyz))

@@ -59,7 +59,7 @@ async fn every_protected_route_redirects_anonymous_visitors_to_login() {
     let app = spawn_app().await;
     let csrf = app.csrf_token("/login").await;
 
-    for page in ["/dashboard", "/account", "/account?tab=sessions"] {
+    for page in PROTECTED_PAGES {
         let response = app.get(page).await;
         let expected = format!(
             "/login?next={}",
@@ -69,11 +69,7 @@ async fn every_protected_route_redirects_anonymous_visitors_to_login() {
         );
         assert_redirects_to(&response, &expected);
     }
-    for action in [
-        "/account/password",
-        "/account/sessions/revoke-others",
-        "/account/sessions/some-session/revoke",
-    ] {
+    for action in PROTECTED_ACTIONS {
         let response = app.post_form(action, &[("csrf_token", &csrf)]).await;
         assert_redirects_to(&response, "/login");
     }
@@ -88,16 +84,16 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
         .unwrap();
     let address = format!("http://127.0.0.1:{}", first.port());
     let server = tokio::spawn(first.run_until_stopped());
-    let browser = Browser::new("restart-test");
-    let page = browser
-        .client
+    let client = Client::new("restart-test");
+    let page = client
+        .http
         .get(format!("{address}/register"))
         .send()
         .await
         .unwrap();
     let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
-    let registered = browser
-        .client
+    let registered = client
+        .http
         .post(format!("{address}/register"))
         .header("Origin", &address)
         .form(&[
@@ -119,9 +115,9 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
         .unwrap();
     let address = format!("http://127.0.0.1:{}", second.port());
     tokio::spawn(second.run_until_stopped());
-    // The browser's cookies were set for 127.0.0.1 (any port).
-    let dashboard = browser
-        .client
+    // The client's cookies were set for 127.0.0.1 (any port).
+    let dashboard = client
+        .http
         .get(format!("{address}/dashboard"))
         .send()
         .await
@@ -129,4 +125,27 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
 
     assert_eq!(dashboard.status(), StatusCode::OK);
     assert!(dashboard.text().await.unwrap().contains("Restarted"));
+
+    // The account itself survived: a new client signs in with its password.
+    let other = Client::new("restart-test-2");
+    let page = other
+        .http
+        .get(format!("{address}/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
+    let signed_in = other
+        .http
+        .post(format!("{address}/login"))
+        .header("Origin", &address)
+        .form(&[
+            ("email", "restart@example.com"),
+            ("password", "survives every restart"),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_redirects_to(&signed_in, "/dashboard");
 }

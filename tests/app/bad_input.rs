@@ -88,7 +88,7 @@ async fn unknown_paths_get_the_404_page() {
 async fn malformed_bodies_get_a_4xx() {
     let app = spawn_app().await;
     let csrf = app.csrf_token("/login").await;
-    let csrf_cookie = app.cookie_in(&app.browser, "gatehouse_csrf").unwrap();
+    let csrf_cookie = app.cookie_in(&app.client, "gatehouse_csrf").unwrap();
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         (
             "application/x-www-form-urlencoded",
@@ -259,9 +259,9 @@ async fn concurrent_sign_ins_never_find_the_database_locked() {
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move {
-                let browser = app.new_browser();
+                let client = app.new_client();
                 let response = app
-                    .login_as(&browser, &app.test_user.email, &app.test_user.password)
+                    .login_as(&client, &app.test_user.email, &app.test_user.password)
                     .await;
                 response.status()
             })
@@ -283,6 +283,6 @@ async fn a_get_to_logout_changes_nothing() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("Sign out"));
     assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
-    let anonymous = app.new_browser();
+    let anonymous = app.new_client();
     assert_redirects_to(&app.get_as(&anonymous, "/logout").await, "/login");
 }

@@ -4,15 +4,15 @@ use reqwest::{Response, StatusCode};
 
 use crate::helpers::*;
 
-/// POSTs `fields` with `browser`'s cookies and exactly these extra headers.
+/// POSTs `fields` with `client`'s cookies and exactly these extra headers.
 async fn post_raw(
     app: &TestApp,
-    browser: &Browser,
+    client: &Client,
     path: &str,
     fields: &[(&str, &str)],
     headers: &[(&str, &str)],
 ) -> Response {
-    let mut request = browser.client.post(app.url(path)).form(fields);
+    let mut request = client.http.post(app.url(path)).form(fields);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -28,9 +28,9 @@ fn assert_forbidden_form(status: StatusCode, body: &str) {
 #[tokio::test]
 async fn sign_in_and_registration_without_a_valid_token_change_nothing() {
     let app = spawn_app().await;
-    let other = app.new_browser();
+    let other = app.new_client();
     let foreign_token = app.csrf_token_as(&other, "/register").await;
-    app.csrf_token("/register").await; // this browser has its own cookie
+    app.csrf_token("/register").await; // this client has its own cookie
 
     for token in ["", "forged", foreign_token.as_str()] {
         let response = app
@@ -61,7 +61,7 @@ async fn sign_in_and_registration_without_a_valid_token_change_nothing() {
     }
     let nobody = app
         .login_as(
-            &app.new_browser(),
+            &app.new_client(),
             "eve@example.com",
             "purple monkey dishwasher",
         )
@@ -93,11 +93,11 @@ async fn a_foreign_origin_is_refused_even_with_a_valid_token() {
             ("Sec-Fetch-Site", "cross-site"),
         ],
     ] {
-        let response = post_raw(&app, &app.browser, "/login", &fields, &headers).await;
+        let response = post_raw(&app, &app.client, "/login", &fields, &headers).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
     }
 
-    let no_headers = post_raw(&app, &app.browser, "/login", &fields, &[]).await;
+    let no_headers = post_raw(&app, &app.client, "/login", &fields, &[]).await;
     // Signing in renewed the CSRF cookie; the signed-in page's token is current.
     let csrf = app.csrf_token("/dashboard").await;
     let fields = [
@@ -107,7 +107,7 @@ async fn a_foreign_origin_is_refused_even_with_a_valid_token() {
     ];
     let same_origin_referer = post_raw(
         &app,
-        &app.browser,
+        &app.client,
         "/login",
         &fields,
         &[("Referer", &format!("{}/login", app.address))],
@@ -123,10 +123,10 @@ async fn a_cross_site_sign_out_changes_nothing() {
     app.login_test_user().await;
     let csrf = app.csrf_token("/logout").await;
 
-    let forged = post_raw(&app, &app.browser, "/logout", &[("csrf_token", "x")], &[]).await;
+    let forged = post_raw(&app, &app.client, "/logout", &[("csrf_token", "x")], &[]).await;
     let foreign = post_raw(
         &app,
-        &app.browser,
+        &app.client,
         "/logout",
         &[("csrf_token", &csrf)],
         &[("Origin", "https://evil.example")],
@@ -144,15 +144,15 @@ async fn one_sign_in_form_can_be_submitted_again_and_again() {
     let csrf = app.csrf_token("/login").await;
     let cookie = format!(
         "gatehouse_csrf={}",
-        app.cookie_in(&app.browser, "gatehouse_csrf").unwrap()
+        app.cookie_in(&app.client, "gatehouse_csrf").unwrap()
     );
-    let client = reqwest::Client::builder()
+    let raw = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
 
     for _ in 0..3 {
-        let response = client
+        let response = raw
             .post(app.url("/login"))
             .header("Cookie", &cookie)
             .header("Origin", &app.address)

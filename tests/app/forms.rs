@@ -68,7 +68,7 @@ async fn a_password_of_exactly_72_bytes_is_accepted() {
 
     assert_redirects_to(&response, "/dashboard");
     let again = app
-        .login_as(&app.new_browser(), "ada@example.com", exact)
+        .login_as(&app.new_client(), "ada@example.com", exact)
         .await;
     assert_redirects_to(&again, "/dashboard");
 }
@@ -124,7 +124,7 @@ async fn emails_are_stored_trimmed_and_lower_cased() {
         .await;
 
     let login = app
-        .login_as(&app.new_browser(), "ada@example.com", GOOD_PASSWORD)
+        .login_as(&app.new_client(), "ada@example.com", GOOD_PASSWORD)
         .await;
     assert_redirects_to(&login, "/dashboard");
 }
@@ -179,13 +179,13 @@ async fn signed_in_visitors_skip_the_forms() {
 #[tokio::test]
 async fn an_unknown_email_and_a_wrong_password_look_the_same() {
     let app = spawn_app().await;
-    let browser = app.new_browser();
+    let client = app.new_client();
 
     let unknown = app
-        .login_as(&browser, "nobody@example.com", "some password here")
+        .login_as(&client, "nobody@example.com", "some password here")
         .await;
     let wrong = app
-        .login_as(&browser, &app.test_user.email, "some password here")
+        .login_as(&client, &app.test_user.email, "some password here")
         .await;
 
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
@@ -222,11 +222,11 @@ async fn sign_in_follows_only_safe_next_values() {
     ];
 
     for (next, expected) in cases {
-        let browser = app.new_browser();
-        let csrf = app.csrf_token_as(&browser, "/login").await;
+        let client = app.new_client();
+        let csrf = app.csrf_token_as(&client, "/login").await;
         let response = app
             .post_form_as(
-                &browser,
+                &client,
                 "/login",
                 &[
                     ("email", app.test_user.email.as_str()),
@@ -322,7 +322,7 @@ async fn the_access_cookie_has_the_right_attributes() {
 #[tokio::test]
 async fn secure_cookies_use_the_host_prefix() {
     let app = spawn_app_with(|s| s.cookie_secure = true).await;
-    // Post with the CSRF cookie the browser was given, by hand.
+    // Post with the CSRF cookie the client was given, by hand.
     let login_page = reqwest::Client::new()
         .get(app.url("/login"))
         .send()

@@ -270,17 +270,17 @@ async fn every_hostile_token_is_refused_and_cleared() {
 async fn a_valid_token_outside_the_cookie_is_ignored() {
     let app = spawn_app().await;
     let token = signed(&header("HS256"), &claims(&app.test_user.id));
-    let client = reqwest::Client::builder()
+    let raw = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
 
-    let in_query = client
+    let in_query = raw
         .get(app.url(&format!("/dashboard?token={token}")))
         .send()
         .await
         .unwrap();
-    let in_header = client
+    let in_header = raw
         .get(app.url("/dashboard"))
         .header("Authorization", format!("Bearer {token}"))
         .send()

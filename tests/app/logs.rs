@@ -82,12 +82,12 @@ fn csrf_of(html: &str) -> String {
 async fn logs_carry_events_and_ids_but_no_secrets() {
     let server = RunningBinary::start();
     let base = server.address.clone();
-    let browser = Browser::new("log-test");
+    let client = Client::new("log-test");
     let password = "a very private passphrase 77";
-    let get = |path: &str| browser.client.get(format!("{base}{path}")).send();
+    let get = |path: &str| client.http.get(format!("{base}{path}")).send();
     let post = |path: &str, form: Vec<(&'static str, String)>| {
-        browser
-            .client
+        client
+            .http
             .post(format!("{base}{path}"))
             .header("Origin", &base)
             .form(&form)
@@ -128,15 +128,10 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
     let access = cookies[0].clone();
     // A token in the query string must not be logged either.
     get(&format!("/dashboard?token={access}")).await.unwrap();
-    let bad = Browser::new("log-test-2");
-    let login_page = bad
-        .client
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap();
+    let bad = Client::new("log-test-2");
+    let login_page = bad.http.get(format!("{base}/login")).send().await.unwrap();
     let csrf = csrf_of(&login_page.text().await.unwrap());
-    bad.client
+    bad.http
         .post(format!("{base}/login"))
         .header("Origin", &base)
         .form(&[

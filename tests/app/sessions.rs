@@ -13,9 +13,9 @@ use crate::helpers::*;
 const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";
 
-/// Signs the seeded user in on `browser`, optionally with "remember me".
-async fn sign_in(app: &TestApp, browser: &Browser, remember: bool) -> Response {
-    let csrf = app.csrf_token_as(browser, "/login").await;
+/// Signs the seeded user in on `client`, optionally with "remember me".
+async fn sign_in(app: &TestApp, client: &Client, remember: bool) -> Response {
+    let csrf = app.csrf_token_as(client, "/login").await;
     let mut fields = vec![
         ("email", app.test_user.email.as_str()),
         ("password", app.test_user.password.as_str()),
@@ -24,7 +24,7 @@ async fn sign_in(app: &TestApp, browser: &Browser, remember: bool) -> Response {
     if remember {
         fields.push(("remember", "on"));
     }
-    let response = app.post_form_as(browser, "/login", &fields).await;
+    let response = app.post_form_as(client, "/login", &fields).await;
     assert_redirects_to(&response, "/dashboard");
     response
 }
@@ -35,7 +35,7 @@ fn cookie_value(response: &Response, name: &str) -> Option<String> {
     Some(value.to_owned())
 }
 
-/// Sends `method path` with exactly these cookies (a browser whose access
+/// Sends `method path` with exactly these cookies (a client whose access
 /// cookie has expired sends only the others).
 async fn request_with(
     app: &TestApp,
@@ -49,11 +49,11 @@ async fn request_with(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let client = reqwest::Client::builder()
+    let raw = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let mut request = client
+    let mut request = raw
         .request(method, app.url(path))
         .header("Cookie", header)
         .header("Origin", &app.address);
@@ -98,7 +98,7 @@ async fn event_kinds(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn a_missing_access_token_is_renewed_transparently_on_a_page() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
 
     let page = get_with(&app, "/dashboard", &[(REFRESH, &refresh)]).await;
@@ -119,7 +119,7 @@ async fn a_missing_access_token_is_renewed_transparently_on_a_page() {
 #[tokio::test]
 async fn an_expired_access_token_is_renewed_transparently() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     let secret = Secret::new(TEST_SECRET);
     let now = chrono::Utc::now().timestamp();
@@ -155,10 +155,10 @@ async fn an_expired_access_token_is_renewed_transparently() {
 #[tokio::test]
 async fn a_posted_form_is_served_after_a_transparent_refresh() {
     let app = spawn_app().await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let csrf_token = app.csrf_token("/account").await;
-    let refresh = app.cookie_in(&app.browser, REFRESH).unwrap();
-    let csrf_cookie = app.cookie_in(&app.browser, "gatehouse_csrf").unwrap();
+    let refresh = app.cookie_in(&app.client, REFRESH).unwrap();
+    let csrf_cookie = app.cookie_in(&app.client, "gatehouse_csrf").unwrap();
 
     let response = request_with(
         &app,
@@ -177,7 +177,7 @@ async fn a_posted_form_is_served_after_a_transparent_refresh() {
 #[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_session() {
     let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::ZERO).await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let stolen = cookie_value(&login, REFRESH).unwrap();
     let renewed = get_with(&app, "/dashboard", &[(REFRESH, &stolen)]).await;
     let newer = cookie_value(&renewed, REFRESH).unwrap();
@@ -203,7 +203,7 @@ async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_sessio
 #[tokio::test]
 async fn two_concurrent_refreshes_inside_the_grace_window_both_succeed() {
     let app = Arc::new(spawn_app().await);
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
 
     let tabs: Vec<_> = (0..2)
@@ -225,7 +225,7 @@ async fn two_concurrent_refreshes_inside_the_grace_window_both_succeed() {
 #[tokio::test]
 async fn an_access_cookie_replayed_after_sign_out_goes_to_login() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let copied = cookie_value(&login, ACCESS).unwrap();
 
     let logout = app.post_logout().await;
@@ -239,9 +239,9 @@ async fn an_access_cookie_replayed_after_sign_out_goes_to_login() {
 #[tokio::test]
 async fn revoking_a_session_from_another_browser_signs_that_browser_out() {
     let app = spawn_app().await;
-    let laptop = app.new_browser();
+    let laptop = app.new_client();
     sign_in(&app, &laptop, false).await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let laptop_session = session_ids(&app, &app.test_user.id).await[0].clone();
     let csrf = app.csrf_token("/account").await;
 
@@ -263,10 +263,10 @@ async fn revoking_a_session_from_another_browser_signs_that_browser_out() {
 #[tokio::test]
 async fn sign_out_all_other_sessions_keeps_only_this_one() {
     let app = spawn_app().await;
-    let (phone, laptop) = (app.new_browser(), app.new_browser());
+    let (phone, laptop) = (app.new_client(), app.new_client());
     sign_in(&app, &phone, false).await;
     sign_in(&app, &laptop, true).await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app
@@ -292,9 +292,9 @@ async fn sign_out_all_other_sessions_keeps_only_this_one() {
 #[tokio::test]
 async fn changing_the_password_ends_other_sessions_and_keeps_this_one() {
     let app = spawn_app().await;
-    let other = app.new_browser();
+    let other = app.new_client();
     sign_in(&app, &other, true).await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let csrf = app.csrf_token("/account").await;
     let new_password = "an entirely different passphrase";
 
@@ -320,7 +320,7 @@ async fn changing_the_password_ends_other_sessions_and_keeps_this_one() {
         &app.get_as(&other, "/dashboard").await,
         "/login?next=%2Fdashboard",
     );
-    let fresh = app.new_browser();
+    let fresh = app.new_client();
     let old = app
         .login_as(&fresh, &app.test_user.email, &app.test_user.password)
         .await;
@@ -336,9 +336,9 @@ async fn changing_the_password_ends_other_sessions_and_keeps_this_one() {
 #[tokio::test]
 async fn a_wrong_current_password_changes_nothing() {
     let app = spawn_app().await;
-    let other = app.new_browser();
+    let other = app.new_client();
     sign_in(&app, &other, false).await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app
@@ -364,7 +364,7 @@ async fn a_wrong_current_password_changes_nothing() {
         app.get_as(&other, "/dashboard").await.status(),
         StatusCode::OK
     );
-    let fresh = app.new_browser();
+    let fresh = app.new_client();
     let login = app
         .login_as(&fresh, &app.test_user.email, &app.test_user.password)
         .await;
@@ -374,7 +374,7 @@ async fn a_wrong_current_password_changes_nothing() {
 #[tokio::test]
 async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
     let app = spawn_app_with(|s| s.session_max_age = Duration::from_secs(1)).await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
 
@@ -387,7 +387,7 @@ async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
 #[tokio::test]
 async fn the_idle_limit_ends_a_session_not_refreshed_in_time() {
     let app = spawn_app_with(|s| s.session_idle_timeout = Duration::from_secs(1)).await;
-    let login = sign_in(&app, &app.browser, true).await;
+    let login = sign_in(&app, &app.client, true).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
 
@@ -400,14 +400,14 @@ async fn the_idle_limit_ends_a_session_not_refreshed_in_time() {
 async fn remember_me_decides_the_refresh_cookie_lifetime() {
     let app = spawn_app().await;
 
-    let remembered = sign_in(&app, &app.browser, true).await;
-    let session_only = sign_in(&app, &app.new_browser(), false).await;
+    let remembered = sign_in(&app, &app.client, true).await;
+    let session_only = sign_in(&app, &app.new_client(), false).await;
 
     let persistent = set_cookie(&remembered, REFRESH).unwrap();
     assert!(persistent.contains("Max-Age=2592000"), "{persistent}");
     assert!(persistent.contains("HttpOnly") && persistent.contains("SameSite=Lax"));
-    let browser_session = set_cookie(&session_only, REFRESH).unwrap();
-    assert!(!browser_session.contains("Max-Age"), "{browser_session}");
+    let client_session = set_cookie(&session_only, REFRESH).unwrap();
+    assert!(!client_session.contains("Max-Age"), "{client_session}");
     let access = set_cookie(&session_only, ACCESS).unwrap();
     assert!(access.contains("Max-Age=600"), "{access}");
 }
@@ -415,7 +415,7 @@ async fn remember_me_decides_the_refresh_cookie_lifetime() {
 #[tokio::test]
 async fn a_revocation_written_by_another_instance_is_honoured_within_two_seconds() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.browser, false).await;
+    let login = sign_in(&app, &app.client, false).await;
     let access = cookie_value(&login, ACCESS).unwrap();
     assert_eq!(
         get_with(&app, "/dashboard", &[(ACCESS, &access)])
@@ -484,7 +484,7 @@ async fn tokens_signed_with_a_previous_secret_are_accepted_and_unknown_keys_are_
 #[tokio::test]
 async fn another_users_session_cannot_be_revoked() {
     let app = spawn_app().await;
-    let victim = app.new_browser();
+    let victim = app.new_client();
     sign_in(&app, &victim, false).await;
     let victim_session = session_ids(&app, &app.test_user.id).await[0].clone();
     app.register(
@@ -512,15 +512,15 @@ async fn another_users_session_cannot_be_revoked() {
 #[tokio::test]
 async fn the_account_page_lists_sessions_and_activity() {
     let app = spawn_app().await;
-    let phone = Browser::new(
+    let phone = Client::new(
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
     );
     sign_in(&app, &phone, false).await;
     let failed = app
-        .login_as(&app.browser, &app.test_user.email, "wrong password!!")
+        .login_as(&app.client, &app.test_user.email, "wrong password!!")
         .await;
     assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
 
     let page = app.get("/account").await;
 
@@ -549,12 +549,12 @@ async fn the_account_page_requires_signing_in() {
 #[tokio::test]
 async fn a_cross_site_password_change_changes_nothing() {
     let app = spawn_app().await;
-    sign_in(&app, &app.browser, false).await;
+    sign_in(&app, &app.client, false).await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app
-        .browser
         .client
+        .http
         .post(app.url("/account/password"))
         .header("Origin", "https://evil.example")
         .form(&[
@@ -568,7 +568,7 @@ async fn a_cross_site_password_change_changes_nothing() {
 
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
-    let fresh = app.new_browser();
+    let fresh = app.new_client();
     let login = app
         .login_as(&fresh, &app.test_user.email, &app.test_user.password)
         .await;

@@ -6,8 +6,8 @@ use reqwest::{Response, StatusCode};
 
 use crate::helpers::*;
 
-async fn attempt(app: &TestApp, browser: &Browser, email: &str, password: &str) -> Response {
-    app.login_as(browser, email, password).await
+async fn attempt(app: &TestApp, client: &Client, email: &str, password: &str) -> Response {
+    app.login_as(client, email, password).await
 }
 
 fn retry_after(response: &Response) -> u64 {
@@ -18,11 +18,11 @@ fn retry_after(response: &Response) -> u64 {
         .unwrap()
 }
 
-/// A browser whose requests claim to come from `ip` through the local proxy.
-fn behind_proxy(ip: &str) -> Browser {
+/// A client whose requests claim to come from `ip` through the local proxy.
+fn behind_proxy(ip: &str) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("x-forwarded-for", ip.parse().unwrap());
-    Browser::with_headers("proxied", headers)
+    Client::with_headers("proxied", headers)
 }
 
 #[tokio::test]
@@ -30,11 +30,11 @@ async fn five_failures_lock_the_pair_even_for_the_right_password() {
     let app = spawn_app().await;
     let email = app.test_user.email.clone();
     for _ in 0..5 {
-        let failed = attempt(&app, &app.browser, &email, "not the password!").await;
+        let failed = attempt(&app, &app.client, &email, "not the password!").await;
         assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
     }
 
-    let locked = attempt(&app, &app.browser, &email, &app.test_user.password).await;
+    let locked = attempt(&app, &app.client, &email, &app.test_user.password).await;
 
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!((55..=60).contains(&retry_after(&locked)));
@@ -84,12 +84,12 @@ async fn a_success_clears_the_pair_counter() {
     let app = spawn_app().await;
     let email = app.test_user.email.clone();
     for _ in 0..4 {
-        attempt(&app, &app.browser, &email, "not the password!").await;
+        attempt(&app, &app.client, &email, "not the password!").await;
     }
     assert_redirects_to(&app.login_test_user().await, "/dashboard");
 
     for _ in 0..4 {
-        let failed = attempt(&app, &app.new_browser(), &email, "not the password!").await;
+        let failed = attempt(&app, &app.new_client(), &email, "not the password!").await;
         assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
     }
 }
@@ -99,7 +99,7 @@ async fn the_lock_doubles_with_each_further_failure() {
     let app = spawn_app().await;
     let email = app.test_user.email.clone();
     for _ in 0..5 {
-        attempt(&app, &app.browser, &email, "not the password!").await;
+        attempt(&app, &app.client, &email, "not the password!").await;
     }
     // The first lock (one minute) runs out.
     let pool = app.pool.clone();
@@ -113,8 +113,8 @@ async fn the_lock_doubles_with_each_further_failure() {
     .await
     .unwrap();
 
-    let sixth = attempt(&app, &app.browser, &email, "still not it!!").await;
-    let locked = attempt(&app, &app.browser, &email, &app.test_user.password).await;
+    let sixth = attempt(&app, &app.client, &email, "still not it!!").await;
+    let locked = attempt(&app, &app.client, &email, &app.test_user.password).await;
 
     assert_eq!(sixth.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -126,13 +126,13 @@ async fn one_address_is_capped_across_all_emails() {
     let app = spawn_app_with(|s| s.login_max_failures_per_ip = 3).await;
     for n in 0..3 {
         let email = format!("nobody{n}@example.com");
-        let failed = attempt(&app, &app.browser, &email, "whatever password").await;
+        let failed = attempt(&app, &app.client, &email, "whatever password").await;
         assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
     }
 
     let capped = attempt(
         &app,
-        &app.browser,
+        &app.client,
         &app.test_user.email,
         &app.test_user.password,
     )
@@ -146,17 +146,17 @@ async fn one_address_is_capped_across_all_emails() {
 async fn registrations_are_limited_per_address() {
     let app = spawn_app_with(|s| s.register_max_per_hour = 2).await;
     for n in 0..2 {
-        let browser = app.new_browser();
+        let client = app.new_client();
         let email = format!("new{n}@example.com");
         let ok = app
-            .register_as(&browser, "New", &email, "purple monkey dishwasher")
+            .register_as(&client, "New", &email, "purple monkey dishwasher")
             .await;
         assert_redirects_to(&ok, "/dashboard");
     }
 
     let third = app
         .register_as(
-            &app.new_browser(),
+            &app.new_client(),
             "New",
             "new3@example.com",
             "purple monkey dishwasher",
@@ -200,7 +200,7 @@ async fn a_raised_bcrypt_cost_rehashes_the_password_at_sign_in() {
     assert!(hash.starts_with("$2b$05$"), "{hash}");
     let again = app
         .login_as(
-            &app.new_browser(),
+            &app.new_client(),
             &app.test_user.email,
             &app.test_user.password,
         )

@@ -9,7 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 
-use crate::auth::cookie::{self, CookieConfig};
+use super::{Site, cookies};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flash {
@@ -57,13 +57,14 @@ impl FromRequest for FlashMessage {
     type Future = Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(cookies) = req.app_data::<Data<CookieConfig>>() else {
+        let Some(site) = req.app_data::<Data<Site>>() else {
             return ready(Ok(Self(None)));
         };
+        let cookies = &site.cookies;
         let Some(found) = req.cookie(cookies.flash_name()) else {
             return ready(Ok(Self(None)));
         };
-        cookie::queue(req, cookies.removal(cookies.flash_name()));
+        cookies::queue(req, cookies.removal(cookies.flash_name()));
         let message = Flash::ALL
             .iter()
             .find(|f| f.code() == found.value())

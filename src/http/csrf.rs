@@ -20,12 +20,12 @@ use actix_web::{FromRequest, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
-use rand::RngCore as _;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
-use super::cookie::{self, CookieConfig};
-use super::extractor::AuthUser;
+use super::Site;
+use super::auth_user::AuthUser;
+use super::cookies::{self, CookieConfig};
 use crate::config::Secret;
 use crate::errors::AppError;
 
@@ -70,19 +70,7 @@ impl CsrfKey {
 }
 
 fn new_mac(key: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
-}
-
-/// The site's own origin (`PUBLIC_URL`), which unsafe requests must come from.
-#[derive(Debug, Clone)]
-pub struct SiteOrigin(pub String);
-
-/// A new random CSRF cookie value.
-pub fn new_cookie_value() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length")
 }
 
 fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
@@ -95,13 +83,14 @@ fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
 /// one when the browser has none.
 pub struct Csrf {
     cookie_value: String,
-    key: Data<CsrfKey>,
+    site: Data<Site>,
 }
 
 impl Csrf {
     /// The token for forms on this page.
     pub fn token(&self, user: Option<&AuthUser>) -> String {
-        self.key
+        self.site
+            .csrf
             .token(&self.cookie_value, user.map(|u| u.session_id.as_str()))
     }
 }
@@ -116,23 +105,17 @@ impl FromRequest for Csrf {
 }
 
 fn csrf_for(req: &HttpRequest) -> Result<Csrf, AppError> {
-    let key = app_data::<CsrfKey>(req)?;
-    let cookies = app_data::<CookieConfig>(req)?;
-    let cookie_value = match cookie_value(req, &cookies) {
+    let site = Site::of(req)?;
+    let cookie_value = match cookie_value(req, &site.cookies) {
         Some(v) => v,
         None => {
-            let value = new_cookie_value();
-            cookie::queue(req, cookies.csrf(value.clone()));
+            let cookie = site.cookies.fresh_csrf();
+            let value = cookie.value().to_owned();
+            cookies::queue(req, cookie);
             value
         }
     };
-    Ok(Csrf { cookie_value, key })
-}
-
-fn app_data<T: 'static>(req: &HttpRequest) -> Result<Data<T>, AppError> {
-    req.app_data::<Data<T>>().cloned().ok_or_else(|| {
-        AppError::internal(format!("{} is not registered", std::any::type_name::<T>()))
-    })
+    Ok(Csrf { cookie_value, site })
 }
 
 /// A form that carries a CSRF token.
@@ -191,11 +174,11 @@ pub fn check_token(
     user: Option<&AuthUser>,
     signed_out_form: bool,
 ) -> Result<(), AppError> {
-    let key = app_data::<CsrfKey>(req)?;
-    let cookies = app_data::<CookieConfig>(req)?;
-    let Some(value) = cookie_value(req, &cookies) else {
+    let site = Site::of(req)?;
+    let Some(value) = cookie_value(req, &site.cookies) else {
         return Err(AppError::CsrfRejected);
     };
+    let key = &site.csrf;
     let session = user.map(|u| u.session_id.as_str());
     let valid = key.verify(token, &value, session)
         || (signed_out_form && session.is_some() && key.verify(token, &value, None));
@@ -208,7 +191,7 @@ pub fn check_token(
 
 /// Refuses requests that a browser marks as coming from another site.
 pub fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
-    let site = app_data::<SiteOrigin>(req)?;
+    let site = Site::of(req)?;
     let headers = req.headers();
     let header_str = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     if header_str(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
@@ -219,7 +202,7 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
         None => header_str(header::REFERER).map(|r| origin_of(r).unwrap_or_default()),
     };
     match claimed {
-        Some(origin) if origin != site.0 => Err(AppError::CsrfRejected),
+        Some(origin) if origin != site.origin => Err(AppError::CsrfRejected),
         _ => Ok(()),
     }
 }

@@ -7,8 +7,15 @@
 
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time};
-use actix_web::{HttpMessage as _, HttpRequest};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder};
+
+use crate::accounts::IssuedSession;
+use crate::auth::token::new_token;
 
 const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";
@@ -76,6 +83,11 @@ impl CookieConfig {
         self.build(self.csrf_name.clone(), value, None)
     }
 
+    /// A CSRF cookie with a new random value (32 bytes, base64url).
+    pub fn fresh_csrf(&self) -> Cookie<'static> {
+        self.csrf(new_token())
+    }
+
     /// A one-shot message for the next page.
     pub fn flash(&self, code: &str) -> Cookie<'static> {
         self.build(
@@ -83,6 +95,42 @@ impl CookieConfig {
             code.to_owned(),
             Some(Duration::from_secs(60)),
         )
+    }
+
+    /// The cookies of an issued session: the access token, and the refresh
+    /// token when one was issued.
+    pub fn session(&self, issued: &IssuedSession) -> Vec<Cookie<'static>> {
+        let mut cookies = vec![self.access(issued.access_token.clone())];
+        if let Some(refresh) = &issued.refresh_token {
+            cookies.push(self.refresh(refresh.clone(), issued.refresh_max_age));
+        }
+        cookies
+    }
+
+    /// Sets an issued session's cookies on a response.
+    pub fn set_session(&self, response: &mut HttpResponseBuilder, issued: &IssuedSession) {
+        for cookie in self.session(issued) {
+            response.cookie(cookie);
+        }
+    }
+
+    /// Clears the session cookies and starts a new CSRF cookie: what signing
+    /// out (or ending this very session) sends.
+    pub fn set_signed_out(&self, response: &mut HttpResponseBuilder) {
+        response
+            .cookie(self.removal(self.access_name()))
+            .cookie(self.removal(self.refresh_name()))
+            .cookie(self.fresh_csrf());
+    }
+
+    /// The 303 that completes a sign-in: session cookies and a new CSRF
+    /// cookie (tokens from before the sign-in stop matching).
+    pub fn signed_in_redirect(&self, issued: &IssuedSession, location: &str) -> HttpResponse {
+        let mut response = HttpResponse::SeeOther();
+        response.insert_header((header::LOCATION, location));
+        self.set_session(&mut response, issued);
+        response.cookie(self.fresh_csrf());
+        response.finish()
     }
 
     /// A cookie that deletes `name`: same name, path and attributes, `Max-Age=0`.
@@ -105,7 +153,7 @@ impl CookieConfig {
 }
 
 /// Cookies that an extractor wants on the response (a fresh CSRF cookie, a
-/// consumed flash message, a bad token to clear). The `apply_queued_cookies`
+/// consumed flash message, a bad token to clear). The [`apply_queued`]
 /// middleware adds them unless the handler set a cookie of the same name.
 #[derive(Debug, Default, Clone)]
 pub struct QueuedCookies(pub Vec<Cookie<'static>>);
@@ -122,6 +170,29 @@ pub fn queue(req: &HttpRequest, cookie: Cookie<'static>) {
             ext.insert(QueuedCookies(vec![cookie]));
         }
     }
+}
+
+/// Middleware: adds the cookies extractors queued, unless the handler already
+/// set a cookie of the same name.
+pub async fn apply_queued(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let queued = res.request().extensions_mut().remove::<QueuedCookies>();
+    if let Some(QueuedCookies(queued)) = queued {
+        let already: Vec<String> = res
+            .response()
+            .cookies()
+            .map(|c| c.name().to_owned())
+            .collect();
+        for cookie in queued {
+            if !already.iter().any(|name| name == cookie.name()) {
+                res.response_mut().add_cookie(&cookie)?;
+            }
+        }
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

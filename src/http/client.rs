@@ -1,8 +1,8 @@
 //! Who is asking: the client's address and a readable name for its browser.
 
 use std::future::{Ready, ready};
-
 use std::net::IpAddr;
+use std::ops::Deref;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -10,20 +10,29 @@ use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 use ipnet::IpNet;
 
+use super::Site;
+use crate::accounts::Requester;
+
 /// Longest user agent kept (stored with sessions, shown on the account page).
 const MAX_USER_AGENT: usize = 512;
 
-/// The client's IP address and user agent.
+/// Who is asking, taken from the request: the client's IP address and user
+/// agent, as the domain's [`Requester`].
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
+pub struct ClientInfo(pub Requester);
+
+impl Deref for ClientInfo {
+    type Target = Requester;
+
+    fn deref(&self) -> &Requester {
+        &self.0
+    }
 }
 
 impl ClientInfo {
     /// "Firefox on Linux", "Safari on iPhone", …
     pub fn device(&self) -> String {
-        describe_device(&self.user_agent)
+        describe_device(&self.0.user_agent)
     }
 }
 
@@ -32,7 +41,7 @@ impl FromRequest for ClientInfo {
     type Future = Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(client_info(req)))
+        ready(Ok(Self(client_info(req))))
     }
 }
 
@@ -51,8 +60,8 @@ impl TrustedProxies {
 /// trusted proxy. Entries further left are written by the client and ignored.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let trusted = req.app_data::<Data<TrustedProxies>>();
-    let Some(trusted) = trusted.filter(|t| t.contains(&peer)) else {
+    let site = req.app_data::<Data<Site>>();
+    let Some(trusted) = site.map(|s| &s.proxies).filter(|t| t.contains(&peer)) else {
         return Some(peer);
     };
     let forwarded: Vec<IpAddr> = req
@@ -74,7 +83,8 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     )
 }
 
-pub fn client_info(req: &HttpRequest) -> ClientInfo {
+/// Who is asking, for domain calls.
+pub fn client_info(req: &HttpRequest) -> Requester {
     let ip = client_ip(req).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let user_agent = req
         .headers()
@@ -82,7 +92,7 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
         .and_then(|v| v.to_str().ok())
         .map(|ua| truncate(ua, MAX_USER_AGENT))
         .unwrap_or_default();
-    ClientInfo { ip, user_agent }
+    Requester { ip, user_agent }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -136,10 +146,20 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn ip_of(peer: &str, forwarded: Option<&str>, trusted: &[&str]) -> String {
-        let proxies = TrustedProxies(trusted.iter().map(|t| t.parse().unwrap()).collect());
+        let site = Site {
+            cookies: super::super::cookies::CookieConfig::new(
+                false,
+                std::time::Duration::from_secs(60),
+            ),
+            csrf: super::super::csrf::CsrfKey::derive(&crate::config::Secret::new(
+                "an-unguessable-test-secret-of-32-bytes!",
+            )),
+            origin: "http://127.0.0.1".into(),
+            proxies: TrustedProxies(trusted.iter().map(|t| t.parse().unwrap()).collect()),
+        };
         let mut req = TestRequest::default()
             .peer_addr(peer.parse().unwrap())
-            .app_data(Data::new(proxies));
+            .app_data(Data::new(site));
         if let Some(f) = forwarded {
             req = req.insert_header((header::X_FORWARDED_FOR, f));
         }

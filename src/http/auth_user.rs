@@ -9,9 +9,11 @@
 //!
 //! A handler that takes `AuthUser` is protected; one that takes
 //! `Option<AuthUser>` serves both. Failure sends pages to `/login?next=…` (and
-//! clears bad cookies in the same response); under `/api/` it is a 401 JSON.
+//! clears bad cookies in the same response); a request answered in JSON
+//! ([`ResponseFormat`]) gets a 401 instead.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::cookie::Cookie;
@@ -20,20 +22,22 @@ use actix_web::http::Method;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
-use super::cookie;
-use super::redirect;
-use super::session::{Refresh, SessionManager};
-use crate::client::client_info;
-use crate::errors::{AppError, LoginRequired};
+use super::client::client_info;
+use super::{Site, cookies};
+use crate::accounts::{Accounts, SessionUser};
+use crate::auth::redirect;
+use crate::errors::{AppError, LoginRequired, ResponseFormat};
 
 /// A visitor with a valid session.
 #[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub user_id: String,
-    pub session_id: String,
-    pub name: String,
-    /// When this session signed in (Unix seconds).
-    pub auth_time: i64,
+pub struct AuthUser(pub SessionUser);
+
+impl Deref for AuthUser {
+    type Target = SessionUser;
+
+    fn deref(&self) -> &SessionUser {
+        &self.0
+    }
 }
 
 impl FromRequest for AuthUser {
@@ -51,14 +55,16 @@ impl FromRequest for AuthUser {
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
-    let Some(manager) = req.app_data::<Data<SessionManager>>().cloned() else {
-        return Err(AppError::internal("SessionManager is not registered"));
+    let Some(accounts) = req.app_data::<Data<Accounts>>().cloned() else {
+        return Err(AppError::internal("Accounts is not registered"));
     };
-    let cookies = manager.cookies();
+    let site = Site::of(req)?;
+    let cookies = &site.cookies;
     let mut clear: Vec<Cookie<'static>> = Vec::new();
 
     if let Some(access) = req.cookie(cookies.access_name()) {
-        if let Some(user) = manager.verify_access(access.value()) {
+        if let Some(user) = accounts.verify_access(access.value()) {
+            let user = AuthUser(user);
             req.extensions_mut().insert(user.clone());
             return Ok(user);
         }
@@ -66,19 +72,18 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     }
 
     if let Some(refresh) = req.cookie(cookies.refresh_name()) {
-        match manager
-            .refresh(refresh.value().to_owned(), client_info(req))
-            .await?
-        {
-            Refresh::Renewed(user, issued) => {
-                for cookie in manager.session_cookies(&user, &issued)? {
-                    cookie::queue(req, cookie);
+        let who = client_info(req);
+        match accounts.refresh(refresh.value().to_owned(), &who).await? {
+            Some(renewed) => {
+                for cookie in cookies.session(&renewed.session) {
+                    cookies::queue(req, cookie);
                 }
+                let user = AuthUser(renewed.user);
                 tracing::debug!(user_id = %user.user_id, session_id = %user.session_id, "session refreshed");
                 req.extensions_mut().insert(user.clone());
                 return Ok(user);
             }
-            Refresh::Refused => {
+            None => {
                 clear.push(cookies.removal(cookies.access_name()));
                 clear.push(cookies.removal(cookies.refresh_name()));
             }
@@ -88,7 +93,7 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     // Queued as well, so pages that accept anonymous visitors
     // (`Option<AuthUser>`) also drop the dead cookies.
     for cookie in &clear {
-        cookie::queue(req, cookie.clone());
+        cookies::queue(req, cookie.clone());
     }
     Err(login_required(req, clear))
 }
@@ -107,6 +112,6 @@ fn login_required(req: &HttpRequest, clear: Vec<Cookie<'static>>) -> AppError {
     AppError::LoginRequired(Box::new(LoginRequired {
         location,
         clear,
-        api: req.path().starts_with("/api/"),
+        api: ResponseFormat::of(req) == ResponseFormat::Json,
     }))
 }

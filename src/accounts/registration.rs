@@ -1,0 +1,182 @@
+//! Registration: validation (e-mail normalisation, name rules, password
+//! policy) and creating the account with its first session.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::events::{self, event};
+use super::{Accounts, Failure, RegisterError, Requester, SignedIn, throttle};
+use crate::auth::password::{length_problem, strength_problem};
+use crate::db::{self, models::NewUser, users};
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// What a person registers with, as typed.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// A message per field that needs fixing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+}
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.email.is_none() && self.password.is_none()
+    }
+}
+
+/// A registration that passed validation: trimmed name, normalised e-mail.
+struct Valid {
+    name: String,
+    email: String,
+    password: String,
+}
+
+impl Accounts {
+    /// Creates an account and signs it in: limit check → validation → hash →
+    /// user, session and event in one transaction. A taken e-mail is a field
+    /// error, also when two registrations race (the unique index decides).
+    pub async fn register(
+        &self,
+        account: NewAccount,
+        who: &Requester,
+    ) -> Result<SignedIn, RegisterError> {
+        let blocked = {
+            let (limits, ip) = (self.throttle, who.ip.clone());
+            db::run(&self.pool, move |conn| {
+                throttle::registration_blocked_for(conn, &limits, &ip, db::now())
+                    .map_err(Failure::from)
+            })
+            .await?
+        };
+        if let Some(retry_after) = blocked {
+            tracing::info!(event = "registration_throttled", ip = %who.ip);
+            return Err(RegisterError::Throttled { retry_after });
+        }
+        let valid = self
+            .hasher
+            .in_slot(move |_| validate(account))
+            .await?
+            .map_err(RegisterError::Invalid)?;
+        let password_hash = self.hasher.hash(valid.password).await?;
+
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let now = db::now();
+        let (name, email) = (valid.name, valid.email);
+        let inserted = {
+            let (policy, who) = (self.sessions.clone(), who.clone());
+            let (user_id, name, email) = (user_id.clone(), name.clone(), email.clone());
+            db::run(&self.pool, move |conn| {
+                Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                    users::insert(
+                        conn,
+                        &NewUser {
+                            id: &user_id,
+                            email: &email,
+                            name: &name,
+                            password_hash: &password_hash,
+                            created_at: now,
+                            updated_at: now,
+                            registration_ip: Some(&who.ip),
+                        },
+                    )?;
+                    let session =
+                        super::sessions::create(conn, &policy, &user_id, &who, false, now)?;
+                    events::record(
+                        conn,
+                        Some(&user_id),
+                        Some(&session.id),
+                        event::REGISTERED,
+                        &who,
+                        now,
+                    )?;
+                    Ok::<_, DieselError>(session)
+                }))
+            })
+            .await?
+        };
+        let session = match inserted {
+            Ok(session) => session,
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                return Err(RegisterError::Invalid(FieldErrors {
+                    email: Some(
+                        "An account with this email already exists. Sign in instead?".into(),
+                    ),
+                    ..FieldErrors::default()
+                }));
+            }
+            Err(e) => return Err(Failure::from(e).into()),
+        };
+        tracing::info!(
+            event = event::REGISTERED,
+            user_id = %user_id,
+            session_id = %session.id,
+            ip = %who.ip
+        );
+        let user = super::SessionUser {
+            user_id,
+            session_id: session.id.clone(),
+            name,
+            auth_time: now.and_utc().timestamp(),
+        };
+        Ok(self.issue(user, session)?)
+    }
+}
+
+/// Trims and checks a registration; CPU-bound (the strength check).
+fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
+    let name = account.name.trim().to_owned();
+    let email = normalize_email(&account.email);
+    let mut errors = FieldErrors::default();
+
+    let name_chars = name.chars().count();
+    if name_chars == 0 {
+        errors.name = Some("Enter your name.".into());
+    } else if name_chars > MAX_NAME_CHARS {
+        errors.name = Some(format!("Use at most {MAX_NAME_CHARS} characters."));
+    } else if name.chars().any(char::is_control) {
+        errors.name = Some("Your name cannot contain control characters.".into());
+    }
+
+    if email.is_empty() {
+        errors.email = Some("Enter your email address.".into());
+    } else if !is_valid_email(&email) {
+        errors.email = Some("Enter a valid email address, like name@example.com.".into());
+    }
+
+    errors.password = length_problem(&account.password).or_else(|| {
+        let related = [email.as_str(), name.as_str()];
+        strength_problem(&account.password, &related)
+    });
+
+    if errors.is_empty() {
+        Ok(Valid {
+            name,
+            email,
+            password: account.password,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// E-mail addresses are compared trimmed and lower-cased.
+pub fn normalize_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+fn is_valid_email(email: &str) -> bool {
+    email.len() <= MAX_EMAIL_BYTES
+        && email_address::EmailAddress::is_valid(email)
+        && email
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.contains('.') && !domain.starts_with('['))
+}

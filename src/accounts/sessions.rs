@@ -1,0 +1,468 @@
+//! The session lifecycle: create, verify, refresh (rotate), revoke one, the
+//! others or all, and change the password.
+//!
+//! A session is a `sessions` row. Its browser holds a short-lived access token
+//! (a JWT checked without the database) and a refresh token (32 random bytes,
+//! stored only as a SHA-256 hash). A valid refresh token gets a new pair; it is
+//! single-use, and presenting a rotated one after the grace window means it was
+//! copied, so the session is revoked. Every revocation updates the database
+//! and this instance's in-memory revocation list in the same call.
+
+use chrono::NaiveDateTime;
+
+use super::events::{self, Event, event};
+use super::{
+    Accounts, Failure, IssuedSession, PasswordChangeError, Requester, RevokeError, SessionPolicy,
+    SessionUser, SignedIn, delta,
+};
+use crate::auth::password::{length_problem, strength_problem};
+use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
+use crate::db::models::{NewSession, Session};
+use crate::db::{self, DbConnection, events as event_rows, sessions, users};
+
+/// How many events the account overview lists.
+const RECENT_EVENTS: i64 = 20;
+
+/// A session row just written, with the refresh token the client gets.
+#[derive(Debug)]
+pub(super) struct NewTokens {
+    pub id: String,
+    pub refresh_token: Option<String>,
+    pub remember: bool,
+}
+
+/// An account's live sessions and recent activity.
+#[derive(Debug)]
+pub struct AccountOverview {
+    /// Newest first.
+    pub sessions: Vec<Session>,
+    /// Newest first.
+    pub events: Vec<Event>,
+}
+
+/// A message per field of the password-change form.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PasswordErrors {
+    pub current: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Creates a session row inside the caller's transaction.
+pub(super) fn create(
+    conn: &mut DbConnection,
+    policy: &SessionPolicy,
+    user_id: &str,
+    who: &Requester,
+    remember: bool,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<NewTokens> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let refresh = new_token();
+    let lifetime = if remember {
+        policy.max_age_remember
+    } else {
+        policy.max_age
+    };
+    sessions::insert(
+        conn,
+        &NewSession {
+            id: &id,
+            user_id,
+            created_at: now,
+            last_seen_at: now,
+            ip: &who.ip,
+            user_agent: &who.user_agent,
+            refresh_hash: &hash_token(&refresh),
+            remember,
+            expires_at: now + delta(lifetime),
+        },
+    )?;
+    Ok(NewTokens {
+        id,
+        refresh_token: Some(refresh),
+        remember,
+    })
+}
+
+/// What a refresh found, decided inside its transaction.
+enum Refreshed {
+    Renewed(SessionUser, NewTokens),
+    Refused,
+    /// Expired, idle or replayed: the session was ended just now.
+    Ended(String),
+}
+
+impl Accounts {
+    /// Signs an access token for `user` and pairs it with the session's tokens.
+    pub(super) fn issue(&self, user: SessionUser, tokens: NewTokens) -> Result<SignedIn, Failure> {
+        let access_token =
+            self.keys
+                .issue(&user.user_id, &user.session_id, &user.name, user.auth_time)?;
+        let session = IssuedSession {
+            session_id: tokens.id,
+            access_token,
+            refresh_token: tokens.refresh_token,
+            refresh_max_age: tokens.remember.then_some(self.sessions.max_age_remember),
+        };
+        Ok(SignedIn { user, session })
+    }
+
+    /// Checks an access token: signature and claims, then the revocation list.
+    /// No database access.
+    pub fn verify_access(&self, token: &str) -> Option<SessionUser> {
+        match self.keys.verify(token) {
+            Ok(claims) if !self.revoked.is_revoked(&claims.sid) => Some(SessionUser {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                name: claims.name,
+                auth_time: claims.auth_time,
+            }),
+            Ok(claims) => {
+                tracing::debug!(session_id = %claims.sid, "access token of a revoked session");
+                None
+            }
+            Err(reason) => {
+                tracing::debug!(%reason, "access token refused");
+                None
+            }
+        }
+    }
+
+    /// Trades a refresh token for new tokens; `None` means sign in again
+    /// (unknown, revoked, expired, idle, or a replayed rotated token).
+    pub async fn refresh(
+        &self,
+        token: String,
+        who: &Requester,
+    ) -> Result<Option<SignedIn>, Failure> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        let (policy, who) = (self.sessions.clone(), who.clone());
+        let outcome = db::run(&self.pool, move |conn| {
+            let hash = hash_token(&token);
+            // Unknown or dead tokens (what a flood of made-up cookies sends)
+            // cost one indexed read and never take the write lock.
+            let live = sessions::find_by_refresh_hash(conn, &hash)?
+                .is_some_and(|(session, _)| session.revoked_at.is_none());
+            if !live {
+                return Ok::<_, Failure>(Refreshed::Refused);
+            }
+            Ok(db::write_transaction(conn, |conn| {
+                refresh_in_transaction(conn, &hash, &policy, &who, db::now())
+            })?)
+        })
+        .await?;
+        match outcome {
+            Refreshed::Renewed(user, tokens) => Ok(Some(self.issue(user, tokens)?)),
+            Refreshed::Refused => Ok(None),
+            Refreshed::Ended(session_id) => {
+                self.revoked.insert([session_id], db::now());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends `user`'s current session (signing out).
+    pub async fn sign_out(&self, user: &SessionUser, who: &Requester) -> Result<(), Failure> {
+        let now = db::now();
+        let ip = who.ip.clone();
+        let (session_id, user_id, who) =
+            (user.session_id.clone(), user.user_id.clone(), who.clone());
+        db::run(&self.pool, move |conn| {
+            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                sessions::revoke(conn, &session_id, &user_id, now, event::SIGNED_OUT)?;
+                let sid = Some(session_id.as_str());
+                events::record(conn, Some(&user_id), sid, event::SIGNED_OUT, &who, now)
+            })?)
+        })
+        .await?;
+        self.revoked.insert([user.session_id.clone()], now);
+        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id, ip = %ip);
+        Ok(())
+    }
+
+    /// Ends one of `user`'s live sessions (possibly the current one).
+    pub async fn revoke_session(
+        &self,
+        user: &SessionUser,
+        target: &str,
+        who: &Requester,
+    ) -> Result<(), RevokeError> {
+        let now = db::now();
+        let (target_id, user_id, who) = (target.to_owned(), user.user_id.clone(), who.clone());
+        let revoked = db::run(&self.pool, move |conn| {
+            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                let kind = event::SESSION_REVOKED;
+                let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind)?;
+                if revoked {
+                    events::record(conn, Some(&user_id), Some(&target_id), kind, &who, now)?;
+                }
+                Ok::<_, diesel::result::Error>(revoked)
+            })?)
+        })
+        .await?;
+        if !revoked {
+            return Err(RevokeError::NotFound);
+        }
+        self.revoked.insert([target.to_owned()], now);
+        tracing::info!(event = event::SESSION_REVOKED, user_id = %user.user_id, session_id = %target);
+        Ok(())
+    }
+
+    /// Ends every session of `user` but the current one; returns how many.
+    pub async fn revoke_others(
+        &self,
+        user: &SessionUser,
+        who: &Requester,
+    ) -> Result<usize, Failure> {
+        let ended = self
+            .end_sessions(
+                &user.user_id,
+                Some(&user.session_id),
+                event::SESSION_REVOKED,
+                who,
+            )
+            .await?;
+        tracing::info!(event = event::SESSION_REVOKED, user_id = %user.user_id, count = ended.len());
+        Ok(ended.len())
+    }
+
+    /// Ends every session of `user_id`, keeping none (a password reset, a
+    /// disabled account); returns the ids ended.
+    pub async fn revoke_all(
+        &self,
+        user_id: &str,
+        reason: &'static str,
+        who: &Requester,
+    ) -> Result<Vec<String>, Failure> {
+        let ended = self.end_sessions(user_id, None, reason, who).await?;
+        tracing::info!(event = reason, user_id = %user_id, count = ended.len(), "every session ended");
+        Ok(ended)
+    }
+
+    /// Revokes `user_id`'s sessions but `keep` and records one event, in one
+    /// transaction, then updates the revocation list.
+    async fn end_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        kind: &'static str,
+        who: &Requester,
+    ) -> Result<Vec<String>, Failure> {
+        let now = db::now();
+        let (user_id, keep, who) = (user_id.to_owned(), keep.map(str::to_owned), who.clone());
+        let ended = db::run(&self.pool, move |conn| {
+            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                let ended =
+                    sessions::revoke_all_except(conn, &user_id, keep.as_deref(), now, kind)?;
+                events::record(conn, Some(&user_id), keep.as_deref(), kind, &who, now)?;
+                Ok::<_, diesel::result::Error>(ended)
+            })?)
+        })
+        .await?;
+        self.revoked.insert(ended.iter().cloned(), now);
+        Ok(ended)
+    }
+
+    /// Changes `user`'s password, given the current one. In one transaction:
+    /// the new hash is stored, every other session is revoked and this
+    /// session's refresh token is re-issued; the result carries its new tokens.
+    pub async fn change_password(
+        &self,
+        user: &SessionUser,
+        current_password: String,
+        new_password: String,
+        who: &Requester,
+    ) -> Result<SignedIn, PasswordChangeError> {
+        let stored = {
+            let user_id = user.user_id.clone();
+            db::run(&self.pool, move |conn| {
+                Ok::<_, Failure>(users::find(conn, &user_id)?)
+            })
+            .await?
+            .ok_or(Failure::Inconsistent("signed-in user has no users row"))?
+        };
+        let current_ok = self
+            .hasher
+            .verify(current_password, Some(stored.password_hash.clone()))
+            .await?;
+        let mut errors = PasswordErrors::default();
+        if !current_ok {
+            errors.current = Some("Your current password is not correct.".into());
+        }
+        errors.new = {
+            let (password, email, name) = (new_password.clone(), stored.email, stored.name);
+            self.hasher
+                .in_slot(move |_| {
+                    length_problem(&password)
+                        .or_else(|| strength_problem(&password, &[email.as_str(), name.as_str()]))
+                })
+                .await?
+        };
+        if errors.current.is_some() || errors.new.is_some() {
+            return Err(PasswordChangeError::Invalid(errors));
+        }
+        let new_hash = self.hasher.hash(new_password).await?;
+
+        let now = db::now();
+        let kind = event::PASSWORD_CHANGED;
+        let (user_id, keep, who_c) = (user.user_id.clone(), user.session_id.clone(), who.clone());
+        let (ended, tokens) = db::run(&self.pool, move |conn| {
+            db::write_transaction(conn, |conn| {
+                users::update_password(conn, &user_id, &new_hash, now)?;
+                let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
+                let tokens = reissue(conn, &keep, now)?.ok_or(Failure::Inconsistent(
+                    "the current session ended during a password change",
+                ))?;
+                events::record(conn, Some(&user_id), Some(&keep), kind, &who_c, now)?;
+                Ok::<_, Failure>((ended, tokens))
+            })
+        })
+        .await?;
+        self.revoked.insert(ended.iter().cloned(), now);
+        tracing::info!(event = kind, user_id = %user.user_id, session_id = %user.session_id, ended = ended.len());
+        Ok(self.issue(user.clone(), tokens)?)
+    }
+
+    /// `user_id`'s live sessions and recent events, for the account page.
+    pub async fn overview(&self, user_id: &str) -> Result<AccountOverview, Failure> {
+        let user_id = user_id.to_owned();
+        db::run(&self.pool, move |conn| {
+            let sessions = sessions::list_active(conn, &user_id, db::now())?;
+            let events = event_rows::recent(conn, &user_id, RECENT_EVENTS)?
+                .into_iter()
+                .map(|e| Event {
+                    kind: e.kind,
+                    ip: e.ip,
+                    user_agent: e.user_agent,
+                    at: e.created_at,
+                })
+                .collect();
+            Ok(AccountOverview { sessions, events })
+        })
+        .await
+    }
+
+    /// Reads revocations made elsewhere (other instances, an operator) into
+    /// this instance's list; returns how many the database reported.
+    pub async fn poll_revocations(&self) -> Result<usize, Failure> {
+        let since = self.revoked.poll_since();
+        let now = db::now();
+        let found = db::run(&self.pool, move |conn| {
+            Ok::<_, Failure>(sessions::revoked_since(conn, since)?)
+        })
+        .await?;
+        let count = found.len();
+        self.revoked.absorb(found, now);
+        Ok(count)
+    }
+}
+
+/// Gives `session_id` a new refresh token inside the caller's transaction.
+fn reissue(
+    conn: &mut DbConnection,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<Option<NewTokens>> {
+    let Some(session) = sessions::find(conn, session_id)? else {
+        return Ok(None);
+    };
+    let refresh = new_token();
+    let swapped = sessions::rotate_refresh(
+        conn,
+        session_id,
+        &session.refresh_hash,
+        &hash_token(&refresh),
+        now,
+    )?;
+    Ok(swapped.then_some(NewTokens {
+        id: session.id,
+        refresh_token: Some(refresh),
+        remember: session.remember,
+    }))
+}
+
+fn refresh_in_transaction(
+    conn: &mut DbConnection,
+    presented_hash: &str,
+    policy: &SessionPolicy,
+    who: &Requester,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<Refreshed> {
+    let Some((session, name)) = sessions::find_by_refresh_hash(conn, presented_hash)? else {
+        return Ok(Refreshed::Refused);
+    };
+    if session.revoked_at.is_some() {
+        return Ok(Refreshed::Refused);
+    }
+    let end = |conn: &mut DbConnection, reason: &str| -> diesel::QueryResult<_> {
+        sessions::revoke(conn, &session.id, &session.user_id, now, reason)?;
+        events::record(
+            conn,
+            Some(&session.user_id),
+            Some(&session.id),
+            reason,
+            who,
+            now,
+        )?;
+        Ok(Refreshed::Ended(session.id.clone()))
+    };
+    if now >= session.expires_at || now - session.last_seen_at > delta(policy.idle_timeout) {
+        return end(conn, event::SESSION_EXPIRED);
+    }
+
+    let user = SessionUser {
+        user_id: session.user_id.clone(),
+        session_id: session.id.clone(),
+        name,
+        auth_time: session.created_at.and_utc().timestamp(),
+    };
+    let mut rotated_at = session.rotated_at;
+    if session.refresh_hash == presented_hash {
+        let refresh = new_token();
+        if sessions::rotate_refresh(
+            conn,
+            &session.id,
+            presented_hash,
+            &hash_token(&refresh),
+            now,
+        )? {
+            let tokens = NewTokens {
+                id: session.id.clone(),
+                refresh_token: Some(refresh),
+                remember: session.remember,
+            };
+            return Ok(Refreshed::Renewed(user, tokens));
+        }
+        // Another refresh swapped the token between our read and our write:
+        // this one lost the race and takes the grace path below.
+        match sessions::find(conn, &session.id)? {
+            Some(now_stored) if now_stored.revoked_at.is_none() => {
+                rotated_at = now_stored.rotated_at
+            }
+            _ => return Ok(Refreshed::Refused),
+        }
+    }
+
+    // The previous token: a racing tab inside the grace window gets a new
+    // access token but no new refresh token (its browser already holds the
+    // newest one); anyone later is replaying a copied token.
+    let within_grace = rotated_at.is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace));
+    if within_grace {
+        let tokens = NewTokens {
+            id: session.id.clone(),
+            refresh_token: None,
+            remember: session.remember,
+        };
+        return Ok(Refreshed::Renewed(user, tokens));
+    }
+    tracing::warn!(
+        event = event::REFRESH_REUSE,
+        user_id = %session.user_id,
+        session_id = %session.id,
+        ip = %who.ip,
+        "a rotated refresh token was presented again; session revoked"
+    );
+    end(conn, event::REFRESH_REUSE)
+}

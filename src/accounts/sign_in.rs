@@ -1,0 +1,140 @@
+//! Sign-in: throttle check → verify → record a failure, or re-hash at a raised
+//! cost and create the session.
+
+use super::events::{self, event};
+use super::{
+    Accounts, Failure, Requester, SessionUser, SignInError, SignedIn, normalize_email, throttle,
+};
+use crate::db::{self, sessions, users};
+
+/// The one message for every failed sign-in, so no door tells whether an
+/// e-mail has an account.
+pub const INVALID_CREDENTIALS: &str = "Invalid email or password.";
+
+/// What a person signs in with, as typed.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+    /// Keep the session beyond the browser session ("remember me").
+    pub remember: bool,
+}
+
+impl Accounts {
+    /// Signs a person in. A locked (e-mail, IP) pair or IP is refused before
+    /// any hashing, right password or not; an unknown e-mail costs the same
+    /// bcrypt work and database writes as a wrong password. `replacing` is the
+    /// session this client had, which the new one ends.
+    pub async fn sign_in(
+        &self,
+        credentials: Credentials,
+        replacing: Option<&SessionUser>,
+        who: &Requester,
+    ) -> Result<SignedIn, SignInError> {
+        let email = normalize_email(&credentials.email);
+        let (blocked, user) = {
+            let (limits, email, ip) = (self.throttle, email.clone(), who.ip.clone());
+            db::run(&self.pool, move |conn| {
+                let blocked = throttle::login_blocked_for(conn, &limits, &email, &ip, db::now())?;
+                let user = match blocked {
+                    Some(_) => None,
+                    None => users::find_by_email(conn, &email)?,
+                };
+                Ok::<_, Failure>((blocked, user))
+            })
+            .await?
+        };
+        if let Some(retry_after) = blocked {
+            tracing::info!(event = "sign_in_throttled", ip = %who.ip, retry_after = retry_after.as_secs());
+            return Err(SignInError::Throttled { retry_after });
+        }
+
+        let password = credentials.password;
+        let verified = self
+            .hasher
+            .verify(
+                password.clone(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await?;
+        let user = match user {
+            Some(user) if verified => user,
+            found => {
+                let user_id = found.map(|u| u.id);
+                tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);
+                let (limits, who) = (self.throttle, who.clone());
+                db::run(&self.pool, move |conn| {
+                    let now = db::now();
+                    Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                        throttle::record_login_failure(conn, &limits, &email, &who.ip, now)?;
+                        // Recorded for unknown e-mails too (without a user), so
+                        // both failures do the same database work.
+                        let user = user_id.as_deref();
+                        events::record(conn, user, None, event::SIGN_IN_FAILED, &who, now)
+                    })?)
+                })
+                .await?;
+                return Err(SignInError::InvalidCredentials);
+            }
+        };
+
+        // A raised BCRYPT_COST upgrades the stored hash at the next sign-in.
+        let rehashed = if self.hasher.needs_rehash(&user.password_hash) {
+            Some(self.hasher.hash(password).await?)
+        } else {
+            None
+        };
+
+        let now = db::now();
+        let tokens = {
+            let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
+            let replaced = replacing.cloned();
+            db::run(&self.pool, move |conn| {
+                Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                    throttle::record_login_success(conn, &email, &who.ip)?;
+                    if let Some(hash) = &rehashed {
+                        users::update_password(conn, &user_id, hash, now)?;
+                    }
+                    if let Some(old) = &replaced {
+                        sessions::revoke(
+                            conn,
+                            &old.session_id,
+                            &old.user_id,
+                            now,
+                            event::SIGNED_OUT,
+                        )?;
+                    }
+                    let tokens = super::sessions::create(
+                        conn,
+                        &policy,
+                        &user_id,
+                        &who,
+                        credentials.remember,
+                        now,
+                    )?;
+                    let sid = Some(tokens.id.as_str());
+                    events::record(conn, Some(&user_id), sid, event::SIGNED_IN, &who, now)?;
+                    Ok::<_, diesel::result::Error>(tokens)
+                })?)
+            })
+            .await?
+        };
+        if let Some(old) = replacing {
+            self.revoked.insert([old.session_id.clone()], now);
+        }
+        tracing::info!(
+            event = event::SIGNED_IN,
+            user_id = %user.id,
+            session_id = %tokens.id,
+            replaced_session = replacing.map(|c| c.session_id.as_str()),
+            ip = %who.ip
+        );
+        let signed_in = SessionUser {
+            user_id: user.id,
+            session_id: tokens.id.clone(),
+            name: user.name,
+            auth_time: now.and_utc().timestamp(),
+        };
+        Ok(self.issue(signed_in, tokens)?)
+    }
+}

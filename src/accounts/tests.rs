@@ -1,0 +1,374 @@
+//! The domain without HTTP: a real SQLite file, real bcrypt (at cost 4).
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use diesel::prelude::*;
+
+use super::*;
+use crate::auth::token::hash_token;
+use crate::config::Secret;
+use crate::db::schema::{sessions as session_rows, users as user_rows};
+use crate::db::{self, sessions, throttle as throttle_rows};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Fixture {
+    accounts: Accounts,
+    _dir: tempfile::TempDir,
+}
+
+fn policy(grace: Duration) -> SessionPolicy {
+    SessionPolicy {
+        refresh_reuse_grace: grace,
+        max_age: Duration::from_secs(12 * 3600),
+        max_age_remember: Duration::from_secs(30 * 24 * 3600),
+        idle_timeout: Duration::from_secs(7 * 24 * 3600),
+    }
+}
+
+fn fixture(grace: Duration) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::build_pool(dir.path().join("domain.db").to_str().unwrap()).unwrap();
+    db::run_migrations(&pool).unwrap();
+    let keys = JwtKeys::new(
+        &Secret::new("a-domain-test-secret-of-at-least-32-bytes"),
+        &[],
+        Duration::from_secs(600),
+    );
+    let throttle = ThrottlePolicy {
+        max_failures: 3,
+        max_failures_per_ip: 100,
+        register_max_per_hour: 10,
+    };
+    let accounts = Accounts::new(
+        pool,
+        PasswordHasher::new(4).unwrap(),
+        keys,
+        policy(grace),
+        throttle,
+    );
+    Fixture {
+        accounts,
+        _dir: dir,
+    }
+}
+
+fn who() -> Requester {
+    Requester {
+        ip: "203.0.113.5".into(),
+        user_agent: "domain test".into(),
+    }
+}
+
+async fn register(accounts: &Accounts, email: &str) -> SignedIn {
+    let account = NewAccount {
+        name: "Ada Lovelace".into(),
+        email: email.into(),
+        password: PASSWORD.into(),
+    };
+    accounts.register(account, &who()).await.unwrap()
+}
+
+fn credentials(email: &str, password: &str) -> Credentials {
+    Credentials {
+        email: email.into(),
+        password: password.into(),
+        remember: false,
+    }
+}
+
+fn conn(accounts: &Accounts) -> crate::db::PooledConn {
+    accounts.pool().get().unwrap()
+}
+
+fn session_row(accounts: &Accounts, id: &str) -> crate::db::models::Session {
+    sessions::find(&mut conn(accounts), id).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_wrong_password_records_a_failure() {
+    let f = fixture(Duration::from_secs(10));
+    register(&f.accounts, "ada@example.com").await;
+
+    let result = f
+        .accounts
+        .sign_in(
+            credentials("ADA@example.com ", "not the password"),
+            None,
+            &who(),
+        )
+        .await;
+
+    assert!(matches!(result, Err(SignInError::InvalidCredentials)));
+    let mut conn = conn(&f.accounts);
+    let pair = throttle_rows::find_pair(&mut conn, "ada@example.com", &who().ip)
+        .unwrap()
+        .unwrap();
+    assert_eq!(pair.failures, 1);
+    let since = db::now() - TimeDelta::minutes(1);
+    let (count, _) = throttle_rows::ip_failures_since(&mut conn, &who().ip, since).unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_locked_pair_answers_throttled_without_hashing() {
+    let f = fixture(Duration::from_secs(10));
+    register(&f.accounts, "ada@example.com").await;
+    for _ in 0..3 {
+        let wrong = credentials("ada@example.com", "not the password");
+        let _ = f.accounts.sign_in(wrong, None, &who()).await;
+    }
+    let hashed_before = f.accounts.hasher.verifications();
+
+    let right = credentials("ada@example.com", PASSWORD);
+    let result = f.accounts.sign_in(right, None, &who()).await;
+
+    assert!(
+        matches!(result, Err(SignInError::Throttled { retry_after }) if retry_after >= Duration::from_secs(1)),
+        "{result:?}"
+    );
+    assert_eq!(f.accounts.hasher.verifications(), hashed_before);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replayed_after_the_grace_window_revokes_the_session() {
+    let f = fixture(Duration::ZERO);
+    let first = register(&f.accounts, "ada@example.com").await;
+    let token = first.session.refresh_token.clone().unwrap();
+
+    let renewed = f.accounts.refresh(token.clone(), &who()).await.unwrap();
+    assert!(renewed.is_some());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let replayed = f.accounts.refresh(token, &who()).await.unwrap();
+
+    assert!(replayed.is_none());
+    let row = session_row(&f.accounts, &first.session.session_id);
+    assert!(row.revoked_at.is_some());
+    assert_eq!(row.revoke_reason.as_deref(), Some(event::REFRESH_REUSE));
+    let access = renewed.unwrap().session.access_token;
+    assert!(f.accounts.verify_access(&access).is_none());
+}
+
+#[tokio::test]
+async fn a_refresh_token_swaps_exactly_once() {
+    let f = fixture(Duration::from_secs(10));
+    let first = register(&f.accounts, "ada@example.com").await;
+    let id = first.session.session_id.clone();
+    let old = hash_token(first.session.refresh_token.as_deref().unwrap());
+    let now = db::now();
+
+    let mut conn = conn(&f.accounts);
+    let one = sessions::rotate_refresh(&mut conn, &id, &old, &hash_token("one"), now).unwrap();
+    let two = sessions::rotate_refresh(&mut conn, &id, &old, &hash_token("two"), now).unwrap();
+
+    assert!(one);
+    assert!(!two);
+    assert_eq!(
+        session_row(&f.accounts, &id).refresh_hash,
+        hash_token("one")
+    );
+}
+
+#[tokio::test]
+async fn two_refreshes_from_one_token_both_succeed_and_one_rotates() {
+    let f = fixture(Duration::from_secs(10));
+    let first = register(&f.accounts, "ada@example.com").await;
+    let token = first.session.refresh_token.clone().unwrap();
+
+    let who = who();
+    let (a, b) = tokio::join!(
+        f.accounts.refresh(token.clone(), &who),
+        f.accounts.refresh(token, &who)
+    );
+
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    let rotated = [&a, &b]
+        .iter()
+        .filter(|s| s.session.refresh_token.is_some())
+        .count();
+    assert_eq!(
+        rotated, 1,
+        "exactly one refresh rotates; the other takes the grace path"
+    );
+    let row = session_row(&f.accounts, &first.session.session_id);
+    assert!(row.revoked_at.is_none());
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_every_other_session_in_one_transaction() {
+    let f = fixture(Duration::from_secs(10));
+    let current = register(&f.accounts, "ada@example.com").await;
+    let other_a = f
+        .accounts
+        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .await
+        .unwrap();
+    let other_b = f
+        .accounts
+        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .await
+        .unwrap();
+    let new_password = "an entirely different passphrase".to_owned();
+
+    let changed = f
+        .accounts
+        .change_password(&current.user, PASSWORD.into(), new_password.clone(), &who())
+        .await
+        .unwrap();
+
+    let updated_at: chrono::NaiveDateTime = user_rows::table
+        .find(&current.user.user_id)
+        .select(user_rows::updated_at)
+        .first(&mut conn(&f.accounts))
+        .unwrap();
+    for other in [&other_a, &other_b] {
+        let row = session_row(&f.accounts, &other.session.session_id);
+        assert_eq!(
+            row.revoked_at,
+            Some(updated_at),
+            "same transaction, same instant"
+        );
+        assert_eq!(row.revoke_reason.as_deref(), Some(event::PASSWORD_CHANGED));
+        assert!(
+            f.accounts
+                .verify_access(&other.session.access_token)
+                .is_none()
+        );
+    }
+    let kept = session_row(&f.accounts, &current.session.session_id);
+    assert!(kept.revoked_at.is_none());
+    assert_eq!(kept.rotated_at, Some(updated_at));
+    let new_refresh = changed.session.refresh_token.as_deref().unwrap();
+    assert_eq!(kept.refresh_hash, hash_token(new_refresh));
+    let again = credentials("ada@example.com", &new_password);
+    assert!(f.accounts.sign_in(again, None, &who()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_failed_password_change_changes_nothing() {
+    let f = fixture(Duration::from_secs(10));
+    let current = register(&f.accounts, "ada@example.com").await;
+    let other = f
+        .accounts
+        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .await
+        .unwrap();
+    // The current session ends (elsewhere) while the change is on its way.
+    diesel::update(session_rows::table.find(&current.session.session_id))
+        .set(session_rows::revoked_at.eq(Some(db::now())))
+        .execute(&mut conn(&f.accounts))
+        .unwrap();
+
+    let changed = f
+        .accounts
+        .change_password(
+            &current.user,
+            PASSWORD.into(),
+            "an entirely different passphrase".into(),
+            &who(),
+        )
+        .await;
+
+    assert!(matches!(changed, Err(PasswordChangeError::Failed(_))));
+    assert!(
+        session_row(&f.accounts, &other.session.session_id)
+            .revoked_at
+            .is_none()
+    );
+    let old = credentials("ada@example.com", PASSWORD);
+    assert!(f.accounts.sign_in(old, None, &who()).await.is_ok());
+}
+
+#[tokio::test]
+async fn revoke_all_keeps_no_session() {
+    let f = fixture(Duration::from_secs(10));
+    let first = register(&f.accounts, "ada@example.com").await;
+    let second = f
+        .accounts
+        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .await
+        .unwrap();
+
+    let ended = f
+        .accounts
+        .revoke_all(&first.user.user_id, event::SESSION_REVOKED, &who())
+        .await
+        .unwrap();
+
+    assert_eq!(ended.len(), 2);
+    for signed_in in [&first, &second] {
+        assert!(
+            f.accounts
+                .verify_access(&signed_in.session.access_token)
+                .is_none()
+        );
+        let refresh = signed_in.session.refresh_token.clone().unwrap();
+        assert!(f.accounts.refresh(refresh, &who()).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn failures_count_atomically_and_stale_streaks_start_again() {
+    let f = fixture(Duration::from_secs(10));
+    let mut conn = conn(&f.accounts);
+    let now = db::now();
+    let stale_before = now - TimeDelta::minutes(15);
+    let count = |conn: &mut crate::db::DbConnection, at| {
+        throttle_rows::count_failure(conn, "a@example.com", "192.0.2.1", at, stale_before).unwrap()
+    };
+
+    assert_eq!(count(&mut conn, now), 1);
+    assert_eq!(count(&mut conn, now), 2);
+    // A streak whose last failure is older than the window starts again.
+    diesel::update(crate::db::schema::login_throttles::table)
+        .set(crate::db::schema::login_throttles::last_failure_at.eq(now - TimeDelta::hours(1)))
+        .execute(&mut conn)
+        .unwrap();
+    assert_eq!(count(&mut conn, now), 1);
+}
+
+#[tokio::test]
+async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_accounts() {
+    let f = fixture(Duration::from_secs(10));
+    let mut conn = conn(&f.accounts);
+    let now = db::now();
+    let limits = f.accounts.throttle;
+    for n in 0..20 {
+        // Operator-made accounts and audit rows from the same address.
+        let id = format!("operator-made-{n}");
+        crate::db::users::insert(
+            &mut conn,
+            &crate::db::models::NewUser {
+                id: &id,
+                email: &format!("op{n}@example.com"),
+                name: "Made by an operator",
+                password_hash: "x",
+                created_at: now,
+                updated_at: now,
+                registration_ip: None,
+            },
+        )
+        .unwrap();
+        events::record(&mut conn, Some(&id), None, event::REGISTERED, &who(), now).unwrap();
+    }
+    assert_eq!(
+        throttle::registration_blocked_for(&mut conn, &limits, &who().ip, now).unwrap(),
+        None
+    );
+    drop(conn);
+
+    for n in 0..10 {
+        register(&f.accounts, &format!("self{n}@example.com")).await;
+    }
+    let account = NewAccount {
+        name: "One Too Many".into(),
+        email: "eleven@example.com".into(),
+        password: PASSWORD.into(),
+    };
+    let result = f.accounts.register(account, &who()).await;
+    assert!(
+        matches!(result, Err(RegisterError::Throttled { .. })),
+        "{result:?}"
+    );
+}

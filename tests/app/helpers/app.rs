@@ -1,0 +1,231 @@
+//! `spawn_app()` and the `TestApp` a test talks to, in the site's language.
+
+use std::collections::HashMap;
+
+use gatehouse::config::Settings;
+use gatehouse::db::DbPool;
+use gatehouse::startup::Application;
+use reqwest::cookie::CookieStore as _;
+use reqwest::{Response, Url};
+
+use super::{Client, TestUser, assert_redirects_to, extract_csrf, seed_user};
+
+pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// Every page that needs a session (GET), and every action that does (POST).
+pub const PROTECTED_PAGES: &[&str] = &["/dashboard", "/account", "/account?tab=sessions"];
+pub const PROTECTED_ACTIONS: &[&str] = &[
+    "/account/password",
+    "/account/sessions/revoke-others",
+    "/account/sessions/some-session/revoke",
+];
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub pool: DbPool,
+    pub settings: Settings,
+    pub client: Client,
+    pub test_user: TestUser,
+    _dir: tempfile::TempDir,
+}
+
+/// Settings for a test app: port 0, a fresh SQLite file in `dir`, bcrypt cost 4.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let vars: HashMap<String, String> = [
+        ("PORT", "0".to_owned()),
+        ("DATABASE_URL", dir.join("test.db").display().to_string()),
+        ("JWT_SECRET", TEST_SECRET.to_owned()),
+        ("BCRYPT_COST", "4".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut settings = Settings::from_vars(&vars).unwrap();
+    settings.workers = Some(2);
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an app whose settings `customize` may change first.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        gatehouse::telemetry::init("debug");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    customize(&mut settings);
+    let app = Application::build(settings.clone()).await.unwrap();
+    let port = app.port();
+    let pool = app.pool();
+    tokio::spawn(app.run_until_stopped());
+
+    let test_user = seed_user(
+        &pool,
+        "Test User",
+        "user@example.com",
+        "a long and secret passphrase",
+    )
+    .await;
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        pool,
+        settings,
+        client: Client::new(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        test_user,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A second, independent client.
+    pub fn new_client(&self) -> Client {
+        Client::new(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.get_as(&self.client, path).await
+    }
+
+    pub async fn get_as(&self, client: &Client, path: &str) -> Response {
+        client.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GETs `page` and returns the `csrf_token` of its first form.
+    pub async fn csrf_token_as(&self, client: &Client, page: &str) -> String {
+        let body = self.get_as(client, page).await.text().await.unwrap();
+        extract_csrf(&body).unwrap_or_else(|| panic!("no csrf_token on {page}: {body}"))
+    }
+
+    pub async fn csrf_token(&self, page: &str) -> String {
+        self.csrf_token_as(&self.client, page).await
+    }
+
+    /// POSTs a form as a same-origin client would (with `Origin`).
+    pub async fn post_form_as(
+        &self,
+        client: &Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
+        client
+            .http
+            .post(self.url(path))
+            .header("Origin", &self.address)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.post_form_as(&self.client, path, fields).await
+    }
+
+    pub async fn register_as(
+        &self,
+        client: &Client,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Response {
+        let csrf = self.csrf_token_as(client, "/register").await;
+        self.post_form_as(
+            client,
+            "/register",
+            &[
+                ("name", name),
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await
+    }
+
+    pub async fn register(&self, name: &str, email: &str, password: &str) -> Response {
+        self.register_as(&self.client, name, email, password).await
+    }
+
+    pub async fn login_as(&self, client: &Client, email: &str, password: &str) -> Response {
+        let csrf = self.csrf_token_as(client, "/login").await;
+        self.post_form_as(
+            client,
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await
+    }
+
+    pub async fn post_login(&self, email: &str, password: &str) -> Response {
+        self.login_as(&self.client, email, password).await
+    }
+
+    /// Signs the seeded user in with the default client.
+    pub async fn login_test_user(&self) -> Response {
+        let response = self
+            .post_login(&self.test_user.email, &self.test_user.password)
+            .await;
+        assert_redirects_to(&response, "/dashboard");
+        response
+    }
+
+    pub async fn get_dashboard(&self) -> Response {
+        self.get("/dashboard").await
+    }
+
+    /// Posts the Sign out form with the token of the current page.
+    pub async fn post_logout_as(&self, client: &Client) -> Response {
+        let csrf = self.csrf_token_as(client, "/logout").await;
+        self.post_form_as(client, "/logout", &[("csrf_token", &csrf)])
+            .await
+    }
+
+    pub async fn post_logout(&self) -> Response {
+        self.post_logout_as(&self.client).await
+    }
+
+    /// The value of cookie `name` in `client`'s jar, if set.
+    pub fn cookie_in(&self, client: &Client, name: &str) -> Option<String> {
+        let url: Url = self.address.parse().unwrap();
+        let header = client.jar.cookies(&url)?;
+        header.to_str().unwrap().split("; ").find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+
+    pub fn access_cookie(&self) -> Option<String> {
+        self.cookie_in(&self.client, "gatehouse_access")
+    }
+
+    /// Sends `GET path` with exactly this `Cookie` header and nothing else.
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(self.url(path))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+}
