@@ -63,12 +63,6 @@ impl From<Failure> for AppError {
     }
 }
 
-impl From<crate::db::DbError> for AppError {
-    fn from(e: crate::db::DbError) -> Self {
-        Failure::from(e).into()
-    }
-}
-
 /// Pages match the cases they answer with a form (field errors, wrong
 /// credentials) before `?`; the rest map the same way for every door.
 impl From<SignInError> for AppError {

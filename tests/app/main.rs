@@ -1,11 +1,12 @@
 //! Integration tests: one binary, one module per feature.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
 
 mod helpers;
 
 mod auth_flow;
 mod bad_input;
 mod cross_site;
+mod database_down;
 mod forms;
 mod hostile_tokens;
 mod logs;
