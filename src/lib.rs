@@ -1,6 +1,7 @@
 //! Gatehouse: browser sign-in done right.
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod db;

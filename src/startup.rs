@@ -2,6 +2,7 @@
 //! worker through `web::Data`.
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -9,6 +10,9 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpMessage as _, HttpServer, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::cookie::{CookieConfig, QueuedCookies};
@@ -19,7 +23,7 @@ use crate::auth::revocation::RevokedSessions;
 use crate::auth::session::{SessionManager, SessionPolicy};
 use crate::auth::throttle::ThrottlePolicy;
 use crate::client::TrustedProxies;
-use crate::config::Settings;
+use crate::config::{ConfigError, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
 use crate::routes;
@@ -45,6 +49,8 @@ pub enum StartupError {
     Revocations(String),
     #[error("start-up task failed: {0}")]
     Blocking(#[from] actix_web::error::BlockingError),
+    #[error("JWT_SECRET is unset (see `ensure_development_secret`)")]
+    MissingSecret,
 }
 
 pub struct Application {
@@ -59,8 +65,13 @@ pub struct Application {
 impl Application {
     /// Opens and migrates the database, binds the listener and builds the server.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let jwt_secret = settings
+            .sessions
+            .jwt_secret
+            .clone()
+            .ok_or(StartupError::MissingSecret)?;
         let pool = {
-            let url = settings.database_url.clone();
+            let url = settings.database.database_url.clone();
             web::block(move || -> Result<_, db::DbSetupError> {
                 let pool = db::build_pool(&url)?;
                 db::run_migrations(&pool)?;
@@ -69,40 +80,39 @@ impl Application {
             .await??
         };
         let hasher = {
-            let cost = settings.bcrypt_cost;
+            let cost = settings.sessions.bcrypt_cost;
             web::block(move || PasswordHasher::new(cost)).await??
         };
 
-        let listener =
-            TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|source| {
-                StartupError::Bind {
-                    addr: format!("{}:{}", settings.host, settings.port),
-                    source,
-                }
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .map_err(|source| StartupError::Bind {
+                addr: format!("{}:{}", settings.http.host, settings.http.port),
+                source,
             })?;
         let port = listener.local_addr()?.port();
-        let public_url = settings.public_url.clone().unwrap_or_else(|| {
-            match settings.host.parse::<std::net::Ipv6Addr>() {
+        let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
+            match settings.http.host.parse::<std::net::Ipv6Addr>() {
                 Ok(v6) => format!("http://[{v6}]:{port}"),
-                Err(_) => format!("http://{}:{port}", settings.host),
+                Err(_) => format!("http://{}:{port}", settings.http.host),
             }
         });
 
-        let cookies = CookieConfig::new(settings.cookie_secure, settings.access_token_ttl);
+        let cookies =
+            CookieConfig::new(settings.cookie_secure(), settings.sessions.access_token_ttl);
         let sessions = web::Data::new(SessionManager::new(
             pool.clone(),
             JwtKeys::new(
-                &settings.jwt_secret,
-                &settings.jwt_previous_secrets,
-                settings.access_token_ttl,
+                &jwt_secret,
+                &settings.sessions.jwt_previous_secrets,
+                settings.sessions.access_token_ttl,
             ),
             cookies.clone(),
-            RevokedSessions::new(settings.access_token_ttl),
+            RevokedSessions::new(settings.sessions.access_token_ttl),
             SessionPolicy {
-                refresh_reuse_grace: settings.refresh_reuse_grace,
-                max_age: settings.session_max_age,
-                max_age_remember: settings.session_max_age_remember,
-                idle_timeout: settings.session_idle_timeout,
+                refresh_reuse_grace: settings.sessions.refresh_reuse_grace,
+                max_age: settings.sessions.session_max_age,
+                max_age_remember: settings.sessions.session_max_age_remember,
+                idle_timeout: settings.sessions.session_idle_timeout,
             },
         ));
         {
@@ -117,15 +127,15 @@ impl Application {
         let pool_data = web::Data::new(pool.clone());
         let session_data = sessions.clone();
         let cookies = web::Data::new(cookies);
-        let csrf_key = web::Data::new(CsrfKey::derive(&settings.jwt_secret));
+        let csrf_key = web::Data::new(CsrfKey::derive(&jwt_secret));
         let origin = web::Data::new(SiteOrigin(public_url.clone()));
         let hasher = web::Data::new(hasher);
         let limits = web::Data::new(ThrottlePolicy {
-            max_failures: settings.login_max_failures,
-            max_failures_per_ip: settings.login_max_failures_per_ip,
-            register_max_per_hour: settings.register_max_per_hour,
+            max_failures: settings.throttle.login_max_failures,
+            max_failures_per_ip: settings.throttle.login_max_failures_per_ip,
+            register_max_per_hour: settings.throttle.register_max_per_hour,
         });
-        let proxies = web::Data::new(TrustedProxies(settings.trusted_proxies.clone()));
+        let proxies = web::Data::new(TrustedProxies(settings.http.trusted_proxies.clone()));
         let production = settings.is_production();
 
         let mut server = HttpServer::new(move || {
@@ -158,7 +168,7 @@ impl Application {
         .keep_alive(Duration::from_secs(30))
         .max_connections(10_000)
         .shutdown_timeout(10);
-        if let Some(workers) = settings.workers {
+        if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
@@ -168,7 +178,7 @@ impl Application {
             pool,
             server,
             sessions,
-            poll_interval: settings.revocation_poll_interval,
+            poll_interval: settings.sessions.revocation_poll_interval,
         })
     }
 
@@ -258,4 +268,94 @@ async fn apply_queued_cookies(
         }
     }
     Ok(res)
+}
+
+/// Development convenience: when `JWT_SECRET` is unset outside production, a
+/// random secret kept in a git-ignored file beside the database, so restarts
+/// keep browsers signed in. Returns the file's path when it was created now.
+pub fn ensure_development_secret(settings: &mut Settings) -> Result<Option<PathBuf>, ConfigError> {
+    if settings.sessions.jwt_secret.is_some() || settings.is_production() {
+        return Ok(None);
+    }
+    let (secret, generated) = development_secret(&settings.database.database_url)?;
+    settings.sessions.jwt_secret = Some(secret);
+    Ok(generated)
+}
+
+fn development_secret(database_url: &str) -> Result<(Secret, Option<PathBuf>), ConfigError> {
+    let path = secret_file_for(database_url);
+    match std::fs::read_to_string(&path) {
+        Ok(existing) => {
+            return Ok((
+                check_secret("JWT_SECRET", existing.trim().as_bytes().to_vec())?,
+                None,
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("is unset and {} cannot be read: {e}", path.display()),
+            ));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let encoded = URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, encoded.as_bytes()).map_err(|e| {
+        ConfigError::new(
+            "JWT_SECRET",
+            format!("is unset and {} cannot be written: {e}", path.display()),
+        )
+    })?;
+    Ok((Secret::new(encoded.into_bytes()), Some(path)))
+}
+
+/// `gatehouse.db` keeps its development secret in `gatehouse.db.jwt-secret`.
+pub fn secret_file_for(database_url: &str) -> PathBuf {
+    let db = db::sqlite_path(database_url);
+    let mut name = Path::new(db)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "gatehouse.db".into());
+    name.push(".jwt-secret");
+    Path::new(db).with_file_name(name)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn development_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dev.db");
+        let db = db.to_str().unwrap();
+        let vars = HashMap::from([("DATABASE_URL".to_owned(), db.to_owned())]);
+        let mut first = Settings::from_vars(&vars).unwrap();
+        let mut second = first.clone();
+
+        assert!(ensure_development_secret(&mut first).unwrap().is_some());
+        assert!(ensure_development_secret(&mut second).unwrap().is_none());
+
+        assert!(first.sessions.jwt_secret.is_some());
+        assert_eq!(first.sessions.jwt_secret, second.sessions.jwt_secret);
+        assert!(secret_file_for(db).exists());
+    }
 }

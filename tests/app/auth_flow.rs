@@ -113,7 +113,7 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
     server.abort();
 
     let mut settings = settings;
-    settings.port = 0;
+    settings.http.port = 0;
     let second = gatehouse::startup::Application::build(settings)
         .await
         .unwrap();
