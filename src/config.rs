@@ -1,41 +1,25 @@
-//! Settings: every knob Gatehouse reads, parsed and checked once at start-up.
+//! Settings: every knob Gatehouse reads, declared once as clap arguments (each
+//! with its variable, default and help) and checked once at start-up.
 //!
-//! Precedence, lowest first: built-in defaults, then `.env` (dotenvy never
-//! overrides a variable that is already set), then the process environment.
-//! Nothing else in the crate reads the environment.
+//! Precedence, lowest first: built-in defaults, then `.env` (loaded by `main`;
+//! dotenvy never overrides a variable that is already set), then the process
+//! environment, then the command line. Parsing has no side effects, and nothing
+//! else in the crate reads the environment.
+//!
+//! Every argument hides its variable's current value from `--help`, and the two
+//! secrets are taken as plain strings and checked only after parsing, so no
+//! error message can echo a secret.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore as _;
-
-/// Every variable Gatehouse understands; `.env.example` documents each.
-pub const VARIABLES: &[&str] = &[
-    "HOST",
-    "PORT",
-    "DATABASE_URL",
-    "APP_ENV",
-    "JWT_SECRET",
-    "JWT_PREVIOUS_SECRETS",
-    "BCRYPT_COST",
-    "ACCESS_TOKEN_TTL",
-    "REFRESH_REUSE_GRACE",
-    "SESSION_MAX_AGE",
-    "SESSION_MAX_AGE_REMEMBER",
-    "SESSION_IDLE_TIMEOUT",
-    "REVOCATION_POLL_INTERVAL",
-    "LOGIN_MAX_FAILURES",
-    "LOGIN_MAX_FAILURES_PER_IP",
-    "REGISTER_MAX_PER_HOUR",
-    "TRUSTED_PROXIES",
-    "COOKIE_SECURE",
-    "PUBLIC_URL",
-    "RUST_LOG",
-];
+use clap::builder::{EnumValueParser, PossibleValue, StringValueParser, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, Args, Command, FromArgMatches as _, ValueEnum};
 
 /// Shortest accepted signing secret, in bytes (HS256 wants at least its 256-bit output).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -59,7 +43,7 @@ const WELL_KNOWN_SECRETS: &[&str] = &[
     "replace-me-with-at-least-32-random-bytes",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AppEnv {
     Development,
     Production,
@@ -94,7 +78,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
         Self {
             var,
             message: message.into(),
@@ -102,227 +86,467 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Everything Gatehouse reads from its environment or command line.
+///
+/// A value built by clap has passed every per-value rule; [`Settings::check`]
+/// adds the rules that span values or must not echo them (the secrets).
+/// [`Settings::from_vars`] does both.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "General")]
 pub struct Settings {
-    pub host: String,
-    /// `0` asks the OS for a free port; [`crate::startup::Application::port`] tells which.
-    pub port: u16,
-    /// Path of the SQLite database file.
-    pub database_url: String,
+    /// `development` or `production`; production requires JWT_SECRET and turns on Secure cookies and HSTS
+    #[arg(
+        long,
+        env = "APP_ENV",
+        value_name = "APP_ENV",
+        default_value = "development",
+        value_parser = Trimmed(EnumValueParser::<AppEnv>::new()),
+        hide_env_values = true
+    )]
     pub app_env: AppEnv,
-    /// Signs new access tokens (HS256).
-    pub jwt_secret: Secret,
-    /// Earlier secrets, still accepted for verification during a key rotation.
-    pub jwt_previous_secrets: Vec<Secret>,
-    pub bcrypt_cost: u32,
-    pub access_token_ttl: Duration,
-    /// A rotated refresh token still works this long (tabs racing at expiry).
-    pub refresh_reuse_grace: Duration,
-    /// Absolute session lifetime without "remember me".
-    pub session_max_age: Duration,
-    /// Absolute session lifetime with "remember me".
-    pub session_max_age_remember: Duration,
-    /// Sessions not refreshed for this long end.
-    pub session_idle_timeout: Duration,
-    /// How often revocations made elsewhere are read from the database.
-    pub revocation_poll_interval: Duration,
-    /// Failures per (e-mail, IP) within 15 minutes before that pair is locked.
-    pub login_max_failures: u32,
-    /// Failures per IP per hour, across all e-mails.
-    pub login_max_failures_per_ip: u32,
-    pub register_max_per_hour: u32,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub cookie_secure: bool,
-    /// The site's origin as browsers see it; `None` means `http://{host}:{bound port}`.
-    pub public_url: Option<String>,
+
+    /// Log filter (tracing-subscriber EnvFilter syntax)
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
     pub rust_log: String,
-    /// HTTP worker threads; `None` is one per CPU.
+
+    #[command(flatten)]
+    pub http: HttpSettings,
+
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    #[command(flatten)]
+    pub sessions: SessionSettings,
+
+    #[command(flatten)]
+    pub throttle: ThrottleSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpSettings {
+    /// Address to listen on
+    #[arg(
+        long,
+        env = "HOST",
+        value_name = "HOST",
+        default_value = "127.0.0.1",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free one (the real one is logged)
+    #[arg(
+        long,
+        env = "PORT",
+        value_name = "PORT",
+        default_value = "8080",
+        value_parser = Trimmed(parse_port),
+        hide_env_values = true
+    )]
+    pub port: u16,
+
+    /// The site's origin as browsers see it (behind a TLS proxy, its https:// origin); unset: http://HOST:PORT
+    #[arg(
+        long,
+        env = "PUBLIC_URL",
+        value_name = "PUBLIC_URL",
+        value_parser = Trimmed(parse_origin),
+        hide_env_values = true
+    )]
+    pub public_url: Option<String>,
+
+    /// Proxies (comma-separated IPs or CIDR blocks) whose X-Forwarded-For is believed; unset: none
+    // `std::vec::Vec` keeps clap from splitting the value itself: the whole
+    // list goes through `parse_proxies`, which skips empty entries.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_name = "TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = Trimmed(parse_proxies),
+        hide_env_values = true
+    )]
+    pub trusted_proxies: std::vec::Vec<ipnet::IpNet>,
+
+    /// Send cookies only over HTTPS: true or false; unset: true in production only
+    #[arg(
+        long,
+        env = "COOKIE_SECURE",
+        value_name = "COOKIE_SECURE",
+        value_parser = Trimmed(parse_bool),
+        hide_env_values = true
+    )]
+    pub cookie_secure: Option<bool>,
+
+    /// HTTP worker threads; `None` is one per CPU. Not a variable: tests set it.
+    #[arg(skip)]
     pub workers: Option<usize>,
-    /// Set when a development secret was generated at this start-up (logged by
-    /// `main` once logging is up).
-    pub generated_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DatabaseSettings {
+    /// SQLite database file, created and migrated at start-up
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "gatehouse.db",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sessions")]
+pub struct SessionSettings {
+    /// HS256 signing key, at least 32 random bytes; required in production
+    // Infallible parser: the secret is checked by `Settings::check`, whose
+    // messages never contain it.
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        value_name = "JWT_SECRET",
+        value_parser = parse_secret,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<Secret>,
+
+    /// Earlier secrets (comma-separated), still accepted for verification during a key rotation
+    #[arg(
+        long,
+        env = "JWT_PREVIOUS_SECRETS",
+        value_name = "JWT_PREVIOUS_SECRETS",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = parse_secret_list,
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: std::vec::Vec<Secret>,
+
+    /// bcrypt work factor, 4-31; each step doubles the cost of a sign-in
+    #[arg(
+        long,
+        env = "BCRYPT_COST",
+        value_name = "BCRYPT_COST",
+        default_value = "12",
+        value_parser = Trimmed(parse_bcrypt_cost),
+        hide_env_values = true
+    )]
+    pub bcrypt_cost: u32,
+
+    /// Lifetime of the access token and its cookie (90s, 10m, 12h, ...)
+    #[arg(
+        long,
+        env = "ACCESS_TOKEN_TTL",
+        value_name = "ACCESS_TOKEN_TTL",
+        default_value = "10m",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub access_token_ttl: Duration,
+
+    /// A rotated refresh token still works this long (tabs racing at expiry); 0 allowed
+    #[arg(
+        long,
+        env = "REFRESH_REUSE_GRACE",
+        value_name = "REFRESH_REUSE_GRACE",
+        default_value = "10s",
+        value_parser = Trimmed(parse_grace),
+        hide_env_values = true
+    )]
+    pub refresh_reuse_grace: Duration,
+
+    /// Absolute session lifetime without "remember me"
+    #[arg(
+        long,
+        env = "SESSION_MAX_AGE",
+        value_name = "SESSION_MAX_AGE",
+        default_value = "12h",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub session_max_age: Duration,
+
+    /// Absolute session lifetime with "remember me"
+    #[arg(
+        long,
+        env = "SESSION_MAX_AGE_REMEMBER",
+        value_name = "SESSION_MAX_AGE_REMEMBER",
+        default_value = "30d",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub session_max_age_remember: Duration,
+
+    /// Sessions not refreshed for this long end
+    #[arg(
+        long,
+        env = "SESSION_IDLE_TIMEOUT",
+        value_name = "SESSION_IDLE_TIMEOUT",
+        default_value = "7d",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub session_idle_timeout: Duration,
+
+    /// How often revocations made by other instances are read from the database
+    #[arg(
+        long,
+        env = "REVOCATION_POLL_INTERVAL",
+        value_name = "REVOCATION_POLL_INTERVAL",
+        default_value = "1s",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub revocation_poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Throttling")]
+pub struct ThrottleSettings {
+    /// Failed sign-ins per (e-mail, IP) within 15 minutes before the pair is locked
+    #[arg(
+        long,
+        env = "LOGIN_MAX_FAILURES",
+        value_name = "LOGIN_MAX_FAILURES",
+        default_value = "5",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub login_max_failures: u32,
+
+    /// Failed sign-ins per IP per hour, across all e-mails
+    #[arg(
+        long,
+        env = "LOGIN_MAX_FAILURES_PER_IP",
+        value_name = "LOGIN_MAX_FAILURES_PER_IP",
+        default_value = "100",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub login_max_failures_per_ip: u32,
+
+    /// Registrations per IP per hour
+    #[arg(
+        long,
+        env = "REGISTER_MAX_PER_HOUR",
+        value_name = "REGISTER_MAX_PER_HOUR",
+        default_value = "10",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub register_max_per_hour: u32,
 }
 
 impl Settings {
-    /// Reads `.env` (if present) and the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        match dotenvy::dotenv() {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(ConfigError::new(".env", format!("cannot be read: {e}"))),
-        }
-        let mut vars = HashMap::new();
-        for &name in VARIABLES {
-            match std::env::var(name) {
-                Ok(value) => {
-                    vars.insert(name.to_owned(), value);
-                }
-                Err(std::env::VarError::NotPresent) => {}
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError::new(name, "is not valid UTF-8"));
-                }
+    /// Builds settings from a map of variable names to values and nothing else:
+    /// the process environment is never read, so tests are sealed. Empty values
+    /// count as unset.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let cmd = Self::augment_args(Command::new("gatehouse")).mut_args(|arg| arg.env(None));
+        let mut args = vec!["gatehouse".to_owned()];
+        for (long, var) in variables() {
+            if let Some(value) = vars.get(*var).filter(|v| !v.trim().is_empty()) {
+                args.push(format!("--{long}={value}"));
             }
         }
-        Self::from_vars(&vars)
+        let matches = cmd
+            .try_get_matches_from(args)
+            .map_err(|e| ConfigError::from_clap(&e))?;
+        let settings = Self::from_arg_matches(&matches).map_err(|e| ConfigError::from_clap(&e))?;
+        settings.check()?;
+        Ok(settings)
     }
 
-    /// Builds settings from a map of variable names to values (the environment,
-    /// or a test's own map). Empty values count as unset.
-    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-
-        let app_env = match get("APP_ENV").as_deref() {
-            None | Some("development") => AppEnv::Development,
-            Some("production") => AppEnv::Production,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "APP_ENV",
-                    format!("must be `development` or `production`, not `{other}`"),
-                ));
+    /// The rules clap does not apply: the secrets' strength (checked here so
+    /// that no message echoes them), and a secret being required in production.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match &self.sessions.jwt_secret {
+            Some(secret) => {
+                check_secret("JWT_SECRET", secret.expose().to_vec())?;
             }
-        };
-        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = match get("PORT") {
-            None => 8080,
-            Some(p) => p
-                .parse()
-                .map_err(|_| ConfigError::new("PORT", format!("must be 0-65535, not `{p}`")))?,
-        };
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "gatehouse.db".to_owned());
-        let bcrypt_cost = match get("BCRYPT_COST") {
-            None => 12,
-            Some(c) => match c.parse::<u32>() {
-                Ok(cost @ 4..=31) => cost,
-                _ => {
-                    return Err(ConfigError::new(
-                        "BCRYPT_COST",
-                        "must be a number from 4 to 31",
-                    ));
-                }
-            },
-        };
-        let access_token_ttl = duration(&get, "ACCESS_TOKEN_TTL", "10m")?;
-        let refresh_reuse_grace = duration(&get, "REFRESH_REUSE_GRACE", "10s")?;
-        let session_max_age = duration(&get, "SESSION_MAX_AGE", "12h")?;
-        let session_max_age_remember = duration(&get, "SESSION_MAX_AGE_REMEMBER", "30d")?;
-        let session_idle_timeout = duration(&get, "SESSION_IDLE_TIMEOUT", "7d")?;
-        let revocation_poll_interval = duration(&get, "REVOCATION_POLL_INTERVAL", "1s")?;
-        let login_max_failures = count(&get, "LOGIN_MAX_FAILURES", 5)?;
-        let login_max_failures_per_ip = count(&get, "LOGIN_MAX_FAILURES_PER_IP", 100)?;
-        let register_max_per_hour = count(&get, "REGISTER_MAX_PER_HOUR", 10)?;
-        let trusted_proxies = get("TRUSTED_PROXIES")
-            .map(|list| parse_proxies(&list))
-            .transpose()?
-            .unwrap_or_default();
-        let cookie_secure = match get("COOKIE_SECURE").as_deref() {
-            None => app_env == AppEnv::Production,
-            Some("true" | "1" | "yes") => true,
-            Some("false" | "0" | "no") => false,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "COOKIE_SECURE",
-                    format!("must be `true` or `false`, not `{other}`"),
-                ));
-            }
-        };
-        let public_url = get("PUBLIC_URL").map(|u| parse_origin(&u)).transpose()?;
-        let mut generated_secret_file = None;
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(s) => check_secret("JWT_SECRET", s.into_bytes())?,
-            None if app_env == AppEnv::Production => {
+            None if self.is_production() => {
                 return Err(ConfigError::new(
                     "JWT_SECRET",
                     "is required in production (at least 32 random bytes)",
                 ));
             }
-            None => {
-                let (secret, generated) = development_secret(&database_url)?;
-                generated_secret_file = generated;
-                secret
-            }
-        };
-        let jwt_previous_secrets = get("JWT_PREVIOUS_SECRETS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| check_secret("JWT_PREVIOUS_SECRETS", s.as_bytes().to_vec()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        Ok(Self {
-            host,
-            port,
-            database_url,
-            app_env,
-            jwt_secret,
-            jwt_previous_secrets,
-            bcrypt_cost,
-            access_token_ttl,
-            refresh_reuse_grace,
-            session_max_age,
-            session_max_age_remember,
-            session_idle_timeout,
-            revocation_poll_interval,
-            login_max_failures,
-            login_max_failures_per_ip,
-            register_max_per_hour,
-            trusted_proxies,
-            cookie_secure,
-            public_url,
-            rust_log: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
-            workers: None,
-            generated_secret_file,
-        })
+            None => {}
+        }
+        for secret in &self.sessions.jwt_previous_secrets {
+            check_secret("JWT_PREVIOUS_SECRETS", secret.expose().to_vec())?;
+        }
+        Ok(())
     }
 
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
     }
-}
 
-fn duration(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let raw = get(var).unwrap_or_else(|| default.to_owned());
-    match humantime::parse_duration(&raw) {
-        Ok(d) if d >= Duration::from_secs(1) || var == "REFRESH_REUSE_GRACE" => Ok(d),
-        Ok(_) => Err(ConfigError::new(var, "must be at least 1s")),
-        Err(e) => Err(ConfigError::new(
-            var,
-            format!("`{raw}` is not a duration such as 90s, 15m or 12h ({e})"),
-        )),
+    /// Whether cookies are sent only over HTTPS: `COOKIE_SECURE`, else on in production.
+    pub fn cookie_secure(&self) -> bool {
+        self.http
+            .cookie_secure
+            .unwrap_or_else(|| self.is_production())
     }
 }
 
-fn count(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: u32,
-) -> Result<u32, ConfigError> {
-    match get(var) {
-        None => Ok(default),
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(ConfigError::new(
-                var,
-                format!("must be a whole number of at least 1, not `{raw}`"),
-            )),
-        },
+impl ConfigError {
+    /// Names the variable behind the argument a clap error is about. Its
+    /// message repeats the offending value only for settings parsed by clap,
+    /// which never sees a secret it could refuse.
+    fn from_clap(e: &clap::Error) -> Self {
+        let context = |kind| match e.get(kind) {
+            Some(ContextValue::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let var = context(ContextKind::InvalidArg)
+            .and_then(|arg| {
+                variables().iter().find(|(long, _)| {
+                    arg.strip_prefix("--")
+                        .and_then(|rest| rest.strip_prefix(long))
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+                })
+            })
+            .map_or("settings", |(_, var)| *var);
+        let value = context(ContextKind::InvalidValue);
+        let message = match (e.kind(), value, std::error::Error::source(e)) {
+            (ErrorKind::ValueValidation, Some(value), Some(why)) => {
+                format!("invalid value `{value}`: {why}")
+            }
+            (ErrorKind::InvalidValue, Some(value), _) => match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(valid)) => {
+                    format!("must be `{}`, not `{value}`", valid.join("` or `"))
+                }
+                _ => format!("invalid value `{value}`"),
+            },
+            _ => {
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                first.trim_start_matches("error: ").to_owned()
+            }
+        };
+        Self::new(var, message)
     }
 }
 
-/// `TRUSTED_PROXIES`: comma-separated IPs or CIDR blocks.
-fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+/// The (long option, variable) pair of every setting, read from the clap
+/// declaration once. The names are leaked once so that [`ConfigError`] can
+/// keep its `&'static str`.
+fn variables() -> &'static [(&'static str, &'static str)] {
+    static VARIABLES: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    VARIABLES.get_or_init(|| {
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+        Settings::augment_args(Command::new("gatehouse"))
+            .get_arguments()
+            .filter_map(|arg| {
+                let long = arg.get_long()?;
+                let var = arg.get_env()?.to_str()?;
+                Some((leak(long), leak(var)))
+            })
+            .collect()
+    })
+}
+
+/// Makes variables that are set but blank count as unset (as `VAR=` in `.env`
+/// means), here and in every subcommand. Such a variable's name then no longer
+/// shows in `--help`.
+pub fn ignore_blank_env(cmd: Command) -> Command {
+    cmd.mut_args(|arg| {
+        let blank = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|v| v.to_str().is_some_and(|s| s.trim().is_empty()));
+        if blank { arg.env(None) } else { arg }
+    })
+    .mut_subcommands(ignore_blank_env)
+}
+
+/// Trims the value before handing it to the inner parser, as a `.env` line or a
+/// shell export may carry stray spaces.
+#[derive(Clone)]
+struct Trimmed<P>(P);
+
+impl<P: TypedValueParser> TypedValueParser for Trimmed<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let Some(text) = value.to_str() else {
+            let arg = arg.map_or_else(|| "...".to_owned(), ToString::to_string);
+            return Err(clap::Error::raw(
+                ErrorKind::InvalidUtf8,
+                format!("the value for '{arg}' is not valid UTF-8\n"),
+            )
+            .with_cmd(cmd));
+        };
+        self.0.parse_ref(cmd, arg, OsStr::new(text.trim()))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        self.0.possible_values()
+    }
+}
+
+fn parse_port(raw: &str) -> Result<u16, String> {
+    raw.parse()
+        .map_err(|_| "must be a whole number from 0 to 65535".to_owned())
+}
+
+fn parse_bcrypt_cost(raw: &str) -> Result<u32, String> {
+    match raw.parse::<u32>() {
+        Ok(cost @ 4..=31) => Ok(cost),
+        _ => Err("must be a number from 4 to 31".to_owned()),
+    }
+}
+
+fn parse_count(raw: &str) -> Result<u32, String> {
+    match raw.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".to_owned()),
+    }
+}
+
+/// A humantime duration of at least 1s.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    match parse_grace(raw)? {
+        d if d >= Duration::from_secs(1) => Ok(d),
+        _ => Err("must be at least 1s".to_owned()),
+    }
+}
+
+/// A humantime duration, 0 allowed (`REFRESH_REUSE_GRACE`).
+fn parse_grace(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("is not a duration such as 90s, 15m or 12h ({e})"))
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("must be `true` or `false`".to_owned()),
+    }
+}
+
+/// `TRUSTED_PROXIES`: comma-separated IPs or CIDR blocks; empty entries are skipped.
+fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -330,18 +554,29 @@ fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
             entry
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ConfigError::new(
-                        "TRUSTED_PROXIES",
-                        format!("`{entry}` is not an IP address or CIDR block"),
-                    )
-                })
+                .map_err(|_| format!("`{entry}` is not an IP address or CIDR block"))
         })
         .collect()
 }
 
+/// Takes any string: [`Settings::check`] judges it, without echoing it.
+fn parse_secret(raw: &str) -> Result<Secret, Infallible> {
+    Ok(Secret::new(raw.trim()))
+}
+
+/// `JWT_PREVIOUS_SECRETS`: comma-separated; empty entries are skipped. Judged by
+/// [`Settings::check`].
+fn parse_secret_list(list: &str) -> Result<Vec<Secret>, Infallible> {
+    Ok(list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect())
+}
+
 /// Refuses secrets that are short, or well known from tutorials (also when repeated
-/// to reach the length).
+/// to reach the length). Messages name the variable and the length, never the value.
 pub fn check_secret(var: &'static str, bytes: Vec<u8>) -> Result<Secret, ConfigError> {
     if bytes.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::new(
@@ -372,80 +607,22 @@ pub fn check_secret(var: &'static str, bytes: Vec<u8>) -> Result<Secret, ConfigE
 }
 
 /// Normalises `PUBLIC_URL` to an origin (`scheme://host[:port]`, no path).
-fn parse_origin(raw: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("PUBLIC_URL", format!("`{raw}` {why}"));
+fn parse_origin(raw: &str) -> Result<String, String> {
     let (scheme, rest) = raw
         .split_once("://")
-        .ok_or_else(|| bad("must start with http:// or https://"))?;
+        .ok_or("must start with http:// or https://")?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(bad("must start with http:// or https://"));
+        return Err("must start with http:// or https://".to_owned());
     }
     let authority = rest.trim_end_matches('/');
     if authority.is_empty()
         || authority.contains(['/', '?', '#', '@', ' ', '\\'])
         || !authority.is_ascii()
     {
-        return Err(bad("must be an origin such as https://login.example.com"));
+        return Err("must be an origin such as https://login.example.com".to_owned());
     }
     Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
-}
-
-/// Development convenience: a random secret kept in a git-ignored file beside the
-/// database, so restarts keep browsers signed in. Returns the file's path when
-/// it was created now.
-fn development_secret(database_url: &str) -> Result<(Secret, Option<PathBuf>), ConfigError> {
-    let path = secret_file_for(database_url);
-    match std::fs::read_to_string(&path) {
-        Ok(existing) => {
-            return Ok((
-                check_secret("JWT_SECRET", existing.trim().as_bytes().to_vec())?,
-                None,
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ConfigError::new(
-                "JWT_SECRET",
-                format!("is unset and {} cannot be read: {e}", path.display()),
-            ));
-        }
-    }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let encoded = URL_SAFE_NO_PAD.encode(bytes);
-    write_private(&path, encoded.as_bytes()).map_err(|e| {
-        ConfigError::new(
-            "JWT_SECRET",
-            format!("is unset and {} cannot be written: {e}", path.display()),
-        )
-    })?;
-    Ok((Secret::new(encoded.into_bytes()), Some(path)))
-}
-
-/// `gatehouse.db` keeps its development secret in `gatehouse.db.jwt-secret`.
-pub fn secret_file_for(database_url: &str) -> PathBuf {
-    let db = crate::db::sqlite_path(database_url);
-    let mut name = Path::new(db)
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "gatehouse.db".into());
-    name.push(".jwt-secret");
-    Path::new(db).with_file_name(name)
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -465,12 +642,21 @@ mod tests {
     fn production_requires_a_secret() {
         let err = Settings::from_vars(&vars(&[("APP_ENV", "production")])).unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
+        assert!(err.message.contains("production"), "{err}");
     }
 
     #[test]
-    fn short_secret_is_refused() {
+    fn development_leaves_an_unset_secret_unset() {
+        let s = Settings::from_vars(&vars(&[])).unwrap();
+        assert!(s.sessions.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn short_secret_is_refused_without_echoing_it() {
         let err = Settings::from_vars(&vars(&[("JWT_SECRET", "0123456789abcdef")])).unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
+        assert!(err.message.contains("16 bytes"), "{err}");
+        assert!(!err.to_string().contains("0123456789abcdef"), "{err}");
     }
 
     #[test]
@@ -490,36 +676,111 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("PORT", "eighty"),
+            ("PORT", "70000"),
             ("BCRYPT_COST", "3"),
+            ("BCRYPT_COST", "32"),
             ("ACCESS_TOKEN_TTL", "soon"),
+            ("ACCESS_TOKEN_TTL", "500ms"),
             ("APP_ENV", "staging"),
             ("COOKIE_SECURE", "maybe"),
             ("PUBLIC_URL", "example.com"),
+            ("PUBLIC_URL", "ftp://example.com"),
+            ("PUBLIC_URL", "https://example.com/path"),
             ("SESSION_IDLE_TIMEOUT", "forever"),
             ("JWT_PREVIOUS_SECRETS", "short"),
             ("LOGIN_MAX_FAILURES", "0"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "-1"),
+            ("REGISTER_MAX_PER_HOUR", "many"),
             ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
         ] {
             let err =
                 Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), (var, value)])).unwrap_err();
-            assert_eq!(err.var, var);
+            assert_eq!(err.var, var, "{var}={value}: {err}");
         }
     }
 
     #[test]
     fn defaults_and_production_cookie_security() {
         let s = Settings::from_vars(&vars(&[("JWT_SECRET", GOOD)])).unwrap();
-        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8080));
-        assert_eq!(s.access_token_ttl, Duration::from_secs(10 * 60));
-        assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(s.app_env, AppEnv::Development);
+        assert_eq!(s.rust_log, "info");
+        assert_eq!((s.http.host.as_str(), s.http.port), ("127.0.0.1", 8080));
+        assert_eq!(s.http.public_url, None);
+        assert!(s.http.trusted_proxies.is_empty());
+        assert_eq!(s.http.workers, None);
+        assert_eq!(s.database.database_url, "gatehouse.db");
+        assert!(s.sessions.jwt_previous_secrets.is_empty());
+        assert_eq!(s.sessions.bcrypt_cost, 12);
+        assert_eq!(s.sessions.access_token_ttl, Duration::from_secs(10 * 60));
+        assert_eq!(s.sessions.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(s.sessions.session_max_age, Duration::from_secs(12 * 3600));
         assert_eq!(
-            s.session_max_age_remember,
+            s.sessions.session_max_age_remember,
             Duration::from_secs(30 * 24 * 3600)
         );
-        assert!(!s.cookie_secure);
+        assert_eq!(
+            s.sessions.session_idle_timeout,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(s.sessions.revocation_poll_interval, Duration::from_secs(1));
+        assert_eq!(
+            (
+                s.throttle.login_max_failures,
+                s.throttle.login_max_failures_per_ip,
+                s.throttle.register_max_per_hour
+            ),
+            (5, 100, 10)
+        );
+        assert!(!s.cookie_secure());
         let p =
             Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), ("APP_ENV", "production")])).unwrap();
-        assert!(p.cookie_secure);
+        assert!(p.cookie_secure());
+        let forced = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", GOOD),
+            ("APP_ENV", "production"),
+            ("COOKIE_SECURE", "no"),
+        ]))
+        .unwrap();
+        assert!(!forced.cookie_secure());
+    }
+
+    #[test]
+    fn values_are_read_trimmed_and_empty_ones_count_as_unset() {
+        let s = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", ""),
+            ("PORT", " 9090 "),
+            ("APP_ENV", " production "),
+            ("JWT_PREVIOUS_SECRETS", format!(" {GOOD} ,, ").as_str()),
+            ("BCRYPT_COST", "  "),
+            ("REFRESH_REUSE_GRACE", "0s"),
+        ]));
+        let err = s.unwrap_err();
+        assert_eq!(
+            err.var, "JWT_SECRET",
+            "production, and JWT_SECRET= is unset"
+        );
+
+        let s = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", &format!(" {GOOD}\t")),
+            ("PORT", " 9090 "),
+            ("APP_ENV", " production "),
+            ("JWT_PREVIOUS_SECRETS", &format!(" {GOOD} ,, ")),
+            ("BCRYPT_COST", "  "),
+            ("REFRESH_REUSE_GRACE", "0s"),
+        ]))
+        .unwrap();
+        assert_eq!(s.sessions.jwt_secret, Some(Secret::new(GOOD)));
+        assert_eq!(s.http.port, 9090);
+        assert!(s.is_production());
+        assert_eq!(s.sessions.jwt_previous_secrets, vec![Secret::new(GOOD)]);
+        assert_eq!(s.sessions.bcrypt_cost, 12);
+        assert_eq!(s.sessions.refresh_reuse_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn variables_other_than_settings_are_ignored() {
+        let s = Settings::from_vars(&vars(&[("JWT_SECRET", GOOD), ("HOME", "/root")]));
+        assert!(s.is_ok());
     }
 
     #[test]
@@ -529,39 +790,53 @@ mod tests {
             "https://login.example.com"
         );
         assert!(parse_origin("https://example.com/path").is_err());
+        let s = Settings::from_vars(&vars(&[("PUBLIC_URL", "http://[::1]:8080/")])).unwrap();
+        assert_eq!(s.http.public_url.as_deref(), Some("http://[::1]:8080"));
     }
 
     #[test]
     fn trusted_proxies_take_addresses_and_blocks() {
-        let parsed = parse_proxies("10.0.0.0/8, 192.168.1.7 ,::1").unwrap();
+        let parsed = parse_proxies("10.0.0.0/8, 192.168.1.7 ,::1,").unwrap();
         assert_eq!(parsed.len(), 3);
         assert!(parsed[1].contains(&"192.168.1.7".parse::<std::net::IpAddr>().unwrap()));
-    }
-
-    #[test]
-    fn env_example_documents_every_variable() {
-        let example = include_str!("../.env.example");
-        for var in VARIABLES {
-            assert!(
-                example.contains(&format!("{var}=")),
-                "{var} is missing from .env.example"
-            );
-        }
+        let s =
+            Settings::from_vars(&vars(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")])).unwrap();
+        assert_eq!(s.http.trusted_proxies.len(), 2);
     }
 
     #[test]
     fn secret_debug_is_redacted() {
         assert!(!format!("{:?}", Secret::new(GOOD)).contains("k3J9"));
+        let s = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", GOOD),
+            ("JWT_PREVIOUS_SECRETS", GOOD),
+        ]))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("k3J9"));
     }
 
     #[test]
-    fn development_secret_is_generated_once_and_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("dev.db");
-        let db = db.to_str().unwrap();
-        let first = Settings::from_vars(&vars(&[("DATABASE_URL", db)])).unwrap();
-        let second = Settings::from_vars(&vars(&[("DATABASE_URL", db)])).unwrap();
-        assert_eq!(first.jwt_secret, second.jwt_secret);
-        assert!(secret_file_for(db).exists());
+    fn refused_previous_secrets_are_not_echoed() {
+        let err = Settings::from_vars(&vars(&[
+            ("JWT_SECRET", GOOD),
+            ("JWT_PREVIOUS_SECRETS", "hunter2-but-short"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "JWT_PREVIOUS_SECRETS");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_has_a_variable_a_long_option_and_hides_its_value() {
+        let cmd = Settings::augment_args(Command::new("gatehouse"));
+        for arg in cmd.get_arguments() {
+            let env = arg.get_env().and_then(OsStr::to_str);
+            assert!(env.is_some(), "{} has no variable", arg.get_id());
+            assert_eq!(arg.get_value_names().map(|n| n[0].as_str()), env);
+            assert!(arg.get_long().is_some(), "{:?}", env);
+            assert!(arg.is_hide_env_values_set(), "{:?}", env);
+            assert!(arg.get_help().is_some(), "{:?} has no help", env);
+        }
+        assert_eq!(variables().len(), cmd.get_arguments().count());
     }
 }

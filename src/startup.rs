@@ -2,19 +2,23 @@
 //! worker through `web::Data`.
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
 use tracing_actix_web::TracingLogger;
 
 use crate::accounts::{Accounts, SessionPolicy};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
-use crate::config::Settings;
+use crate::config::{ConfigError, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
 use crate::http::Site;
@@ -44,6 +48,8 @@ pub enum StartupError {
     Revocations(#[from] crate::accounts::Failure),
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 pub struct Application {
@@ -56,9 +62,23 @@ pub struct Application {
 
 impl Application {
     /// Opens and migrates the database, binds the listener and builds the server.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    /// In development without `JWT_SECRET`, the signing secret comes from (or
+    /// is created in) a file beside the database; see [`ensure_development_secret`].
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        if let Some(file) = ensure_development_secret(&mut settings)? {
+            tracing::warn!(
+                file = %file.display(),
+                "JWT_SECRET is unset: generated a development signing secret and kept it in this file; \
+                 set JWT_SECRET in production"
+            );
+        }
+        let jwt_secret = settings
+            .sessions
+            .jwt_secret
+            .clone()
+            .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required in production"))?;
         let pool = {
-            let url = settings.database_url.clone();
+            let url = settings.database.database_url.clone();
             tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
                 let pool = db::build_pool(&url)?;
                 db::run_migrations(&pool)?;
@@ -67,22 +87,20 @@ impl Application {
             .await??
         };
         let hasher = {
-            let cost = settings.bcrypt_cost;
+            let cost = settings.sessions.bcrypt_cost;
             tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??
         };
 
-        let listener =
-            TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|source| {
-                StartupError::Bind {
-                    addr: format!("{}:{}", settings.host, settings.port),
-                    source,
-                }
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .map_err(|source| StartupError::Bind {
+                addr: format!("{}:{}", settings.http.host, settings.http.port),
+                source,
             })?;
         let port = listener.local_addr()?.port();
-        let public_url = settings.public_url.clone().unwrap_or_else(|| {
-            match settings.host.parse::<std::net::Ipv6Addr>() {
+        let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
+            match settings.http.host.parse::<std::net::Ipv6Addr>() {
                 Ok(v6) => format!("http://[{v6}]:{port}"),
-                Err(_) => format!("http://{}:{port}", settings.host),
+                Err(_) => format!("http://{}:{port}", settings.http.host),
             }
         });
 
@@ -90,20 +108,20 @@ impl Application {
             pool,
             hasher,
             JwtKeys::new(
-                &settings.jwt_secret,
-                &settings.jwt_previous_secrets,
-                settings.access_token_ttl,
+                &jwt_secret,
+                &settings.sessions.jwt_previous_secrets,
+                settings.sessions.access_token_ttl,
             ),
             SessionPolicy {
-                refresh_reuse_grace: settings.refresh_reuse_grace,
-                max_age: settings.session_max_age,
-                max_age_remember: settings.session_max_age_remember,
-                idle_timeout: settings.session_idle_timeout,
+                refresh_reuse_grace: settings.sessions.refresh_reuse_grace,
+                max_age: settings.sessions.session_max_age,
+                max_age_remember: settings.sessions.session_max_age_remember,
+                idle_timeout: settings.sessions.session_idle_timeout,
             },
             ThrottlePolicy {
-                max_failures: settings.login_max_failures,
-                max_failures_per_ip: settings.login_max_failures_per_ip,
-                register_max_per_hour: settings.register_max_per_hour,
+                max_failures: settings.throttle.login_max_failures,
+                max_failures_per_ip: settings.throttle.login_max_failures_per_ip,
+                register_max_per_hour: settings.throttle.register_max_per_hour,
             },
         ));
         // Revocations from before this start that still matter.
@@ -111,10 +129,13 @@ impl Application {
         tracing::debug!(loaded, "revoked sessions loaded");
 
         let site = web::Data::new(Site {
-            cookies: CookieConfig::new(settings.cookie_secure, settings.access_token_ttl),
-            csrf: CsrfKey::derive(&settings.jwt_secret),
+            cookies: CookieConfig::new(
+                settings.cookie_secure(),
+                settings.sessions.access_token_ttl,
+            ),
+            csrf: CsrfKey::derive(&jwt_secret),
             origin: public_url.clone(),
-            proxies: TrustedProxies(settings.trusted_proxies.clone()),
+            proxies: TrustedProxies(settings.http.trusted_proxies.clone()),
         });
         let production = settings.is_production();
         let app_accounts = accounts.clone();
@@ -143,7 +164,7 @@ impl Application {
         .keep_alive(Duration::from_secs(30))
         .max_connections(10_000)
         .shutdown_timeout(10);
-        if let Some(workers) = settings.workers {
+        if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
@@ -152,7 +173,7 @@ impl Application {
             public_url,
             server,
             accounts,
-            poll_interval: settings.revocation_poll_interval,
+            poll_interval: settings.sessions.revocation_poll_interval,
         })
     }
 
@@ -221,4 +242,94 @@ fn security_headers(production: bool) -> DefaultHeaders {
         ));
     }
     headers
+}
+
+/// Development convenience: when `JWT_SECRET` is unset outside production, a
+/// random secret kept in a git-ignored file beside the database, so restarts
+/// keep browsers signed in. Returns the file's path when it was created now.
+pub fn ensure_development_secret(settings: &mut Settings) -> Result<Option<PathBuf>, ConfigError> {
+    if settings.sessions.jwt_secret.is_some() || settings.is_production() {
+        return Ok(None);
+    }
+    let (secret, generated) = development_secret(&settings.database.database_url)?;
+    settings.sessions.jwt_secret = Some(secret);
+    Ok(generated)
+}
+
+fn development_secret(database_url: &str) -> Result<(Secret, Option<PathBuf>), ConfigError> {
+    let path = secret_file_for(database_url);
+    match std::fs::read_to_string(&path) {
+        Ok(existing) => {
+            return Ok((
+                check_secret("JWT_SECRET", existing.trim().as_bytes().to_vec())?,
+                None,
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("is unset and {} cannot be read: {e}", path.display()),
+            ));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let encoded = URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, encoded.as_bytes()).map_err(|e| {
+        ConfigError::new(
+            "JWT_SECRET",
+            format!("is unset and {} cannot be written: {e}", path.display()),
+        )
+    })?;
+    Ok((Secret::new(encoded.into_bytes()), Some(path)))
+}
+
+/// `gatehouse.db` keeps its development secret in `gatehouse.db.jwt-secret`.
+pub fn secret_file_for(database_url: &str) -> PathBuf {
+    let db = db::sqlite_path(database_url);
+    let mut name = Path::new(db)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "gatehouse.db".into());
+    name.push(".jwt-secret");
+    Path::new(db).with_file_name(name)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn development_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dev.db");
+        let db = db.to_str().unwrap();
+        let vars = HashMap::from([("DATABASE_URL".to_owned(), db.to_owned())]);
+        let mut first = Settings::from_vars(&vars).unwrap();
+        let mut second = first.clone();
+
+        assert!(ensure_development_secret(&mut first).unwrap().is_some());
+        assert!(ensure_development_secret(&mut second).unwrap().is_none());
+
+        assert!(first.sessions.jwt_secret.is_some());
+        assert_eq!(first.sessions.jwt_secret, second.sessions.jwt_secret);
+        assert!(secret_file_for(db).exists());
+    }
 }

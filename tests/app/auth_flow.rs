@@ -78,7 +78,10 @@ async fn every_protected_route_redirects_anonymous_visitors_to_login() {
 #[tokio::test]
 async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(dir.path());
+    let mut settings = test_settings(dir.path());
+    // No JWT_SECRET: in development the signing secret is kept beside the database.
+    settings.sessions.jwt_secret = None;
+    let secret_file = gatehouse::startup::secret_file_for(&settings.database.database_url);
     let first = gatehouse::startup::Application::build(settings.clone())
         .await
         .unwrap();
@@ -106,10 +109,14 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
         .await
         .unwrap();
     assert_redirects_to(&registered, "/dashboard");
+    assert!(
+        secret_file.exists(),
+        "{} was not created",
+        secret_file.display()
+    );
     server.abort();
 
-    let mut settings = settings;
-    settings.port = 0;
+    settings.http.port = 0;
     let second = gatehouse::startup::Application::build(settings)
         .await
         .unwrap();

@@ -321,7 +321,7 @@ async fn the_access_cookie_has_the_right_attributes() {
 
 #[tokio::test]
 async fn secure_cookies_use_the_host_prefix() {
-    let app = spawn_app_with(|s| s.cookie_secure = true).await;
+    let app = spawn_app_with(|s| s.http.cookie_secure = Some(true)).await;
     // Post with the CSRF cookie the client was given, by hand.
     let login_page = reqwest::Client::new()
         .get(app.url("/login"))

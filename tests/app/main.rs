@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per feature.
-#![expect(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 mod helpers;
 

@@ -176,7 +176,7 @@ async fn a_posted_form_is_served_after_a_transparent_refresh() {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_session() {
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::ZERO).await;
+    let app = spawn_app_with(|s| s.sessions.refresh_reuse_grace = Duration::ZERO).await;
     let login = sign_in(&app, &app.client, false).await;
     let stolen = cookie_value(&login, REFRESH).unwrap();
     let renewed = get_with(&app, "/dashboard", &[(REFRESH, &stolen)]).await;
@@ -373,7 +373,7 @@ async fn a_wrong_current_password_changes_nothing() {
 
 #[tokio::test]
 async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
-    let app = spawn_app_with(|s| s.session_max_age = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.sessions.session_max_age = Duration::from_secs(1)).await;
     let login = sign_in(&app, &app.client, false).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -386,7 +386,7 @@ async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
 
 #[tokio::test]
 async fn the_idle_limit_ends_a_session_not_refreshed_in_time() {
-    let app = spawn_app_with(|s| s.session_idle_timeout = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.sessions.session_idle_timeout = Duration::from_secs(1)).await;
     let login = sign_in(&app, &app.client, true).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -454,8 +454,8 @@ async fn a_revocation_written_by_another_instance_is_honoured_within_two_seconds
 async fn tokens_signed_with_a_previous_secret_are_accepted_and_unknown_keys_are_not() {
     let old = "the-previous-signing-secret-0123456789";
     let app = spawn_app_with(|s| {
-        s.jwt_secret = Secret::new("the-current-signing-secret-0123456789ab");
-        s.jwt_previous_secrets = vec![Secret::new(old)];
+        s.sessions.jwt_secret = Some(Secret::new("the-current-signing-secret-0123456789ab"));
+        s.sessions.jwt_previous_secrets = vec![Secret::new(old)];
     })
     .await;
     let ttl = Duration::from_secs(600);

@@ -58,7 +58,7 @@ fn a_bad_value_names_its_variable() {
 async fn an_unusable_database_path_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
-    settings.database_url = dir.path().join("missing/dir/x.db").display().to_string();
+    settings.database.database_url = dir.path().join("missing/dir/x.db").display().to_string();
 
     let built = gatehouse::startup::Application::build(settings).await;
 

@@ -44,7 +44,8 @@ async fn five_failures_lock_the_pair_even_for_the_right_password() {
 
 #[tokio::test]
 async fn a_lock_leaves_other_accounts_and_other_addresses_alone() {
-    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let app =
+        spawn_app_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let other = seed_user(
         &app.pool,
         "Other",
@@ -123,7 +124,7 @@ async fn the_lock_doubles_with_each_further_failure() {
 
 #[tokio::test]
 async fn one_address_is_capped_across_all_emails() {
-    let app = spawn_app_with(|s| s.login_max_failures_per_ip = 3).await;
+    let app = spawn_app_with(|s| s.throttle.login_max_failures_per_ip = 3).await;
     for n in 0..3 {
         let email = format!("nobody{n}@example.com");
         let failed = attempt(&app, &app.client, &email, "whatever password").await;
@@ -144,7 +145,7 @@ async fn one_address_is_capped_across_all_emails() {
 
 #[tokio::test]
 async fn registrations_are_limited_per_address() {
-    let app = spawn_app_with(|s| s.register_max_per_hour = 2).await;
+    let app = spawn_app_with(|s| s.throttle.register_max_per_hour = 2).await;
     for n in 0..2 {
         let client = app.new_client();
         let email = format!("new{n}@example.com");
@@ -183,7 +184,7 @@ async fn weak_passwords_are_refused_with_advice() {
 
 #[tokio::test]
 async fn a_raised_bcrypt_cost_rehashes_the_password_at_sign_in() {
-    let app = spawn_app_with(|s| s.bcrypt_cost = 5).await;
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = 5).await;
 
     app.login_test_user().await;
 

@@ -43,7 +43,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let mut settings = Settings::from_vars(&vars).unwrap();
-    settings.workers = Some(2);
+    settings.http.workers = Some(2);
     settings
 }
 
