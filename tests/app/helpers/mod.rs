@@ -1,7 +1,7 @@
 //! Test helpers, by concern: `app` spawns the site and speaks its language,
 //! `client` is a cookie-keeping HTTP client, `db` reaches the database
 //! directly. Shared assertions live here.
-#![allow(dead_code)]
+#![expect(dead_code, reason = "each test uses only some of the helpers")]
 
 mod app;
 mod client;
