@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::config::{self, Settings};
@@ -33,11 +34,28 @@ pub struct ServeArgs {
 }
 
 impl Cli {
-    /// Parses the process's arguments and environment; prints help, version or
-    /// a usage error and exits (status 2 for errors) as clap does.
-    pub fn parse_args_and_env() -> Self {
-        let matches = config::ignore_blank_env(Self::command()).get_matches();
-        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    /// Parses the process's arguments and environment. On failure (or for
+    /// `--help` and `--version`) prints what clap prints and returns the exit
+    /// status: 0 for help, 2 for usage errors. A bad setting is reported by
+    /// its variable (`PORT: …`).
+    pub fn parse_args_and_env() -> Result<Self, ExitCode> {
+        let parsed = config::ignore_blank_env(Self::command())
+            .try_get_matches()
+            .and_then(|matches| Self::from_arg_matches(&matches));
+        parsed.map_err(|e| {
+            if matches!(
+                e.kind(),
+                ErrorKind::ValueValidation | ErrorKind::InvalidValue
+            ) {
+                eprintln!(
+                    "gatehouse: configuration error: {}",
+                    config::ConfigError::from_clap(&e)
+                );
+            } else if let Err(io) = e.print() {
+                eprintln!("gatehouse: {io}");
+            }
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+        })
     }
 }
 

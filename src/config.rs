@@ -407,7 +407,7 @@ impl ConfigError {
     /// Names the variable behind the argument a clap error is about. Its
     /// message repeats the offending value only for settings parsed by clap,
     /// which never sees a secret it could refuse.
-    fn from_clap(e: &clap::Error) -> Self {
+    pub fn from_clap(e: &clap::Error) -> Self {
         let context = |kind| match e.get(kind) {
             Some(ContextValue::String(s)) => Some(s.as_str()),
             _ => None,

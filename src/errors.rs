@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
-use actix_web::error::{BlockingError, UrlencodedError};
+use actix_web::error::UrlencodedError;
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
@@ -160,18 +160,6 @@ impl ResponseError for AppError {
         response
     }
 }
-
-macro_rules! internal_from {
-    ($($ty:ty),* $(,)?) => {
-        $(impl From<$ty> for AppError {
-            fn from(e: $ty) -> Self {
-                Self::Internal(Box::new(e))
-            }
-        })*
-    };
-}
-
-internal_from!(BlockingError, jsonwebtoken::errors::Error);
 
 /// Errors that are not `Send + Sync` keep only their message.
 macro_rules! internal_from_display {

@@ -14,5 +14,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    cli::run(Cli::parse_args_and_env())
+    match Cli::parse_args_and_env() {
+        Ok(cli) => cli::run(cli),
+        Err(status) => status,
+    }
 }

@@ -15,16 +15,15 @@ use rand::RngCore as _;
 use tracing_actix_web::TracingLogger;
 
 use crate::accounts::{Accounts, SessionPolicy};
+use crate::auth::csrf::CsrfKey;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::config::{ConfigError, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
-use crate::http::Site;
-use crate::http::client::TrustedProxies;
 use crate::http::cookies::{self, CookieConfig};
-use crate::http::csrf::CsrfKey;
+use crate::http::site::{Site, TrustedProxies};
 use crate::routes;
 use crate::telemetry::RequestSpan;
 
@@ -45,7 +44,7 @@ pub enum StartupError {
     #[error("cannot prepare password hashing: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
     #[error("cannot load revoked sessions: {0}")]
-    Revocations(#[from] crate::accounts::Failure),
+    Revocations(#[from] crate::accounts::ServiceError),
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -54,6 +53,7 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
+    pool: DbPool,
     public_url: String,
     server: Server,
     accounts: web::Data<Accounts>,
@@ -105,7 +105,7 @@ impl Application {
         });
 
         let accounts = web::Data::new(Accounts::new(
-            pool,
+            pool.clone(),
             hasher,
             JwtKeys::new(
                 &jwt_secret,
@@ -170,6 +170,7 @@ impl Application {
         let server = server.listen(listener)?.run();
         Ok(Self {
             port,
+            pool,
             public_url,
             server,
             accounts,
@@ -186,8 +187,9 @@ impl Application {
         &self.public_url
     }
 
+    /// The pool, for tests and operators that look at the rows directly.
     pub fn pool(&self) -> DbPool {
-        self.accounts.pool().clone()
+        self.pool.clone()
     }
 
     /// The domain this server runs on (tests call it directly).

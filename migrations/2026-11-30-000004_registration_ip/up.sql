@@ -7,3 +7,11 @@ CREATE INDEX users_registration_ip_created ON users (registration_ip, created_at
 
 -- Registrations were counted from the audit trail through this index.
 DROP INDEX auth_events_ip_kind_created;
+
+-- Accounts registered before this migration keep counting for the rest of
+-- their hour: their address is the one their `registered` event recorded.
+UPDATE users SET registration_ip = (
+    SELECT e.ip FROM auth_events e
+    WHERE e.user_id = users.id AND e.kind = 'registered'
+    LIMIT 1
+);

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::Requester;
+use super::service::Requester;
 use crate::db::models::NewAuthEvent;
 use crate::db::{DbConnection, events};
 

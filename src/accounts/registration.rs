@@ -4,12 +4,17 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::events::{self, event};
-use super::{Accounts, Failure, RegisterError, Requester, SignedIn, throttle};
+use super::service::{
+    Accounts, FieldErrors, RegisterError, Requester, ServiceError, SessionUser, SignedIn,
+};
+use super::{sessions, throttle};
 use crate::auth::password::{length_problem, strength_problem};
 use crate::db::{self, models::NewUser, users};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_EMAIL_BYTES: usize = 254;
+/// What every door says when an e-mail is already registered.
+pub const EMAIL_TAKEN: &str = "An account with this email already exists. Sign in instead?";
 
 /// What a person registers with, as typed.
 #[derive(Debug, Clone)]
@@ -17,20 +22,6 @@ pub struct NewAccount {
     pub name: String,
     pub email: String,
     pub password: String,
-}
-
-/// A message per field that needs fixing.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldErrors {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub password: Option<String>,
-}
-
-impl FieldErrors {
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none() && self.email.is_none() && self.password.is_none()
-    }
 }
 
 /// A registration that passed validation: trimmed name, normalised e-mail.
@@ -53,7 +44,7 @@ impl Accounts {
             let (limits, ip) = (self.throttle, who.ip.clone());
             db::run(&self.pool, move |conn| {
                 throttle::registration_blocked_for(conn, &limits, &ip, db::now())
-                    .map_err(Failure::from)
+                    .map_err(ServiceError::from)
             })
             .await?
         };
@@ -75,7 +66,7 @@ impl Accounts {
             let (policy, who) = (self.sessions.clone(), who.clone());
             let (user_id, name, email) = (user_id.clone(), name.clone(), email.clone());
             db::run(&self.pool, move |conn| {
-                Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                     users::insert(
                         conn,
                         &NewUser {
@@ -88,8 +79,7 @@ impl Accounts {
                             registration_ip: Some(&who.ip),
                         },
                     )?;
-                    let session =
-                        super::sessions::create(conn, &policy, &user_id, &who, false, now)?;
+                    let session = sessions::create(conn, &policy, &user_id, &who, false, now)?;
                     events::record(
                         conn,
                         Some(&user_id),
@@ -113,7 +103,7 @@ impl Accounts {
                     ..FieldErrors::default()
                 }));
             }
-            Err(e) => return Err(Failure::from(e).into()),
+            Err(e) => return Err(ServiceError::from(e).into()),
         };
         tracing::info!(
             event = event::REGISTERED,
@@ -121,7 +111,7 @@ impl Accounts {
             session_id = %session.id,
             ip = %who.ip
         );
-        let user = super::SessionUser {
+        let user = SessionUser {
             user_id,
             session_id: session.id.clone(),
             name,

@@ -11,9 +11,9 @@
 use chrono::NaiveDateTime;
 
 use super::events::{self, Event, event};
-use super::{
-    Accounts, Failure, IssuedSession, PasswordChangeError, Requester, RevokeError, SessionPolicy,
-    SessionUser, SignedIn, delta,
+use super::service::{
+    Accounts, IssuedSession, PasswordChangeError, PasswordErrors, Requester, RevokeError,
+    ServiceError, SessionPolicy, SessionUser, SignedIn, delta,
 };
 use crate::auth::password::{length_problem, strength_problem};
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
@@ -31,20 +31,23 @@ pub(super) struct NewTokens {
     pub remember: bool,
 }
 
+/// One live session as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub started: NaiveDateTime,
+    pub last_seen: NaiveDateTime,
+}
+
 /// An account's live sessions and recent activity.
 #[derive(Debug)]
 pub struct AccountOverview {
     /// Newest first.
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<SessionSummary>,
     /// Newest first.
     pub events: Vec<Event>,
-}
-
-/// A message per field of the password-change form.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PasswordErrors {
-    pub current: Option<String>,
-    pub new: Option<String>,
 }
 
 /// Creates a session row inside the caller's transaction.
@@ -88,13 +91,17 @@ pub(super) fn create(
 enum Refreshed {
     Renewed(SessionUser, NewTokens),
     Refused,
-    /// Expired, idle or replayed: the session was ended just now.
-    Ended(String),
+    /// Expired, idle or replayed: the session was ended at that instant.
+    Ended(String, NaiveDateTime),
 }
 
 impl Accounts {
     /// Signs an access token for `user` and pairs it with the session's tokens.
-    pub(super) fn issue(&self, user: SessionUser, tokens: NewTokens) -> Result<SignedIn, Failure> {
+    pub(super) fn issue(
+        &self,
+        user: SessionUser,
+        tokens: NewTokens,
+    ) -> Result<SignedIn, ServiceError> {
         let access_token =
             self.keys
                 .issue(&user.user_id, &user.session_id, &user.name, user.auth_time)?;
@@ -134,7 +141,7 @@ impl Accounts {
         &self,
         token: String,
         who: &Requester,
-    ) -> Result<Option<SignedIn>, Failure> {
+    ) -> Result<Option<SignedIn>, ServiceError> {
         if token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
@@ -146,7 +153,7 @@ impl Accounts {
             let live = sessions::find_by_refresh_hash(conn, &hash)?
                 .is_some_and(|(session, _)| session.revoked_at.is_none());
             if !live {
-                return Ok::<_, Failure>(Refreshed::Refused);
+                return Ok::<_, ServiceError>(Refreshed::Refused);
             }
             Ok(db::write_transaction(conn, |conn| {
                 refresh_in_transaction(conn, &hash, &policy, &who, db::now())
@@ -156,21 +163,21 @@ impl Accounts {
         match outcome {
             Refreshed::Renewed(user, tokens) => Ok(Some(self.issue(user, tokens)?)),
             Refreshed::Refused => Ok(None),
-            Refreshed::Ended(session_id) => {
-                self.revoked.insert([session_id], db::now());
+            Refreshed::Ended(session_id, at) => {
+                self.revoked.insert([session_id], at);
                 Ok(None)
             }
         }
     }
 
     /// Ends `user`'s current session (signing out).
-    pub async fn sign_out(&self, user: &SessionUser, who: &Requester) -> Result<(), Failure> {
+    pub async fn sign_out(&self, user: &SessionUser, who: &Requester) -> Result<(), ServiceError> {
         let now = db::now();
         let ip = who.ip.clone();
         let (session_id, user_id, who) =
             (user.session_id.clone(), user.user_id.clone(), who.clone());
         db::run(&self.pool, move |conn| {
-            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                 sessions::revoke(conn, &session_id, &user_id, now, event::SIGNED_OUT)?;
                 let sid = Some(session_id.as_str());
                 events::record(conn, Some(&user_id), sid, event::SIGNED_OUT, &who, now)
@@ -192,7 +199,7 @@ impl Accounts {
         let now = db::now();
         let (target_id, user_id, who) = (target.to_owned(), user.user_id.clone(), who.clone());
         let revoked = db::run(&self.pool, move |conn| {
-            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                 let kind = event::SESSION_REVOKED;
                 let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind)?;
                 if revoked {
@@ -215,7 +222,7 @@ impl Accounts {
         &self,
         user: &SessionUser,
         who: &Requester,
-    ) -> Result<usize, Failure> {
+    ) -> Result<usize, ServiceError> {
         let ended = self
             .end_sessions(
                 &user.user_id,
@@ -235,7 +242,7 @@ impl Accounts {
         user_id: &str,
         reason: &'static str,
         who: &Requester,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<String>, ServiceError> {
         let ended = self.end_sessions(user_id, None, reason, who).await?;
         tracing::info!(event = reason, user_id = %user_id, count = ended.len(), "every session ended");
         Ok(ended)
@@ -249,11 +256,11 @@ impl Accounts {
         keep: Option<&str>,
         kind: &'static str,
         who: &Requester,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<String>, ServiceError> {
         let now = db::now();
         let (user_id, keep, who) = (user_id.to_owned(), keep.map(str::to_owned), who.clone());
         let ended = db::run(&self.pool, move |conn| {
-            Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                 let ended =
                     sessions::revoke_all_except(conn, &user_id, keep.as_deref(), now, kind)?;
                 events::record(conn, Some(&user_id), keep.as_deref(), kind, &who, now)?;
@@ -278,10 +285,12 @@ impl Accounts {
         let stored = {
             let user_id = user.user_id.clone();
             db::run(&self.pool, move |conn| {
-                Ok::<_, Failure>(users::find(conn, &user_id)?)
+                Ok::<_, ServiceError>(users::find(conn, &user_id)?)
             })
             .await?
-            .ok_or(Failure::Inconsistent("signed-in user has no users row"))?
+            .ok_or(ServiceError::Inconsistent(
+                "signed-in user has no users row",
+            ))?
         };
         let current_ok = self
             .hasher
@@ -307,16 +316,15 @@ impl Accounts {
 
         let now = db::now();
         let kind = event::PASSWORD_CHANGED;
-        let (user_id, keep, who_c) = (user.user_id.clone(), user.session_id.clone(), who.clone());
+        let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
                 users::update_password(conn, &user_id, &new_hash, now)?;
                 let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
-                let tokens = reissue(conn, &keep, now)?.ok_or(Failure::Inconsistent(
-                    "the current session ended during a password change",
-                ))?;
-                events::record(conn, Some(&user_id), Some(&keep), kind, &who_c, now)?;
-                Ok::<_, Failure>((ended, tokens))
+                // Rolls the whole change back when this session ended meanwhile.
+                let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;
+                events::record(conn, Some(&user_id), Some(&keep), kind, &who, now)?;
+                Ok::<_, PasswordChangeError>((ended, tokens))
             })
         })
         .await?;
@@ -326,10 +334,19 @@ impl Accounts {
     }
 
     /// `user_id`'s live sessions and recent events, for the account page.
-    pub async fn overview(&self, user_id: &str) -> Result<AccountOverview, Failure> {
+    pub async fn overview(&self, user_id: &str) -> Result<AccountOverview, ServiceError> {
         let user_id = user_id.to_owned();
         db::run(&self.pool, move |conn| {
-            let sessions = sessions::list_active(conn, &user_id, db::now())?;
+            let sessions = sessions::list_active(conn, &user_id, db::now())?
+                .into_iter()
+                .map(|s| SessionSummary {
+                    id: s.id,
+                    ip: s.ip,
+                    user_agent: s.user_agent,
+                    started: s.created_at,
+                    last_seen: s.last_seen_at,
+                })
+                .collect();
             let events = event_rows::recent(conn, &user_id, RECENT_EVENTS)?
                 .into_iter()
                 .map(|e| Event {
@@ -346,11 +363,11 @@ impl Accounts {
 
     /// Reads revocations made elsewhere (other instances, an operator) into
     /// this instance's list; returns how many the database reported.
-    pub async fn poll_revocations(&self) -> Result<usize, Failure> {
+    pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
         let since = self.revoked.poll_since();
         let now = db::now();
         let found = db::run(&self.pool, move |conn| {
-            Ok::<_, Failure>(sessions::revoked_since(conn, since)?)
+            Ok::<_, ServiceError>(sessions::revoked_since(conn, since)?)
         })
         .await?;
         let count = found.len();
@@ -365,7 +382,7 @@ fn reissue(
     session_id: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Option<NewTokens>> {
-    let Some(session) = sessions::find(conn, session_id)? else {
+    let Some(session) = sessions::find(conn, session_id)?.filter(|s| s.revoked_at.is_none()) else {
         return Ok(None);
     };
     let refresh = new_token();
@@ -390,9 +407,27 @@ fn refresh_in_transaction(
     who: &Requester,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Refreshed> {
-    let Some((session, name)) = sessions::find_by_refresh_hash(conn, presented_hash)? else {
-        return Ok(Refreshed::Refused);
-    };
+    match sessions::find_by_refresh_hash(conn, presented_hash)? {
+        Some((session, name)) => {
+            refresh_found(conn, session, name, presented_hash, policy, who, now)
+        }
+        None => Ok(Refreshed::Refused),
+    }
+}
+
+/// Decides a refresh for `session` as it was read: rotate when the presented
+/// token is its current one (a compare-and-swap, so of two racing refreshes
+/// exactly one rotates and the other takes the grace path), grace when it is
+/// the previous one and was rotated a moment ago, else end the session.
+fn refresh_found(
+    conn: &mut DbConnection,
+    session: Session,
+    name: String,
+    presented_hash: &str,
+    policy: &SessionPolicy,
+    who: &Requester,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<Refreshed> {
     if session.revoked_at.is_some() {
         return Ok(Refreshed::Refused);
     }
@@ -406,7 +441,7 @@ fn refresh_in_transaction(
             who,
             now,
         )?;
-        Ok(Refreshed::Ended(session.id.clone()))
+        Ok(Refreshed::Ended(session.id.clone(), now))
     };
     if now >= session.expires_at || now - session.last_seen_at > delta(policy.idle_timeout) {
         return end(conn, event::SESSION_EXPIRED);
@@ -418,6 +453,7 @@ fn refresh_in_transaction(
         name,
         auth_time: session.created_at.and_utc().timestamp(),
     };
+    let mut previous = session.previous_refresh_hash.clone();
     let mut rotated_at = session.rotated_at;
     if session.refresh_hash == presented_hash {
         let refresh = new_token();
@@ -436,10 +472,11 @@ fn refresh_in_transaction(
             return Ok(Refreshed::Renewed(user, tokens));
         }
         // Another refresh swapped the token between our read and our write:
-        // this one lost the race and takes the grace path below.
+        // this one lost the race and is judged against the row as it is now.
         match sessions::find(conn, &session.id)? {
-            Some(now_stored) if now_stored.revoked_at.is_none() => {
-                rotated_at = now_stored.rotated_at
+            Some(current) if current.revoked_at.is_none() => {
+                previous = current.previous_refresh_hash;
+                rotated_at = current.rotated_at;
             }
             _ => return Ok(Refreshed::Refused),
         }
@@ -447,9 +484,10 @@ fn refresh_in_transaction(
 
     // The previous token: a racing tab inside the grace window gets a new
     // access token but no new refresh token (its browser already holds the
-    // newest one); anyone later is replaying a copied token.
+    // newest one); anyone later, or with an older token, is replaying a copy.
+    let is_previous = previous.as_deref() == Some(presented_hash);
     let within_grace = rotated_at.is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace));
-    if within_grace {
+    if is_previous && within_grace {
         let tokens = NewTokens {
             id: session.id.clone(),
             refresh_token: None,
@@ -465,4 +503,113 @@ fn refresh_in_transaction(
         "a rotated refresh token was presented again; session revoked"
     );
     end(conn, event::REFRESH_REUSE)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The compare-and-swap's losing side: the row was read with the
+    /// presented token as current, then another refresh rotated it.
+    #[test]
+    fn a_refresh_that_loses_the_swap_takes_the_grace_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::build_pool(dir.path().join("race.db").to_str().unwrap()).unwrap();
+        db::run_migrations(&pool).unwrap();
+        let mut conn = pool.get().unwrap();
+        let now = db::now();
+        let who = Requester {
+            ip: "192.0.2.9".into(),
+            user_agent: "race test".into(),
+        };
+        users::insert(
+            &mut conn,
+            &crate::db::models::NewUser {
+                id: "u1",
+                email: "race@example.com",
+                name: "Racer",
+                password_hash: "x",
+                created_at: now,
+                updated_at: now,
+                registration_ip: None,
+            },
+        )
+        .unwrap();
+        let policy = SessionPolicy {
+            refresh_reuse_grace: Duration::from_secs(10),
+            max_age: Duration::from_secs(3600),
+            max_age_remember: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(3600),
+        };
+        let tokens = create(&mut conn, &policy, "u1", &who, false, now).unwrap();
+        let presented = hash_token(tokens.refresh_token.as_deref().unwrap());
+        let (as_read, name) = sessions::find_by_refresh_hash(&mut conn, &presented)
+            .unwrap()
+            .unwrap();
+        // The winner rotates first.
+        assert!(
+            sessions::rotate_refresh(
+                &mut conn,
+                &as_read.id,
+                &presented,
+                &hash_token("winner"),
+                now
+            )
+            .unwrap()
+        );
+
+        let outcome = refresh_found(
+            &mut conn,
+            as_read.clone(),
+            name.clone(),
+            &presented,
+            &policy,
+            &who,
+            now,
+        )
+        .unwrap();
+
+        match outcome {
+            Refreshed::Renewed(user, tokens) => {
+                assert_eq!(user.session_id, as_read.id);
+                assert!(
+                    tokens.refresh_token.is_none(),
+                    "the loser gets no new refresh token"
+                );
+            }
+            _ => panic!("the loser of the race must take the grace path"),
+        }
+        assert!(
+            sessions::find(&mut conn, &as_read.id)
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_none()
+        );
+
+        // A token two rotations old is a replay, even inside the grace window.
+        assert!(
+            sessions::rotate_refresh(
+                &mut conn,
+                &as_read.id,
+                &hash_token("winner"),
+                &hash_token("third"),
+                now
+            )
+            .unwrap()
+        );
+        let replay = refresh_found(
+            &mut conn,
+            as_read.clone(),
+            name,
+            &presented,
+            &policy,
+            &who,
+            now,
+        )
+        .unwrap();
+        assert!(matches!(replay, Refreshed::Ended(..)));
+    }
 }

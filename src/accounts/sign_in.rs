@@ -2,9 +2,9 @@
 //! cost and create the session.
 
 use super::events::{self, event};
-use super::{
-    Accounts, Failure, Requester, SessionUser, SignInError, SignedIn, normalize_email, throttle,
-};
+use super::registration::normalize_email;
+use super::service::{Accounts, Requester, ServiceError, SessionUser, SignInError, SignedIn};
+use super::throttle;
 use crate::db::{self, sessions, users};
 
 /// The one message for every failed sign-in, so no door tells whether an
@@ -40,7 +40,7 @@ impl Accounts {
                     Some(_) => None,
                     None => users::find_by_email(conn, &email)?,
                 };
-                Ok::<_, Failure>((blocked, user))
+                Ok::<_, ServiceError>((blocked, user))
             })
             .await?
         };
@@ -65,7 +65,7 @@ impl Accounts {
                 let (limits, who) = (self.throttle, who.clone());
                 db::run(&self.pool, move |conn| {
                     let now = db::now();
-                    Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                    Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                         throttle::record_login_failure(conn, &limits, &email, &who.ip, now)?;
                         // Recorded for unknown e-mails too (without a user), so
                         // both failures do the same database work.
@@ -90,7 +90,7 @@ impl Accounts {
             let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
             let replaced = replacing.cloned();
             db::run(&self.pool, move |conn| {
-                Ok::<_, Failure>(db::write_transaction(conn, |conn| {
+                Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                     throttle::record_login_success(conn, &email, &who.ip)?;
                     if let Some(hash) = &rehashed {
                         users::update_password(conn, &user_id, hash, now)?;

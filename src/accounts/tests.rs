@@ -6,6 +6,9 @@ use chrono::TimeDelta;
 use diesel::prelude::*;
 
 use super::*;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
+use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::hash_token;
 use crate::config::Secret;
 use crate::db::schema::{sessions as session_rows, users as user_rows};
@@ -270,7 +273,10 @@ async fn a_failed_password_change_changes_nothing() {
         )
         .await;
 
-    assert!(matches!(changed, Err(PasswordChangeError::Failed(_))));
+    assert!(
+        matches!(changed, Err(PasswordChangeError::SessionEnded)),
+        "{changed:?}"
+    );
     assert!(
         session_row(&f.accounts, &other.session.session_id)
             .revoked_at

@@ -1,8 +1,10 @@
 //! Authentication primitives, with no knowledge of HTTP or the database:
-//! passwords (bcrypt and the hashing slots), access tokens (JWT), opaque
+//! passwords (bcrypt and the hashing slots), access tokens (JWT), CSRF token
+//! signing, opaque
 //! refresh tokens, the in-memory revocation list, throttling rules and the
 //! rules for where a visitor may be sent after signing in.
 
+pub mod csrf;
 pub mod jwt;
 pub mod password;
 pub mod redirect;

@@ -98,12 +98,15 @@ pub fn revoke_all_except(
     at: NaiveDateTime,
     reason: &str,
 ) -> QueryResult<Vec<String>> {
-    let ids: Vec<String> = sessions::table
+    let mut live = sessions::table
         .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::id.ne(keep.unwrap_or("")))
         .filter(sessions::revoked_at.is_null())
         .select(sessions::id)
-        .load(conn)?;
+        .into_boxed();
+    if let Some(keep) = keep {
+        live = live.filter(sessions::id.ne(keep));
+    }
+    let ids: Vec<String> = live.load(conn)?;
     if !ids.is_empty() {
         diesel::update(sessions::table.filter(sessions::id.eq_any(&ids)))
             .set((

@@ -23,7 +23,8 @@ use actix_web::web::Data;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 
 use super::client::client_info;
-use super::{Site, cookies};
+use super::cookies;
+use super::site::Site;
 use crate::accounts::{Accounts, SessionUser};
 use crate::auth::redirect;
 use crate::errors::{AppError, LoginRequired, ResponseFormat};

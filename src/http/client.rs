@@ -8,9 +8,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
-use ipnet::IpNet;
 
-use super::Site;
+use super::site::Site;
 use crate::accounts::Requester;
 
 /// Longest user agent kept (stored with sessions, shown on the account page).
@@ -42,16 +41,6 @@ impl FromRequest for ClientInfo {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(Self(client_info(req))))
-    }
-}
-
-/// Proxies whose `X-Forwarded-For` header is believed (`TRUSTED_PROXIES`).
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(pub Vec<IpNet>);
-
-impl TrustedProxies {
-    fn contains(&self, ip: &IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
     }
 }
 
@@ -151,11 +140,13 @@ mod tests {
                 false,
                 std::time::Duration::from_secs(60),
             ),
-            csrf: super::super::csrf::CsrfKey::derive(&crate::config::Secret::new(
+            csrf: crate::auth::csrf::CsrfKey::derive(&crate::config::Secret::new(
                 "an-unguessable-test-secret-of-32-bytes!",
             )),
             origin: "http://127.0.0.1".into(),
-            proxies: TrustedProxies(trusted.iter().map(|t| t.parse().unwrap()).collect()),
+            proxies: super::super::site::TrustedProxies(
+                trusted.iter().map(|t| t.parse().unwrap()).collect(),
+            ),
         };
         let mut req = TestRequest::default()
             .peer_addr(peer.parse().unwrap())

@@ -19,59 +19,15 @@ use actix_web::web::{Data, Form};
 use actix_web::{FromRequest, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac as _};
 use serde::de::DeserializeOwned;
-use sha2::Sha256;
 
-use super::Site;
 use super::auth_user::AuthUser;
 use super::cookies::{self, CookieConfig};
-use crate::config::Secret;
+use super::site::Site;
 use crate::errors::AppError;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Length of the base64url cookie value (32 random bytes).
 const COOKIE_VALUE_LEN: usize = 43;
-
-/// The key that signs form tokens; derived from the JWT secret so one secret
-/// configures the site, yet the two uses never share a key.
-pub struct CsrfKey(Vec<u8>);
-
-impl CsrfKey {
-    pub fn derive(secret: &Secret) -> Self {
-        let mut mac = new_mac(secret.expose());
-        mac.update(b"gatehouse csrf key v1");
-        Self(mac.finalize().into_bytes().to_vec())
-    }
-
-    /// The form token for a browser's cookie value and, when signed in, its session.
-    pub fn token(&self, cookie_value: &str, session_id: Option<&str>) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(cookie_value, session_id).finalize().into_bytes())
-    }
-
-    fn verify(&self, token: &str, cookie_value: &str, session_id: Option<&str>) -> bool {
-        match URL_SAFE_NO_PAD.decode(token) {
-            Ok(bytes) => self
-                .mac(cookie_value, session_id)
-                .verify_slice(&bytes)
-                .is_ok(),
-            Err(_) => false,
-        }
-    }
-
-    fn mac(&self, cookie_value: &str, session_id: Option<&str>) -> HmacSha256 {
-        let mut mac = new_mac(&self.0);
-        mac.update(cookie_value.as_bytes());
-        mac.update(&[0]);
-        mac.update(session_id.unwrap_or("").as_bytes());
-        mac
-    }
-}
-
-fn new_mac(key: &[u8]) -> HmacSha256 {
-    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length")
-}
 
 fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
     req.cookie(cookies.csrf_name())
@@ -217,19 +173,6 @@ fn origin_of(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_bind_to_cookie_and_session() {
-        let key = CsrfKey::derive(&Secret::new("an-unguessable-test-secret-of-32-bytes!"));
-        let anon = key.token("cookie-a", None);
-        assert!(key.verify(&anon, "cookie-a", None));
-        assert!(!key.verify(&anon, "cookie-b", None));
-        assert!(!key.verify(&anon, "cookie-a", Some("session")));
-        let bound = key.token("cookie-a", Some("session"));
-        assert!(key.verify(&bound, "cookie-a", Some("session")));
-        assert!(!key.verify(&bound, "cookie-a", Some("other")));
-        assert!(!key.verify("not base64!", "cookie-a", None));
-    }
 
     #[test]
     fn referer_origin_is_parsed() {

@@ -9,7 +9,8 @@ use actix_web::dev::Payload;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 
-use super::{Site, cookies};
+use super::cookies;
+use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flash {

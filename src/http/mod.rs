@@ -9,38 +9,21 @@ pub mod cookies;
 pub mod csrf;
 pub mod flash;
 pub mod layout;
+pub mod site;
 
+use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::web::Data;
-use actix_web::{HttpMessage as _, HttpRequest};
 
 pub use auth_user::AuthUser;
 pub use client::ClientInfo;
+pub use site::Site;
 
 use crate::accounts::{
-    Failure, INVALID_CREDENTIALS, PasswordChangeError, RegisterError, RevokeError, SignInError,
+    INVALID_CREDENTIALS, PasswordChangeError, RegisterError, RevokeError, ServiceError, SignInError,
 };
 use crate::errors::{AppError, ResponseFormat};
-
-/// The adapters' own settings, registered once as `web::Data<Site>`.
-pub struct Site {
-    pub cookies: cookies::CookieConfig,
-    pub csrf: csrf::CsrfKey,
-    /// The site's own origin (`PUBLIC_URL`), which unsafe requests must come from.
-    pub origin: String,
-    pub proxies: client::TrustedProxies,
-}
-
-impl Site {
-    /// The registered `Site`; its absence is a wiring bug, answered with a 500.
-    pub fn of(req: &HttpRequest) -> Result<Data<Site>, AppError> {
-        req.app_data::<Data<Site>>()
-            .cloned()
-            .ok_or_else(|| AppError::internal("Site is not registered"))
-    }
-}
 
 /// Marks every request under the scope it wraps as one that is answered in
 /// JSON (errors and sign-in refusals included). See [`ResponseFormat`].
@@ -52,8 +35,8 @@ pub async fn answer_in_json(
     next.call(req).await
 }
 
-impl From<Failure> for AppError {
-    fn from(e: Failure) -> Self {
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
         if e.is_unavailable() {
             tracing::warn!(error = %e, "the database does not answer");
             Self::Unavailable
@@ -79,7 +62,7 @@ impl From<RegisterError> for AppError {
     fn from(e: RegisterError) -> Self {
         match e {
             RegisterError::Throttled { retry_after } => Self::TooManyRequests { retry_after },
-            RegisterError::Invalid(_) => Self::Unprocessable,
+            RegisterError::Invalid(_) | RegisterError::EmailTaken { .. } => Self::Unprocessable,
             RegisterError::Failed(f) => f.into(),
         }
     }
@@ -89,6 +72,9 @@ impl From<PasswordChangeError> for AppError {
     fn from(e: PasswordChangeError) -> Self {
         match e {
             PasswordChangeError::Invalid(_) => Self::Unprocessable,
+            PasswordChangeError::SessionEnded => {
+                Self::internal("unhandled: session ended during a password change")
+            }
             PasswordChangeError::Failed(f) => f.into(),
         }
     }

@@ -94,8 +94,8 @@ async fn account_page(
                 current: s.id == user.session_id,
                 device: describe_device(&s.user_agent),
                 ip: s.ip,
-                started: format_time(s.created_at),
-                last_seen: format_time(s.last_seen_at),
+                started: format_time(s.started),
+                last_seen: format_time(s.last_seen),
                 id: s.id,
             })
             .collect(),
@@ -175,6 +175,13 @@ pub async fn change_password(
             response.insert_header((header::LOCATION, "/account"));
             site.cookies.set_session(&mut response, &signed_in.session);
             response.cookie(site.cookies.flash(Flash::PasswordChanged.code()));
+            Ok(response.finish())
+        }
+        Err(PasswordChangeError::SessionEnded) => {
+            // This session was signed out elsewhere meanwhile; nothing changed.
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((header::LOCATION, "/login"));
+            site.cookies.set_signed_out(&mut response);
             Ok(response.finish())
         }
         Err(PasswordChangeError::Invalid(errors)) => {

@@ -36,7 +36,7 @@ pub async fn dashboard(
         signed_in: format_time(signed_in.naive_utc()),
         signed_in_iso: signed_in.to_rfc3339(),
         device: client.device(),
-        ip: client.0.ip,
+        ip: client.ip.clone(),
     };
     render(StatusCode::OK, &page)
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{Accounts, FieldErrors, NewAccount, RegisterError};
+use crate::accounts::{Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError};
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
@@ -70,6 +70,7 @@ pub async fn register(
         return Ok(see_other("/dashboard"));
     }
     let form = form.into_inner();
+    // Shown again as typed; a taken address is shown as it was compared.
     let (name, email) = (form.name.trim().to_owned(), form.email.trim().to_owned());
     let account = NewAccount {
         name: form.name,
@@ -80,15 +81,30 @@ pub async fn register(
         Ok(signed_in) => Ok(site
             .cookies
             .signed_in_redirect(&signed_in.session, "/dashboard")),
-        Err(RegisterError::Invalid(errors)) => {
-            let page = RegisterPage {
-                layout: page_layout(None, &csrf, FlashMessage::default()),
-                name,
-                email,
-                errors,
+        Err(RegisterError::Invalid(errors)) => rerender(&csrf, name, email, errors),
+        Err(RegisterError::EmailTaken { email }) => {
+            let errors = FieldErrors {
+                email: Some(EMAIL_TAKEN.into()),
+                ..FieldErrors::default()
             };
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+            rerender(&csrf, name, email, errors)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The form again, with what was typed and a message per field (422).
+fn rerender(
+    csrf: &Csrf,
+    name: String,
+    email: String,
+    errors: FieldErrors,
+) -> Result<HttpResponse, AppError> {
+    let page = RegisterPage {
+        layout: page_layout(None, csrf, FlashMessage::default()),
+        name,
+        email,
+        errors,
+    };
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }

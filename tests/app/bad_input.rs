@@ -286,3 +286,22 @@ async fn a_get_to_logout_changes_nothing() {
     let anonymous = app.new_client();
     assert_redirects_to(&app.get_as(&anonymous, "/logout").await, "/login");
 }
+
+#[tokio::test]
+async fn errors_under_api_are_json_not_pages() {
+    let app = spawn_app().await;
+
+    let response = app.get("/api/nothing-here").await;
+
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+}

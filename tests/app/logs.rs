@@ -27,7 +27,8 @@ impl RunningBinary {
             .env("JWT_SECRET", TEST_SECRET)
             .env("BCRYPT_COST", "4")
             .env("RUST_LOG", "debug")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // Not the project root: a developer's `.env` must not reach a test.
+            .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

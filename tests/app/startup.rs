@@ -64,3 +64,56 @@ async fn an_unusable_database_path_is_an_error_not_a_panic() {
 
     assert!(built.is_err());
 }
+
+fn run_binary(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.env_clear().args(args).current_dir(dir.path());
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn both_help_pages_list_every_setting_and_hide_the_environments_values() {
+    for args in [&["--help"][..], &["serve", "--help"][..]] {
+        let output = run_binary(args, &[("JWT_SECRET", TEST_SECRET)]);
+
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        for line in include_str!("../../.env.example").lines() {
+            let Some((var, _)) = line.trim_start_matches("# ").split_once('=') else {
+                continue;
+            };
+            if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                assert!(
+                    help.contains(&format!("[env: {var}")),
+                    "{args:?} lacks {var}"
+                );
+            }
+        }
+        assert!(!help.contains(TEST_SECRET), "{help}");
+    }
+}
+
+#[test]
+fn an_unknown_subcommand_exits_2_with_clap_s_message() {
+    let output = run_binary(&["frobnicate"], &[]);
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_port_is_reported_by_its_variable() {
+    let output = run_binary(&[], &[("PORT", "eighty")]);
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PORT: "), "{stderr}");
+}

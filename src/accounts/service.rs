@@ -1,0 +1,232 @@
+//! What every part of the domain shares: the [`Accounts`] service (pool,
+//! hasher, keys, revocation list, policies), the plain data its calls take and
+//! return, and its errors.
+
+use std::time::Duration;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::revocation::RevokedSessions;
+use crate::auth::throttle::ThrottlePolicy;
+use crate::db::{DbError, DbPool};
+
+/// Who is asking: recorded with sessions and events, and the key of the
+/// per-IP limits. The pages build it from the request; the command line names
+/// itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// A signed-in user as a verified access token (or a refresh) describes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub user_id: String,
+    pub session_id: String,
+    pub name: String,
+    /// When this session signed in (Unix seconds).
+    pub auth_time: i64,
+}
+
+/// Tokens just issued for a session.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub session_id: String,
+    /// A signed access token (JWT) for the session.
+    pub access_token: String,
+    /// The new refresh token, when one was issued (none to a tab that lost a
+    /// refresh race: its browser already holds the newest one).
+    pub refresh_token: Option<String>,
+    /// How long the refresh token may be kept: `Some` with "remember me",
+    /// `None` for a browser-session cookie.
+    pub refresh_max_age: Option<Duration>,
+}
+
+/// The outcome of a successful sign-in, registration, refresh or password change.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: SessionUser,
+    pub session: IssuedSession,
+}
+
+/// Session limits, all enforced by the server.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// How long a rotated refresh token is still accepted (tabs racing at expiry).
+    pub refresh_reuse_grace: Duration,
+    /// Absolute lifetime without "remember me".
+    pub max_age: Duration,
+    /// Absolute lifetime with "remember me" (also the refresh cookie's Max-Age).
+    pub max_age_remember: Duration,
+    /// A session not refreshed for this long ends.
+    pub idle_timeout: Duration,
+}
+
+/// Everything the domain needs, built once at start-up and shared.
+pub struct Accounts {
+    pub(super) pool: DbPool,
+    pub(super) hasher: PasswordHasher,
+    pub(super) keys: JwtKeys,
+    pub(super) revoked: RevokedSessions,
+    pub(super) sessions: SessionPolicy,
+    pub(super) throttle: ThrottlePolicy,
+}
+
+impl Accounts {
+    pub fn new(
+        pool: DbPool,
+        hasher: PasswordHasher,
+        keys: JwtKeys,
+        sessions: SessionPolicy,
+        throttle: ThrottlePolicy,
+    ) -> Self {
+        let revoked = RevokedSessions::new(keys.ttl(), crate::db::now());
+        Self {
+            pool,
+            hasher,
+            keys,
+            revoked,
+            sessions,
+            throttle,
+        }
+    }
+
+    /// The pool, for tests that look at the rows directly.
+    #[cfg(test)]
+    pub(super) fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Answers when the database does (the readiness probe).
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        crate::db::run(&self.pool, |conn| Ok(crate::db::ping(conn)?)).await
+    }
+}
+
+/// Our failure, never the user's: the database does not answer (the doors say
+/// 503) or something else broke (500). The source chain is for the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+    #[error("cannot sign an access token: {0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    #[error("{0}")]
+    Inconsistent(&'static str),
+}
+
+impl ServiceError {
+    /// Whether the database did not answer (as opposed to a bug or bad data).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Db(DbError::Unavailable(_)))
+    }
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+/// Why a sign-in did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Unknown e-mail or wrong password; deliberately one case.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The (e-mail, IP) pair or the IP is locked; no password was checked.
+    #[error("too many failed sign-ins")]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+/// A message per registration field that needs fixing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+}
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.email.is_none() && self.password.is_none()
+    }
+}
+
+/// A message per field of the password-change form.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PasswordErrors {
+    pub current: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Why a registration did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// A message per field that needs fixing.
+    #[error("the registration has invalid fields")]
+    Invalid(FieldErrors),
+    /// An account with this (normalised) e-mail exists; also when two
+    /// registrations race, since the unique index decides.
+    #[error("an account with this email already exists")]
+    EmailTaken { email: String },
+    /// This address has reached the hourly registration limit.
+    #[error("too many registrations from this address")]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+/// Why a password change did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordChangeError {
+    #[error("the password change has invalid fields")]
+    Invalid(PasswordErrors),
+    /// The session asking ended (elsewhere) while the change was on its way;
+    /// nothing was changed.
+    #[error("the session ended during the password change")]
+    SessionEnded,
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+/// Why a session could not be revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// No live session of this user has that id.
+    #[error("no such session")]
+    NotFound,
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+macro_rules! failure_from {
+    ($($ty:ty),*) => {
+        $(impl From<DbError> for $ty {
+            fn from(e: DbError) -> Self {
+                Self::Failed(ServiceError::Db(e))
+            }
+        }
+        impl From<HashError> for $ty {
+            fn from(e: HashError) -> Self {
+                Self::Failed(ServiceError::Hashing(e))
+            }
+        }
+        impl From<diesel::result::Error> for $ty {
+            fn from(e: diesel::result::Error) -> Self {
+                Self::Failed(ServiceError::from(e))
+            }
+        })*
+    };
+}
+
+failure_from!(SignInError, RegisterError, PasswordChangeError, RevokeError);
+
+pub(super) fn delta(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}
