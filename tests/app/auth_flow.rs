@@ -88,26 +88,18 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
     let address = format!("http://127.0.0.1:{}", first.port());
     let server = tokio::spawn(first.run_until_stopped());
     let client = Client::new("restart-test");
-    let page = client
-        .http
-        .get(format!("{address}/register"))
-        .send()
-        .await
-        .unwrap();
-    let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
     let registered = client
-        .http
-        .post(format!("{address}/register"))
-        .header("Origin", &address)
-        .form(&[
-            ("name", "Restarted"),
-            ("email", "restart@example.com"),
-            ("password", "survives every restart"),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .submit(
+            &address,
+            "/register",
+            "/register",
+            &[
+                ("name", "Restarted"),
+                ("email", "restart@example.com"),
+                ("password", "survives every restart"),
+            ],
+        )
+        .await;
     assert_redirects_to(&registered, "/dashboard");
     assert!(
         secret_file.exists(),
@@ -135,24 +127,16 @@ async fn restarting_the_server_keeps_accounts_and_signed_in_browsers() {
 
     // The account itself survived: a new client signs in with its password.
     let other = Client::new("restart-test-2");
-    let page = other
-        .http
-        .get(format!("{address}/login"))
-        .send()
-        .await
-        .unwrap();
-    let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
     let signed_in = other
-        .http
-        .post(format!("{address}/login"))
-        .header("Origin", &address)
-        .form(&[
-            ("email", "restart@example.com"),
-            ("password", "survives every restart"),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .submit(
+            &address,
+            "/login",
+            "/login",
+            &[
+                ("email", "restart@example.com"),
+                ("password", "survives every restart"),
+            ],
+        )
+        .await;
     assert_redirects_to(&signed_in, "/dashboard");
 }

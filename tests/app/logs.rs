@@ -130,19 +130,16 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
     // A token in the query string must not be logged either.
     get(&format!("/dashboard?token={access}")).await.unwrap();
     let bad = Client::new("log-test-2");
-    let login_page = bad.http.get(format!("{base}/login")).send().await.unwrap();
-    let csrf = csrf_of(&login_page.text().await.unwrap());
-    bad.http
-        .post(format!("{base}/login"))
-        .header("Origin", &base)
-        .form(&[
+    bad.submit(
+        &base,
+        "/login",
+        "/login",
+        &[
             ("email", "logged@example.com"),
             ("password", "wrong but private 1234"),
-            ("csrf_token", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let csrf = csrf_of(&get("/logout").await.unwrap().text().await.unwrap());
     post("/logout", vec![("csrf_token", csrf.clone())])
         .await

@@ -34,3 +34,33 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// Opens `form_page` on the site at `address`, then posts `fields` with
+    /// that page's CSRF token to `action`, as a same-origin browser would.
+    pub async fn submit(
+        &self,
+        address: &str,
+        form_page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = self
+            .http
+            .get(format!("{address}{form_page}"))
+            .send()
+            .await
+            .unwrap();
+        let body = page.text().await.unwrap();
+        let csrf = super::extract_csrf(&body).unwrap_or_else(|| panic!("no form on {form_page}"));
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &csrf));
+        self.http
+            .post(format!("{address}{action}"))
+            .header("Origin", address)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
