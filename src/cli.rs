@@ -77,12 +77,12 @@ pub fn serve(settings: Settings) -> ExitCode {
         let app = match Application::build(settings).await {
             Ok(app) => app,
             Err(e) => {
-                tracing::error!(error = %e, "start-up failed");
+                // Once, on stderr, whatever RUST_LOG says.
                 eprintln!("gatehouse: start-up failed: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(address = %app.public_url(), port = app.port(), "listening");
+        tracing::info!(address = %app.address(), public_origin = %app.public_url(), "listening");
         match app.run_until_stopped().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

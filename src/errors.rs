@@ -9,6 +9,7 @@
 //! sees that id. This module imports nothing above it: the error page is a
 //! template of its own over the plain [`Layout`] data.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, EitherBody};
@@ -44,6 +45,17 @@ fn json_error(message: &str, request_id: &str) -> serde_json::Value {
     serde_json::json!({ "error": message, "request_id": request_id })
 }
 
+/// A form refused for its origin.
+#[derive(Debug)]
+pub struct ForeignOrigin {
+    /// The origin the request came from (or "another site").
+    pub received: String,
+    /// The site's own origin.
+    pub expected: String,
+    /// Say both on the page (development); production says less.
+    pub explain: bool,
+}
+
 /// What a JSON client without a valid session is told.
 pub const LOGIN_REQUIRED: &str = "You need to log in";
 
@@ -76,6 +88,8 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("CSRF check failed")]
     CsrfRejected,
+    #[error("request from a foreign origin")]
+    ForeignOrigin(Box<ForeignOrigin>),
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
     #[error("login required")]
@@ -104,7 +118,7 @@ impl AppError {
 /// The human message an error page shows; stored on the response for
 /// [`render_error_page`].
 #[derive(Debug, Clone)]
-struct ErrorMessage(&'static str);
+struct ErrorMessage(Cow<'static, str>);
 
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
@@ -115,7 +129,7 @@ impl ResponseError for AppError {
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::CsrfRejected | Self::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::LoginRequired(l) if l.api => StatusCode::UNAUTHORIZED,
             Self::LoginRequired(_) => StatusCode::SEE_OTHER,
@@ -146,6 +160,21 @@ impl ResponseError for AppError {
             }
             Self::BadRequest(why) | Self::Unauthorized(why) => why,
             Self::CsrfRejected => "This form has expired — reload the page and try again.",
+            Self::ForeignOrigin(o) if o.explain => {
+                let message = format!(
+                    "This form was sent from {}, but this site is {}. Open the site at that \
+                     address, or set PUBLIC_URL.",
+                    o.received, o.expected
+                );
+                let mut response = res.finish();
+                response
+                    .extensions_mut()
+                    .insert(ErrorMessage(message.into()));
+                return response;
+            }
+            Self::ForeignOrigin(_) => {
+                "This form was sent from another site, so it was not accepted."
+            }
             Self::TooManyRequests { retry_after } => {
                 res.insert_header((
                     header::RETRY_AFTER,
@@ -156,7 +185,9 @@ impl ResponseError for AppError {
             _ => default_message(self.status_code()),
         };
         let mut response = res.finish();
-        response.extensions_mut().insert(ErrorMessage(message));
+        response
+            .extensions_mut()
+            .insert(ErrorMessage(message.into()));
         response
     }
 }
@@ -208,7 +239,7 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
         .response()
         .extensions()
         .get::<ErrorMessage>()
-        .map_or_else(|| default_message(status), |m| m.0);
+        .map_or_else(|| Cow::Borrowed(default_message(status)), |m| m.0.clone());
     let request_id = res
         .request()
         .extensions()
@@ -225,7 +256,7 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
         }
     }
     let new = if format == ResponseFormat::Json {
-        builder.json(json_error(message, &request_id))
+        builder.json(json_error(&message, &request_id))
     } else {
         let retry_minutes = old
             .headers()
@@ -240,7 +271,7 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
                 tracing::error!(error = %e, "error page failed to render");
                 builder
                     .content_type("text/plain; charset=utf-8")
-                    .body(message)
+                    .body(page.message.into_owned())
             }
         }
     };
@@ -257,7 +288,7 @@ pub struct ErrorPage {
     layout: Layout,
     status: u16,
     title: &'static str,
-    message: &'static str,
+    message: Cow<'static, str>,
     request_id: String,
     retry_minutes: Option<u64>,
 }
@@ -265,7 +296,7 @@ pub struct ErrorPage {
 impl ErrorPage {
     pub fn new(
         status: StatusCode,
-        message: &'static str,
+        message: Cow<'static, str>,
         request_id: String,
         retry_minutes: Option<u64>,
     ) -> Self {

@@ -22,10 +22,11 @@ use crate::auth::throttle::ThrottlePolicy;
 use crate::config::{ConfigError, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
+use crate::http;
 use crate::http::cookies::{self, CookieConfig};
 use crate::http::site::{Site, TrustedProxies};
 use crate::routes;
-use crate::telemetry::RequestSpan;
+use crate::telemetry::{self, RequestSpan};
 
 /// Largest accepted request body (forms are far smaller).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -34,6 +35,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] db::DbSetupError),
+    #[error("PORT {port} is already in use")]
+    PortInUse { port: u16 },
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: String,
@@ -52,6 +55,7 @@ pub enum StartupError {
 }
 
 pub struct Application {
+    address: std::net::SocketAddr,
     port: u16,
     pool: DbPool,
     public_url: String,
@@ -79,12 +83,20 @@ impl Application {
             .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required in production"))?;
         let pool = {
             let url = settings.database.database_url.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
-                let pool = db::build_pool(&url)?;
-                db::run_migrations(&pool)?;
-                Ok(pool)
-            })
-            .await??
+            tracing::info!(database = %db::describe(&url), "opening the database");
+            let (pool, applied) =
+                tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
+                    let pool = db::build_pool(&url)?;
+                    let applied = db::run_migrations(&pool)?;
+                    Ok((pool, applied))
+                })
+                .await??;
+            if applied.is_empty() {
+                tracing::info!("database schema is up to date");
+            } else {
+                tracing::info!(migrations = %applied.join(", "), "migrations applied");
+            }
+            pool
         };
         let hasher = {
             let cost = settings.sessions.bcrypt_cost;
@@ -92,11 +104,17 @@ impl Application {
         };
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .map_err(|source| StartupError::Bind {
-                addr: format!("{}:{}", settings.http.host, settings.http.port),
-                source,
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::AddrInUse => StartupError::PortInUse {
+                    port: settings.http.port,
+                },
+                _ => StartupError::Bind {
+                    addr: format!("{}:{}", settings.http.host, settings.http.port),
+                    source,
+                },
             })?;
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
+        let port = address.port();
         let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
             match settings.http.host.parse::<std::net::Ipv6Addr>() {
                 Ok(v6) => format!("http://[{v6}]:{port}"),
@@ -135,7 +153,12 @@ impl Application {
             ),
             csrf: CsrfKey::derive(&jwt_secret),
             origin: public_url.clone(),
+            aliases: match settings.http.public_url {
+                Some(_) => Vec::new(),
+                None => Site::loopback_aliases(&settings.http.host, port, &public_url),
+            },
             proxies: TrustedProxies(settings.http.trusted_proxies.clone()),
+            production: settings.is_production(),
         });
         let production = settings.is_production();
         let app_accounts = accounts.clone();
@@ -154,9 +177,11 @@ impl Application {
                     AppError::BadRequest("The address has a malformed query string.").into()
                 }))
                 .wrap(from_fn(cookies::apply_queued))
+                .wrap(from_fn(http::head_as_get))
                 .wrap(ErrorHandlers::new().default_handler(render_error_page))
                 .wrap(security_headers(production))
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .wrap(from_fn(telemetry::access_log))
                 .configure(routes::configure)
         })
         .client_request_timeout(Duration::from_secs(10))
@@ -169,6 +194,7 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         Ok(Self {
+            address,
             port,
             pool,
             public_url,
@@ -176,6 +202,11 @@ impl Application {
             accounts,
             poll_interval: settings.sessions.revocation_poll_interval,
         })
+    }
+
+    /// The address the listener is bound to.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
     }
 
     pub fn port(&self) -> u16 {
@@ -226,7 +257,9 @@ fn security_headers(production: bool) -> DefaultHeaders {
     let mut headers = DefaultHeaders::new()
         .add((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+            // `data:` images only: the CSS framework draws its form marks as
+            // inline SVG; nothing else is allowed wider than the site itself.
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
         ))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::X_FRAME_OPTIONS, "DENY"))

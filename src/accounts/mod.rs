@@ -24,6 +24,6 @@ pub use service::{
     Requester, RevokeError, ServiceError, SessionPolicy, SessionUser, SignInError, SignedIn,
 };
 pub use sessions::{AccountOverview, SessionSummary};
-pub use sign_in::{Credentials, INVALID_CREDENTIALS};
+pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
 
 pub use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};

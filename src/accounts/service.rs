@@ -134,6 +134,9 @@ impl From<diesel::result::Error> for ServiceError {
 /// Why a sign-in did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
+    /// The e-mail or the password is empty; nothing was checked or counted.
+    #[error("e-mail or password missing")]
+    MissingCredentials,
     /// Unknown e-mail or wrong password; deliberately one case.
     #[error("invalid email or password")]
     InvalidCredentials,

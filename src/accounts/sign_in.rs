@@ -11,6 +11,10 @@ use crate::db::{self, sessions, users};
 /// e-mail has an account.
 pub const INVALID_CREDENTIALS: &str = "Invalid email or password.";
 
+/// What an empty sign-in form is told. Not a failed sign-in: nothing is
+/// counted, throttled or audited.
+pub const MISSING_CREDENTIALS: &str = "Enter your e-mail and password.";
+
 /// What a person signs in with, as typed.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -32,6 +36,9 @@ impl Accounts {
         who: &Requester,
     ) -> Result<SignedIn, SignInError> {
         let email = normalize_email(&credentials.email);
+        if email.is_empty() || credentials.password.is_empty() {
+            return Err(SignInError::MissingCredentials);
+        }
         let (blocked, user) = {
             let (limits, email, ip) = (self.throttle, email.clone(), who.ip.clone());
             db::run(&self.pool, move |conn| {

@@ -115,12 +115,18 @@ pub fn build_pool(database_url: &str) -> Result<DbPool, DbSetupError> {
     Ok(pool)
 }
 
-/// Applies every migration not yet applied.
-pub fn run_migrations(pool: &DbPool) -> Result<(), DbSetupError> {
+/// Applies every migration not yet applied; returns their versions.
+pub fn run_migrations(pool: &DbPool) -> Result<Vec<String>, DbSetupError> {
     let mut conn = pool.get()?;
     conn.run_pending_migrations(MIGRATIONS)
-        .map(|_| ())
+        .map(|applied| applied.iter().map(ToString::to_string).collect())
         .map_err(|e| DbSetupError::Migrations(e.to_string()))
+}
+
+/// What the log may say about a database: the SQLite file it is (a URL's
+/// credentials, were there any, never appear).
+pub fn describe(database_url: &str) -> String {
+    format!("SQLite file {}", sqlite_path(database_url))
 }
 
 /// Runs `f` in a transaction that takes the write lock up front. On SQLite a

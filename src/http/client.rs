@@ -144,6 +144,8 @@ mod tests {
                 "an-unguessable-test-secret-of-32-bytes!",
             )),
             origin: "http://127.0.0.1".into(),
+            aliases: Vec::new(),
+            production: false,
             proxies: super::super::site::TrustedProxies(
                 trusted.iter().map(|t| t.parse().unwrap()).collect(),
             ),

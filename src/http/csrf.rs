@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use super::auth_user::AuthUser;
 use super::cookies::{self, CookieConfig};
 use super::site::Site;
-use crate::errors::AppError;
+use crate::errors::{AppError, ForeignOrigin};
 
 /// Length of the base64url cookie value (32 random bytes).
 const COOKIE_VALUE_LEN: usize = 43;
@@ -145,22 +145,38 @@ pub fn check_token(
     }
 }
 
-/// Refuses requests that a browser marks as coming from another site.
+/// Refuses requests that a browser marks as coming from another site. The
+/// refusal says which origin came and which was expected (in development, on
+/// the page too), and is logged once as a warning.
 pub fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
     let site = Site::of(req)?;
     let headers = req.headers();
     let header_str = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
-    if header_str(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
-        return Err(AppError::CsrfRejected);
-    }
     let claimed = match header_str(header::ORIGIN) {
         Some(origin) => Some(origin.to_ascii_lowercase()),
         None => header_str(header::REFERER).map(|r| origin_of(r).unwrap_or_default()),
     };
-    match claimed {
-        Some(origin) if origin != site.origin => Err(AppError::CsrfRejected),
-        _ => Ok(()),
+    let cross_site =
+        header_str(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site");
+    let foreign = claimed.as_deref().filter(|origin| !site.accepts(origin));
+    if !cross_site && foreign.is_none() {
+        return Ok(());
     }
+    let received = foreign
+        .or(claimed.as_deref())
+        .unwrap_or("another site")
+        .to_owned();
+    tracing::warn!(
+        received = %received,
+        expected = %site.origin,
+        cross_site,
+        "form refused: it came from another origin"
+    );
+    Err(AppError::ForeignOrigin(Box::new(ForeignOrigin {
+        received,
+        expected: site.origin.clone(),
+        explain: !site.production,
+    })))
 }
 
 /// `scheme://host[:port]` of an absolute URL, lower-cased.

@@ -14,6 +14,7 @@ pub mod site;
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 
 pub use auth_user::AuthUser;
@@ -24,6 +25,19 @@ use crate::accounts::{
     INVALID_CREDENTIALS, PasswordChangeError, RegisterError, RevokeError, ServiceError, SignInError,
 };
 use crate::errors::{AppError, ResponseFormat};
+
+/// Middleware: answers `HEAD` wherever `GET` is answered. The request is
+/// routed as a `GET`; the connection still knows it was a `HEAD` and sends
+/// the status and headers (with the body's length) but no body.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
+}
 
 /// Marks every request under the scope it wraps as one that is answered in
 /// JSON (errors and sign-in refusals included). See [`ResponseFormat`].
@@ -53,6 +67,7 @@ impl From<SignInError> for AppError {
         match e {
             SignInError::Throttled { retry_after } => Self::TooManyRequests { retry_after },
             SignInError::InvalidCredentials => Self::Unauthorized(INVALID_CREDENTIALS),
+            SignInError::MissingCredentials => Self::Unprocessable,
             SignInError::Failed(f) => f.into(),
         }
     }

@@ -15,12 +15,42 @@ use crate::errors::AppError;
 pub struct Site {
     pub cookies: CookieConfig,
     pub csrf: CsrfKey,
-    /// The site's own origin (`PUBLIC_URL`), which unsafe requests must come from.
+    /// The site's own origin (`PUBLIC_URL`, else the listening address), which
+    /// unsafe requests must come from.
     pub origin: String,
+    /// Other spellings of the same origin that also count: without
+    /// `PUBLIC_URL`, the loopback names of a loopback listening address.
+    pub aliases: Vec<String>,
     pub proxies: TrustedProxies,
+    /// Production pages say less about why a request was refused.
+    pub production: bool,
 }
 
 impl Site {
+    /// Whether `origin` (lower-cased `scheme://host[:port]`) is this site's.
+    pub fn accepts(&self, origin: &str) -> bool {
+        origin == self.origin || self.aliases.iter().any(|alias| alias == origin)
+    }
+
+    /// The loopback spellings of `http://{host}:{port}` other than `canonical`:
+    /// a browser on this machine may reach a server bound to `127.0.0.1`,
+    /// `::1`, `localhost` or every interface under any of these names.
+    pub fn loopback_aliases(host: &str, port: u16, canonical: &str) -> Vec<String> {
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        if !loopback {
+            return Vec::new();
+        }
+        ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|name| format!("http://{name}:{port}"))
+            .filter(|origin| origin != canonical)
+            .collect()
+    }
+
     /// The registered `Site`; its absence is a wiring bug, answered with a 500.
     pub fn of(req: &HttpRequest) -> Result<Data<Site>, AppError> {
         req.app_data::<Data<Site>>()
@@ -36,5 +66,25 @@ pub struct TrustedProxies(pub Vec<IpNet>);
 impl TrustedProxies {
     pub fn contains(&self, ip: &IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_accept_every_loopback_spelling() {
+        let aliases = Site::loopback_aliases("127.0.0.1", 8080, "http://127.0.0.1:8080");
+        assert_eq!(aliases, ["http://localhost:8080", "http://[::1]:8080"]);
+        assert_eq!(
+            Site::loopback_aliases("::1", 80, "http://[::1]:80").len(),
+            2
+        );
+        assert_eq!(
+            Site::loopback_aliases("0.0.0.0", 80, "http://0.0.0.0:80").len(),
+            3
+        );
+        assert!(Site::loopback_aliases("192.0.2.7", 8080, "http://192.0.2.7:8080").is_empty());
     }
 }

@@ -11,7 +11,7 @@ use crate::errors::AppError;
 use crate::http::client::describe_device;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
-use crate::http::layout::{format_time, page_layout, render};
+use crate::http::layout::{format_time, page_layout, render, see_other};
 use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
 
@@ -153,6 +153,12 @@ pub async fn revoke_others(
         .insert_header((header::LOCATION, "/account"))
         .cookie(site.cookies.flash(Flash::OtherSessionsRevoked.code()))
         .finish())
+}
+
+/// `GET /account/password`: the address a failed change leaves in the
+/// browser; the form lives on the account page.
+pub async fn password_page() -> HttpResponse {
+    see_other("/account")
 }
 
 /// `POST /account/password`: the current password is required; success ends

@@ -5,7 +5,9 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{Accounts, Credentials, INVALID_CREDENTIALS, SignInError};
+use crate::accounts::{
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, SignInError,
+};
 use crate::auth::redirect::safe_next;
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
@@ -85,14 +87,30 @@ pub async fn login(
     match accounts.sign_in(credentials, replacing, &client).await {
         Ok(signed_in) => Ok(site.cookies.signed_in_redirect(&signed_in.session, &next)),
         Err(SignInError::InvalidCredentials) => {
-            let page = LoginPage {
-                layout: page_layout(None, &csrf, FlashMessage::default()),
-                email: form.email.trim().to_owned(),
-                next,
-                error: Some(INVALID_CREDENTIALS),
-            };
-            render(StatusCode::UNAUTHORIZED, &page)
+            let status = StatusCode::UNAUTHORIZED;
+            rerender(&csrf, &form.email, next, INVALID_CREDENTIALS, status)
+        }
+        Err(SignInError::MissingCredentials) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            rerender(&csrf, &form.email, next, MISSING_CREDENTIALS, status)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The form again with the e-mail as typed and one message.
+fn rerender(
+    csrf: &Csrf,
+    email: &str,
+    next: String,
+    error: &'static str,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    let page = LoginPage {
+        layout: page_layout(None, csrf, FlashMessage::default()),
+        email: email.trim().to_owned(),
+        next,
+        error: Some(error),
+    };
+    render(status, &page)
 }

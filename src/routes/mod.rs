@@ -10,7 +10,7 @@ pub mod register;
 
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, from_fn};
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 
 use crate::errors::AppError;
 use crate::http::answer_in_json;
@@ -31,7 +31,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/dashboard").get(dashboard::dashboard))
         .service(web::resource("/account").get(account::account))
-        .service(web::resource("/account/password").post(account::change_password))
+        .service(
+            // A failed change re-renders at this address; opening it again
+            // goes to the account page.
+            web::resource("/account/password")
+                .route(web::get().to(account::password_page))
+                .route(web::post().to(account::change_password)),
+        )
         .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
         .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke_session))
         .service(
@@ -45,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(answer_in_json))
                 .default_service(web::to(not_found)),
         )
+        .service(web::resource("/favicon.ico").get(favicon))
         .service(web::resource("/healthz").get(health::healthz))
         .service(web::resource("/readyz").get(health::readyz))
         .service(
@@ -68,4 +75,13 @@ fn static_dir() -> std::path::PathBuf {
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound)
+}
+
+/// The site's icon, which browsers ask for on every first visit; built into
+/// the binary from `static/favicon.ico`.
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/x-icon")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(&include_bytes!("../../static/favicon.ico")[..])
 }

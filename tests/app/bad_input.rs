@@ -44,7 +44,7 @@ async fn wrong_methods_get_405_with_allow() {
         (Method::PUT, "/login", "GET, POST"),
         (Method::PATCH, "/register", "GET, POST"),
         (Method::DELETE, "/logout", "GET, POST"),
-        (Method::GET, "/account/password", "POST"),
+        (Method::PUT, "/account/password", "GET, POST"),
     ] {
         let response = raw_client()
             .request(method.clone(), app.url(path))

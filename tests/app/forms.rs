@@ -51,6 +51,7 @@ async fn a_password_over_72_bytes_is_refused_not_truncated() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = response.text().await.unwrap();
     assert!(body.contains("Use at most 72 bytes"), "{body}");
+    assert!(body.contains("this one has 73"), "{body}");
     assert_eq!(user_count(&app).await, 1);
 }
 
@@ -156,13 +157,13 @@ async fn missing_fields_re_render_the_form_instead_of_failing() {
 
     assert_eq!(register.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(register.text().await.unwrap().contains("Enter your name."));
-    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(login.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         login
             .text()
             .await
             .unwrap()
-            .contains("Invalid email or password.")
+            .contains("Enter your e-mail and password.")
     );
 }
 

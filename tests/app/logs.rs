@@ -50,8 +50,9 @@ impl RunningBinary {
         let address = loop {
             let text = log.lock().unwrap().clone();
             if let Some(line) = text.lines().find(|l| l.contains("listening")) {
-                let port = line.split("port=").nth(1).unwrap().trim().to_owned();
-                break format!("http://127.0.0.1:{port}");
+                let bound = line.split("address=").nth(1).unwrap();
+                let bound = bound.split_whitespace().next().unwrap().to_owned();
+                break format!("http://{bound}");
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
@@ -179,4 +180,98 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
         .find(|l| l.contains("event=\"sign_in_failed\""))
         .unwrap();
     assert!(failed.contains("ip=127.0.0.1"), "{failed}");
+}
+
+#[tokio::test]
+async fn each_request_gets_one_access_line_without_query_strings_or_secret_segments() {
+    let server = RunningBinary::start();
+    let base = server.address.clone();
+    let client = Client::new("access-log-test");
+
+    let missing = client
+        .http
+        .get(format!(
+            "{base}/password/reset/SECRETRESETTOKEN?q=QUERYSECRET"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let page = missing.text().await.unwrap();
+    let reference = page
+        .split("request-id\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    let login = client
+        .http
+        .get(format!("{base}/login?next=%2Faccount&token=QUERYTOKEN"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let refused = client
+        .http
+        .post(format!("{base}/login"))
+        .header("Origin", "http://evil.example")
+        .form(&[("email", "x@example.com"), ("password", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused_page = refused.text().await.unwrap();
+    let refused_reference = refused_page
+        .split("request-id\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    let log = server.stop();
+
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("received=http://evil.example"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains(&format!("expected={base}")), "{log}");
+    assert!(warnings[0].contains(&refused_reference), "{log}");
+
+    assert!(!log.contains("SECRETRESETTOKEN"), "{log}");
+    assert!(
+        !log.contains("QUERYSECRET") && !log.contains("QUERYTOKEN"),
+        "{log}"
+    );
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" request ") || l.ends_with(" request"))
+        .filter(|l| l.contains("duration_ms="))
+        .collect();
+    let reset = access
+        .iter()
+        .filter(|l| l.contains("path=/password/reset/…"))
+        .collect::<Vec<_>>();
+    assert_eq!(reset.len(), 1, "{log}");
+    assert!(
+        reset[0].contains("method=GET") && reset[0].contains("status=404"),
+        "{log}"
+    );
+    assert!(
+        reset[0].contains(&format!("request_id={reference}")),
+        "the page's reference {reference} is in the access line: {log}"
+    );
+    let login_lines = access
+        .iter()
+        .filter(|l| l.contains("method=GET path=/login "))
+        .count();
+    assert_eq!(login_lines, 1, "{log}");
+    // Start-up says what it opened, what it changed and where it listens.
+    for said in [
+        "SQLite file",
+        "migrations applied",
+        "listening",
+        "public_origin=http://",
+    ] {
+        assert!(log.contains(said), "start-up does not log {said:?}: {log}");
+    }
 }
