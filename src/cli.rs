@@ -131,7 +131,7 @@ mod tests {
             .collect();
         let declared = declared_variables();
 
-        assert_eq!(declared.len(), 20, "{declared:?}");
+        assert_eq!(declared.len(), 24, "{declared:?}");
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let undeclared: Vec<_> = documented.difference(&declared).collect();
         assert!(

@@ -196,7 +196,7 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Database")]
 pub struct DatabaseSettings {
-    /// SQLite database file, created and migrated at start-up
+    /// postgres://user:password@host/db for PostgreSQL; anything else is a SQLite file (created at start-up)
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -206,6 +206,58 @@ pub struct DatabaseSettings {
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Connections each instance keeps open at most
+    #[arg(
+        long,
+        env = "DB_POOL_SIZE",
+        value_name = "DB_POOL_SIZE",
+        default_value = "8",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a free connection before it is answered 503
+    #[arg(
+        long,
+        env = "DB_POOL_TIMEOUT",
+        value_name = "DB_POOL_TIMEOUT",
+        default_value = "3s",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub db_pool_timeout: Duration,
+
+    /// How long start-up retries an unreachable database before it gives up with the error
+    #[arg(
+        long,
+        env = "DB_STARTUP_TIMEOUT",
+        value_name = "DB_STARTUP_TIMEOUT",
+        default_value = "30s",
+        value_parser = Trimmed(parse_grace),
+        hide_env_values = true
+    )]
+    pub db_startup_timeout: Duration,
+
+    /// Apply pending migrations at start-up (false: leave it to `gatehouse migrate`, and refuse to serve while any are pending)
+    #[arg(
+        long,
+        env = "MIGRATE_ON_START",
+        value_name = "MIGRATE_ON_START",
+        default_value = "true",
+        value_parser = Trimmed(parse_bool),
+        hide_env_values = true
+    )]
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseSettings {
+    /// Whether `DATABASE_URL` names a PostgreSQL server.
+    pub fn is_postgres(&self) -> bool {
+        let url = self.database_url.to_ascii_lowercase();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,7 +19,7 @@ use crate::auth::csrf::CsrfKey;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
-use crate::config::{ConfigError, Secret, Settings, check_secret};
+use crate::config::{ConfigError, DatabaseSettings, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
 use crate::http;
@@ -80,24 +80,8 @@ impl Application {
             .sessions
             .jwt_secret
             .clone()
-            .ok_or_else(|| ConfigError::new("JWT_SECRET", "is required in production"))?;
-        let pool = {
-            let url = settings.database.database_url.clone();
-            tracing::info!(database = %db::describe(&url), "opening the database");
-            let (pool, applied) =
-                tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
-                    let pool = db::build_pool(&url)?;
-                    let applied = db::run_migrations(&pool)?;
-                    Ok((pool, applied))
-                })
-                .await??;
-            if applied.is_empty() {
-                tracing::info!("database schema is up to date");
-            } else {
-                tracing::info!(migrations = %applied.join(", "), "migrations applied");
-            }
-            pool
-        };
+            .ok_or_else(|| ConfigError::new("JWT_SECRET", missing_secret_reason(&settings)))?;
+        let pool = open_database(&settings.database, settings.database.migrate_on_start).await?;
         let hasher = {
             let cost = settings.sessions.bcrypt_cost;
             tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??
@@ -237,6 +221,51 @@ impl Application {
     }
 }
 
+/// Opens the database named by the settings, off the async workers. With
+/// `migrate`, pending migrations are applied (and logged); without, a
+/// database with pending migrations is refused, naming them.
+pub async fn open_database(
+    database: &DatabaseSettings,
+    migrate: bool,
+) -> Result<DbPool, StartupError> {
+    let url = database.database_url.clone();
+    let options = db::PoolOptions {
+        size: database.db_pool_size,
+        timeout: database.db_pool_timeout,
+        startup_timeout: database.db_startup_timeout,
+    };
+    tracing::info!(database = %db::describe(&url), "opening the database");
+    let (pool, applied) = tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {
+        let pool = db::build_pool(&url, options)?;
+        if migrate {
+            let applied = db::run_migrations(&pool)?;
+            return Ok((pool, applied));
+        }
+        let pending = db::pending_migrations(&pool)?;
+        if !pending.is_empty() {
+            return Err(db::DbSetupError::Pending(pending));
+        }
+        Ok((pool, Vec::new()))
+    })
+    .await??;
+    if applied.is_empty() {
+        tracing::info!("database schema is up to date");
+    } else {
+        tracing::info!(migrations = %applied.join(", "), "migrations applied");
+    }
+    Ok(pool)
+}
+
+/// Why serving needs a `JWT_SECRET` that was not given.
+fn missing_secret_reason(settings: &Settings) -> &'static str {
+    if settings.database.is_postgres() {
+        "is required with a PostgreSQL DATABASE_URL: every instance sharing the database must \
+         sign with the same key (the development secret file serves SQLite only)"
+    } else {
+        "is required in production"
+    }
+}
+
 /// Keeps the revocation list current with revocations made by other
 /// instances (or directly in the database).
 async fn poll_revocations(accounts: web::Data<Accounts>, every: Duration) {
@@ -283,7 +312,10 @@ fn security_headers(production: bool) -> DefaultHeaders {
 /// random secret kept in a git-ignored file beside the database, so restarts
 /// keep browsers signed in. Returns the file's path when it was created now.
 pub fn ensure_development_secret(settings: &mut Settings) -> Result<Option<PathBuf>, ConfigError> {
-    if settings.sessions.jwt_secret.is_some() || settings.is_production() {
+    if settings.sessions.jwt_secret.is_some()
+        || settings.is_production()
+        || settings.database.is_postgres()
+    {
         return Ok(None);
     }
     let (secret, generated) = development_secret(&settings.database.database_url)?;

@@ -516,7 +516,11 @@ mod tests {
     #[test]
     fn a_refresh_that_loses_the_swap_takes_the_grace_path() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = db::build_pool(dir.path().join("race.db").to_str().unwrap()).unwrap();
+        let pool = db::build_pool(
+            dir.path().join("race.db").to_str().unwrap(),
+            db::PoolOptions::default(),
+        )
+        .unwrap();
         db::run_migrations(&pool).unwrap();
         let mut conn = pool.get().unwrap();
         let now = db::now();

@@ -32,7 +32,11 @@ fn policy(grace: Duration) -> SessionPolicy {
 
 fn fixture(grace: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let pool = db::build_pool(dir.path().join("domain.db").to_str().unwrap()).unwrap();
+    let pool = db::build_pool(
+        dir.path().join("domain.db").to_str().unwrap(),
+        db::PoolOptions::default(),
+    )
+    .unwrap();
     db::run_migrations(&pool).unwrap();
     let keys = JwtKeys::new(
         &Secret::new("a-domain-test-secret-of-at-least-32-bytes"),

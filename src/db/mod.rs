@@ -11,19 +11,129 @@ pub mod sessions;
 pub mod throttle;
 pub mod users;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection as _;
+use diesel::connection::{SimpleConnection as _, TransactionManager as _};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-/// The connection type every query function takes.
-pub type DbConnection = SqliteConnection;
-pub type DbPool = Pool<ConnectionManager<DbConnection>>;
-pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+/// The connection every query function takes: SQLite or PostgreSQL, chosen by
+/// `DATABASE_URL`. Query functions are written once, for both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub type DbPool = Pool<Manager>;
+pub type PooledConn = PooledConnection<Manager>;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Serialises migrations of instances that start together (any fixed key).
+const MIGRATION_LOCK_KEY: i64 = 0x6761_7465_686f_7573; // "gatehous"
+
+/// Where `DATABASE_URL` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A file path (`sqlite:` and `sqlite://` prefixes removed).
+    Sqlite(String),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Target {
+    /// The backend is chosen from the URL's scheme here, never guessed by
+    /// trying to connect: a PostgreSQL error then reads as what it is.
+    pub fn from_url(database_url: &str) -> Self {
+        let lower = database_url.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Self::Postgres(database_url.to_owned())
+        } else {
+            Self::Sqlite(sqlite_path(database_url).to_owned())
+        }
+    }
+}
+
+/// Pool sizes and waits, from settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub size: u32,
+    /// How long a checkout waits before the caller answers 503.
+    pub timeout: Duration,
+    /// How long start-up retries an unreachable PostgreSQL server.
+    pub startup_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            size: 8,
+            timeout: Duration::from_secs(3),
+            startup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens connections for the pool, of the backend the target names.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    target: Target,
+}
+
+impl Manager {
+    pub fn new(target: Target) -> Self {
+        Self { target }
+    }
+
+    fn establish(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+        use diesel::r2d2::Error;
+        match &self.target {
+            Target::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path).map_err(Error::ConnectionError)?;
+                sqlite_pragmas(&mut conn).map_err(Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Target::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Postgresql)
+                .map_err(Error::ConnectionError),
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        ping(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        match conn {
+            DbConnection::Postgresql(c) => c.is_broken(),
+            DbConnection::Sqlite(c) => c.is_broken(),
+        }
+    }
+}
+
+/// Pragmas set on every SQLite connection. `busy_timeout` comes first so that
+/// even switching to WAL waits for a lock instead of failing with "database
+/// is locked".
+fn sqlite_pragmas(conn: &mut SqliteConnection) -> QueryResult<()> {
+    conn.batch_execute(
+        "PRAGMA busy_timeout = 5000;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )
+}
 
 /// Start-up failures of the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +142,16 @@ pub enum DbSetupError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("cannot open the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
+    #[error("cannot open the database: {0}")]
+    Establish(#[from] diesel::r2d2::Error),
     #[error("cannot apply migrations: {0}")]
     Migrations(String),
-    #[error("cannot configure the database: {0}")]
-    Configure(String),
+    /// `MIGRATE_ON_START=false` and the database is behind the binary.
+    #[error(
+        "the database has pending migrations ({}); run `gatehouse migrate` first",
+        .0.join(", ")
+    )]
+    Pending(Vec<String>),
 }
 
 /// A failure to reach or query the database.
@@ -77,67 +193,133 @@ pub fn sqlite_path(database_url: &str) -> &str {
         .unwrap_or(database_url)
 }
 
-/// Pragmas set on every pooled SQLite connection. `busy_timeout` comes first so
-/// that even switching to WAL waits for a lock instead of failing with
-/// "database is locked".
-#[derive(Debug, Clone, Copy)]
-struct SqlitePragmas;
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 5000;
-             PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+/// Opens the pool. A PostgreSQL server that does not answer is retried with
+/// back-off for `startup_timeout`, then its own error is returned (never a
+/// pool timeout that hides it). A SQLite file is created if needed.
+pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, DbSetupError> {
+    let target = Target::from_url(database_url);
+    let manager = Manager::new(target.clone());
+    // One connection first: it proves the server answers (and on SQLite
+    // switches the file to WAL before the pool opens its connections at once,
+    // which would otherwise race for the exclusive lock the switch needs).
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match manager.establish() {
+            Ok(_) => break,
+            Err(e)
+                if matches!(target, Target::Postgres(_))
+                    && started.elapsed() < options.startup_timeout =>
+            {
+                let pause = wait.min(options.startup_timeout.saturating_sub(started.elapsed()));
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                std::thread::sleep(pause);
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-}
-
-/// Opens the pool (creating the database file if needed).
-pub fn build_pool(database_url: &str) -> Result<DbPool, DbSetupError> {
-    let path = sqlite_path(database_url);
-    // Switch the file to WAL through one connection first: WAL is a property of
-    // the file, and the pool below opens its connections concurrently, which
-    // would otherwise race for the exclusive lock the switch needs.
-    let mut first = SqliteConnection::establish(path)?;
-    SqlitePragmas
-        .on_acquire(&mut first)
-        .map_err(|e| DbSetupError::Configure(e.to_string()))?;
-    drop(first);
-    let manager = ConnectionManager::<DbConnection>::new(path);
     let pool = Pool::builder()
-        .max_size(8)
-        .connection_timeout(Duration::from_secs(5))
-        .connection_customizer(Box::new(SqlitePragmas))
+        .max_size(options.size)
+        .min_idle(Some(options.size.min(2)))
+        .connection_timeout(options.timeout)
         .build(manager)?;
     Ok(pool)
 }
 
-/// Applies every migration not yet applied; returns their versions.
+/// The names of migrations the database has not had yet.
+pub fn pending_migrations(pool: &DbPool) -> Result<Vec<String>, DbSetupError> {
+    let mut conn = pool.get()?;
+    let names = match &mut *conn {
+        DbConnection::Sqlite(c) => pending(c, SQLITE_MIGRATIONS),
+        DbConnection::Postgresql(c) => pending(c, POSTGRES_MIGRATIONS),
+    };
+    names.map_err(|e| DbSetupError::Migrations(e.to_string()))
+}
+
+fn pending<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+    conn: &mut C,
+    migrations: EmbeddedMigrations,
+) -> diesel::migration::Result<Vec<String>> {
+    Ok(conn
+        .pending_migrations(migrations)?
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect())
+}
+
+/// Applies every migration not yet applied; returns their versions. On
+/// PostgreSQL under an advisory lock, so instances starting together take
+/// turns and the later ones find nothing to do.
 pub fn run_migrations(pool: &DbPool) -> Result<Vec<String>, DbSetupError> {
     let mut conn = pool.get()?;
-    conn.run_pending_migrations(MIGRATIONS)
-        .map(|applied| applied.iter().map(ToString::to_string).collect())
-        .map_err(|e| DbSetupError::Migrations(e.to_string()))
+    let failed = |e: &dyn std::fmt::Display| DbSetupError::Migrations(e.to_string());
+    let applied = match &mut *conn {
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .map_err(|e| failed(&e))?,
+        DbConnection::Postgresql(c) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(c)
+                .map_err(|e| failed(&e))?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| failed(&e));
+            let unlocked =
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+                    .execute(c);
+            let applied = applied?;
+            unlocked.map_err(|e| failed(&e))?;
+            applied
+        }
+    };
+    Ok(applied)
 }
 
-/// What the log may say about a database: the SQLite file it is (a URL's
-/// credentials, were there any, never appear).
+/// What the log may say about a database: the SQLite file, or the PostgreSQL
+/// host and database (never the user's password).
 pub fn describe(database_url: &str) -> String {
-    format!("SQLite file {}", sqlite_path(database_url))
+    match Target::from_url(database_url) {
+        Target::Sqlite(path) => format!("SQLite file {path}"),
+        Target::Postgres(url) => {
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+            let rest = rest.split('?').next().unwrap_or(rest);
+            format!("PostgreSQL {rest}")
+        }
+    }
 }
 
-/// Runs `f` in a transaction that takes the write lock up front. On SQLite a
-/// deferred transaction that reads and then writes cannot wait for the lock and
-/// fails at once under contention; taking it first lets `busy_timeout` apply.
+/// Runs `f` in a transaction that takes the write lock up front on SQLite. A
+/// deferred SQLite transaction that reads and then writes cannot wait for the
+/// lock and fails at once under contention; `BEGIN IMMEDIATE` takes it first
+/// so that `busy_timeout` applies. PostgreSQL takes row locks as it goes.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    conn.immediate_transaction(f)
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    diesel::connection::AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => match Manager::commit_transaction(conn) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                // A failed COMMIT leaves the transaction open; end it.
+                let _ = Manager::rollback_transaction(conn);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            Manager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
 }
 
 /// `SELECT 1`, for the readiness probe.

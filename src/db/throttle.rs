@@ -9,7 +9,7 @@ use super::schema::{ip_login_failures, login_throttles};
 /// Recent failures of one (e-mail, IP) pair.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = login_throttles)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct LoginThrottle {
     pub email: String,
     pub ip: String,

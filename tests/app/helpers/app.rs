@@ -8,7 +8,7 @@ use gatehouse::startup::Application;
 use reqwest::cookie::CookieStore as _;
 use reqwest::{Response, Url};
 
-use super::{Client, TestUser, assert_redirects_to, extract_csrf, seed_user};
+use super::{Client, TestDatabase, TestUser, assert_redirects_to, extract_csrf, seed_user};
 
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -27,6 +27,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub client: Client,
     pub test_user: TestUser,
+    /// Dropped before the directory (field order): a PostgreSQL database goes first.
+    pub database: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -57,7 +59,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         gatehouse::telemetry::init("debug");
     }
     let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
     let mut settings = test_settings(dir.path());
+    settings.database.database_url = database.url.clone();
+    settings.database.db_pool_size = 4;
     customize(&mut settings);
     let app = Application::build(settings.clone()).await.unwrap();
     let port = app.port();
@@ -80,6 +85,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
         ),
         test_user,
+        database,
         _dir: dir,
     }
 }

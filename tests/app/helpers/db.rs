@@ -1,6 +1,89 @@
-//! Direct database access: seeding users the way an operator would.
+//! The test's own database, and direct access to it: seeding users the way
+//! an operator would.
+//!
+//! With `TEST_DATABASE_URL` (a PostgreSQL server's admin URL) each test gets a
+//! database of its own, created with a random name and dropped when the test
+//! ends, pass or fail; without it, a SQLite file in the test's temporary
+//! directory, and one line says the PostgreSQL run was skipped.
 
+use std::io::Write as _;
+use std::sync::Once;
+
+use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use gatehouse::db::{self, DbPool};
+
+/// A database for one test; a PostgreSQL one is dropped on `Drop`.
+pub struct TestDatabase {
+    pub url: String,
+    /// The admin URL and the database's name, to drop it.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh database: PostgreSQL when `TEST_DATABASE_URL` is set, else a
+    /// SQLite file in `dir`.
+    pub fn new(dir: &std::path::Path) -> Self {
+        let Some(admin) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            static SKIPPED: Once = Once::new();
+            SKIPPED.call_once(|| {
+                // Straight to stderr: the test harness captures `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "PostgreSQL run skipped: TEST_DATABASE_URL is not set (these tests use SQLite)"
+                );
+            });
+            let url = dir.join("test.db").display().to_string();
+            return Self {
+                url,
+                postgres: None,
+            };
+        };
+        let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(&admin)
+            .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .unwrap();
+        Self {
+            url: with_database(&admin, &name),
+            postgres: Some((admin, name)),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(admin)
+        {
+            // FORCE ends the app's own connections, still open in its pool.
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base
+        .rsplit_once('/')
+        .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))
+        .unwrap_or((base, ""));
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
 
 /// A user that exists in every fresh app.
 pub struct TestUser {
