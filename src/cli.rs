@@ -1,13 +1,15 @@
-//! The command line: `gatehouse [serve]`, each command one function over the
-//! same settings.
+//! The command line: `gatehouse [serve]`, `migrate`, `user …` and
+//! `sessions prune`, each one function over the same accounts domain the
+//! pages use (one password policy, one way to revoke).
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::config::{self, Settings};
-use crate::startup::Application;
+use crate::accounts::{Accounts, NewAccount, RegisterError, Requester};
+use crate::config::{self, DatabaseSettings, Settings};
+use crate::startup::{self, Application, StartupError};
 
 /// Browser sign-in done right. Every setting can also be given in the
 /// environment or in `.env`; the command line wins, then the environment.
@@ -25,6 +27,68 @@ pub struct Cli {
 pub enum Command {
     /// Serve the site (the default)
     Serve(ServeArgs),
+    /// Apply pending database migrations and list them (for deploy pipelines
+    /// that run with MIGRATE_ON_START=false)
+    Migrate(MigrateArgs),
+    /// Create, list, disable or enable accounts
+    User(UserArgs),
+    /// Maintain sessions
+    Sessions(SessionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub action: UserAction,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account. The password is read from standard input, or asked
+    /// for without echo on a terminal; the same rules as the form apply
+    Create {
+        /// The account's e-mail address
+        #[arg(long)]
+        email: String,
+        /// The name shown on its pages
+        #[arg(long)]
+        name: String,
+    },
+    /// List every account with its number of live sessions
+    List,
+    /// Disable an account: it cannot sign in, and its sessions end at once
+    Disable {
+        /// The account's e-mail address
+        email: String,
+    },
+    /// Let a disabled account sign in again
+    Enable {
+        /// The account's e-mail address
+        email: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub action: SessionsAction,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Delete sessions that ended longer ago than any rule looks back, and
+    /// sign-in throttling rows past their window
+    Prune,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +128,172 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         None => serve(cli.settings),
         Some(Command::Serve(args)) => serve(args.settings),
+        Some(Command::Migrate(args)) => migrate(args.database),
+        Some(Command::User(args)) => user(args.action, &args.settings),
+        Some(Command::Sessions(args)) => sessions(args.action, &args.settings),
     }
+}
+
+/// Who the audit trail says did an operator's change.
+fn operator() -> Requester {
+    Requester {
+        ip: "local".to_owned(),
+        user_agent: "gatehouse command line".to_owned(),
+    }
+}
+
+/// Runs an operator's command on a runtime of its own; its errors are printed
+/// once, on stderr, and end the process with status 1.
+fn operate<F>(filter: &str, command: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    crate::telemetry::init(filter);
+    match actix_web::rt::System::new().block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gatehouse: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gatehouse migrate`: applies pending migrations and lists them.
+pub fn migrate(database: DatabaseSettings) -> ExitCode {
+    operate("warn", async move {
+        let (_, applied) = startup::open_database(&database, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        if applied.is_empty() {
+            println!("no pending migrations");
+        }
+        for version in applied {
+            println!("applied {version}");
+        }
+        Ok(())
+    })
+}
+
+async fn accounts(settings: &Settings) -> Result<Accounts, String> {
+    startup::operator_accounts(settings)
+        .await
+        .map_err(|e: StartupError| e.to_string())
+}
+
+/// `gatehouse user …`.
+pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
+    operate("warn", async move {
+        match action {
+            UserAction::Create { email, name } => {
+                let password = read_password()?;
+                let accounts = accounts(settings).await?;
+                let account = NewAccount {
+                    name,
+                    email: email.clone(),
+                    password,
+                };
+                match accounts.create_user(account, &operator()).await {
+                    Ok(_) => {
+                        println!("created {}", crate::accounts::normalize_email(&email));
+                        Ok(())
+                    }
+                    Err(RegisterError::Invalid(errors)) => Err([
+                        errors.name.map(|m| format!("--name: {m}")),
+                        errors.email.map(|m| format!("--email: {m}")),
+                        errors.password.map(|m| format!("password: {m}")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("\n")),
+                    Err(RegisterError::EmailTaken { email }) => {
+                        Err(format!("--email: an account with {email} already exists"))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            UserAction::List => {
+                let users = accounts(settings)
+                    .await?
+                    .list_users()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{:<40} {:<30} {:<20} {:<9} SESSIONS",
+                    "EMAIL", "NAME", "CREATED (UTC)", "STATE"
+                );
+                for u in users {
+                    let state = if u.disabled { "disabled" } else { "active" };
+                    let created = u.created_at.format("%Y-%m-%d %H:%M");
+                    println!(
+                        "{:<40} {:<30} {:<20} {:<9} {}",
+                        u.email, u.name, created, state, u.live_sessions
+                    );
+                }
+                Ok(())
+            }
+            UserAction::Disable { email } => {
+                let ended = accounts(settings)
+                    .await?
+                    .disable_user(&email, &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("disabled {email}; {ended} session(s) ended");
+                Ok(())
+            }
+            UserAction::Enable { email } => {
+                accounts(settings)
+                    .await?
+                    .enable_user(&email, &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("enabled {email}");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `gatehouse sessions prune`.
+pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
+    operate("warn", async move {
+        match action {
+            SessionsAction::Prune => {
+                let pruned = accounts(settings)
+                    .await?
+                    .prune()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "deleted {} ended session(s) and {} throttle row(s)",
+                    pruned.sessions, pruned.throttle_rows
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+/// The new account's password: from a hidden prompt on a terminal, else the
+/// first line of standard input.
+fn read_password() -> Result<String, String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        rpassword::prompt_password("Password for the new account: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        return Err("no password given (on standard input, or at the prompt)".to_owned());
+    }
+    Ok(password)
 }
 
 /// Serves until stopped.

@@ -81,7 +81,8 @@ impl Application {
             .jwt_secret
             .clone()
             .ok_or_else(|| ConfigError::new("JWT_SECRET", missing_secret_reason(&settings)))?;
-        let pool = open_database(&settings.database, settings.database.migrate_on_start).await?;
+        let (pool, _) =
+            open_database(&settings.database, settings.database.migrate_on_start).await?;
         let hasher = {
             let cost = settings.sessions.bcrypt_cost;
             tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??
@@ -114,17 +115,8 @@ impl Application {
                 &settings.sessions.jwt_previous_secrets,
                 settings.sessions.access_token_ttl,
             ),
-            SessionPolicy {
-                refresh_reuse_grace: settings.sessions.refresh_reuse_grace,
-                max_age: settings.sessions.session_max_age,
-                max_age_remember: settings.sessions.session_max_age_remember,
-                idle_timeout: settings.sessions.session_idle_timeout,
-            },
-            ThrottlePolicy {
-                max_failures: settings.throttle.login_max_failures,
-                max_failures_per_ip: settings.throttle.login_max_failures_per_ip,
-                register_max_per_hour: settings.throttle.register_max_per_hour,
-            },
+            session_policy(&settings),
+            throttle_policy(&settings),
         ));
         // Revocations from before this start that still matter.
         let loaded = accounts.poll_revocations().await?;
@@ -224,10 +216,11 @@ impl Application {
 /// Opens the database named by the settings, off the async workers. With
 /// `migrate`, pending migrations are applied (and logged); without, a
 /// database with pending migrations is refused, naming them.
+/// Returns the pool and the versions of the migrations it applied.
 pub async fn open_database(
     database: &DatabaseSettings,
     migrate: bool,
-) -> Result<DbPool, StartupError> {
+) -> Result<(DbPool, Vec<String>), StartupError> {
     let url = database.database_url.clone();
     let options = db::PoolOptions {
         size: database.db_pool_size,
@@ -253,7 +246,43 @@ pub async fn open_database(
     } else {
         tracing::info!(migrations = %applied.join(", "), "migrations applied");
     }
-    Ok(pool)
+    Ok((pool, applied))
+}
+
+/// The accounts domain for an operator's command: the database as it is (a
+/// database with pending migrations is refused, naming them), the configured
+/// bcrypt cost and policies. Operator commands issue no tokens, so no
+/// `JWT_SECRET` is needed: the signing key is a random one that never leaves
+/// the process.
+pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupError> {
+    let (pool, _) = open_database(&settings.database, false).await?;
+    let cost = settings.sessions.bcrypt_cost;
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??;
+    let unused_key = Secret::new(crate::auth::token::new_token());
+    Ok(Accounts::new(
+        pool,
+        hasher,
+        JwtKeys::new(&unused_key, &[], settings.sessions.access_token_ttl),
+        session_policy(settings),
+        throttle_policy(settings),
+    ))
+}
+
+fn session_policy(settings: &Settings) -> SessionPolicy {
+    SessionPolicy {
+        refresh_reuse_grace: settings.sessions.refresh_reuse_grace,
+        max_age: settings.sessions.session_max_age,
+        max_age_remember: settings.sessions.session_max_age_remember,
+        idle_timeout: settings.sessions.session_idle_timeout,
+    }
+}
+
+fn throttle_policy(settings: &Settings) -> ThrottlePolicy {
+    ThrottlePolicy {
+        max_failures: settings.throttle.login_max_failures,
+        max_failures_per_ip: settings.throttle.login_max_failures_per_ip,
+        register_max_per_hour: settings.throttle.register_max_per_hour,
+    }
 }
 
 /// Why serving needs a `JWT_SECRET` that was not given.

@@ -17,6 +17,8 @@ pub mod event {
     pub const PASSWORD_CHANGED: &str = "password_changed";
     pub const REFRESH_REUSE: &str = "refresh_token_reuse";
     pub const SESSION_EXPIRED: &str = "session_expired";
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
+    pub const ACCOUNT_ENABLED: &str = "account_enabled";
 }
 
 /// One entry of an account's recent activity.
@@ -40,6 +42,8 @@ impl Event {
             event::PASSWORD_CHANGED => "Password changed",
             event::REFRESH_REUSE => "Stolen session token detected; session ended",
             event::SESSION_EXPIRED => "Session expired",
+            event::ACCOUNT_DISABLED => "Account disabled by an operator",
+            event::ACCOUNT_ENABLED => "Account enabled by an operator",
             _ => "Other",
         }
     }

@@ -8,6 +8,7 @@
 //! [`db::run`], bcrypt and the strength check through the hasher's slots.
 
 mod events;
+mod operator;
 mod registration;
 mod service;
 mod sessions;
@@ -18,6 +19,7 @@ mod throttle;
 mod tests;
 
 pub use events::{Event, event};
+pub use operator::{OperatorError, Pruned, UserSummary};
 pub use registration::{EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount, normalize_email};
 pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,

@@ -7,7 +7,8 @@ use super::events::{self, event};
 use super::service::{
     Accounts, FieldErrors, RegisterError, Requester, ServiceError, SessionUser, SignedIn,
 };
-use super::{sessions, throttle};
+use super::sessions::{self, NewTokens};
+use super::throttle;
 use crate::auth::password::{length_problem, strength_problem};
 use crate::db::{self, models::NewUser, users};
 
@@ -52,6 +53,46 @@ impl Accounts {
             tracing::info!(event = "registration_throttled", ip = %who.ip);
             return Err(RegisterError::Throttled { retry_after });
         }
+        let (user_id, name, session) = self.insert_account(account, who, true).await?;
+        let Some(session) = session else {
+            return Err(ServiceError::Inconsistent("a registration made no session").into());
+        };
+        tracing::info!(
+            event = event::REGISTERED,
+            user_id = %user_id,
+            session_id = %session.id,
+            ip = %who.ip
+        );
+        let user = SessionUser {
+            user_id,
+            session_id: session.id.clone(),
+            name,
+            auth_time: db::now().and_utc().timestamp(),
+        };
+        Ok(self.issue(user, session)?)
+    }
+
+    /// Creates an account for an operator (`gatehouse user create`): the same
+    /// validation and password policy as the form, no session, and not
+    /// counted by the hourly registration limit. Returns the user's id.
+    pub async fn create_user(
+        &self,
+        account: NewAccount,
+        who: &Requester,
+    ) -> Result<String, RegisterError> {
+        let (user_id, _, _) = self.insert_account(account, who, false).await?;
+        tracing::info!(event = event::REGISTERED, user_id = %user_id, by = "operator");
+        Ok(user_id)
+    }
+
+    /// Validates, hashes and inserts an account with its `registered` event,
+    /// and for a self-registration its first session, in one transaction.
+    async fn insert_account(
+        &self,
+        account: NewAccount,
+        who: &Requester,
+        self_service: bool,
+    ) -> Result<(String, String, Option<NewTokens>), RegisterError> {
         let valid = self
             .hasher
             .in_slot(move |_| validate(account))
@@ -76,48 +117,28 @@ impl Accounts {
                             password_hash: &password_hash,
                             created_at: now,
                             updated_at: now,
-                            registration_ip: Some(&who.ip),
+                            registration_ip: self_service.then_some(who.ip.as_str()),
                         },
                     )?;
-                    let session = sessions::create(conn, &policy, &user_id, &who, false, now)?;
-                    events::record(
-                        conn,
-                        Some(&user_id),
-                        Some(&session.id),
-                        event::REGISTERED,
-                        &who,
-                        now,
-                    )?;
+                    let session = if self_service {
+                        Some(sessions::create(conn, &policy, &user_id, &who, false, now)?)
+                    } else {
+                        None
+                    };
+                    let sid = session.as_ref().map(|s| s.id.as_str());
+                    events::record(conn, Some(&user_id), sid, event::REGISTERED, &who, now)?;
                     Ok::<_, DieselError>(session)
                 }))
             })
             .await?
         };
-        let session = match inserted {
-            Ok(session) => session,
+        match inserted {
+            Ok(session) => Ok((user_id, name, session)),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                return Err(RegisterError::Invalid(FieldErrors {
-                    email: Some(
-                        "An account with this email already exists. Sign in instead?".into(),
-                    ),
-                    ..FieldErrors::default()
-                }));
+                Err(RegisterError::EmailTaken { email })
             }
-            Err(e) => return Err(ServiceError::from(e).into()),
-        };
-        tracing::info!(
-            event = event::REGISTERED,
-            user_id = %user_id,
-            session_id = %session.id,
-            ip = %who.ip
-        );
-        let user = SessionUser {
-            user_id,
-            session_id: session.id.clone(),
-            name,
-            auth_time: now.and_utc().timestamp(),
-        };
-        Ok(self.issue(user, session)?)
+            Err(e) => Err(ServiceError::from(e).into()),
+        }
     }
 }
 

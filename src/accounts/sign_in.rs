@@ -65,7 +65,9 @@ impl Accounts {
             )
             .await?;
         let user = match user {
-            Some(user) if verified => user,
+            // A disabled account fails like a wrong password: the page says
+            // nothing about which e-mails exist or what state they are in.
+            Some(user) if verified && user.disabled_at.is_none() => user,
             found => {
                 let user_id = found.map(|u| u.id);
                 tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);

@@ -15,6 +15,8 @@ pub struct User {
     pub password_hash: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Set while an operator has the account disabled.
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]

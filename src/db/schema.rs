@@ -57,6 +57,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         registration_ip -> Nullable<Text>,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 

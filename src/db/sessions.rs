@@ -143,3 +143,31 @@ pub fn revoked_since(
         .select((sessions::id, sessions::revoked_at.assume_not_null()))
         .load(conn)
 }
+
+/// How many live sessions each user has.
+pub fn live_counts(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<(String, i64)>> {
+    sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .group_by(sessions::user_id)
+        .select((sessions::user_id, diesel::dsl::count_star()))
+        .load(conn)
+}
+
+/// Deletes sessions that ended before `ended_before`: revoked then, past
+/// their absolute end then, or idle since then. Returns how many.
+pub fn delete_ended(
+    conn: &mut DbConnection,
+    ended_before: NaiveDateTime,
+    idle_before: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table.filter(
+            sessions::revoked_at
+                .lt(ended_before)
+                .or(sessions::expires_at.lt(ended_before))
+                .or(sessions::last_seen_at.lt(idle_before)),
+        ),
+    )
+    .execute(conn)
+}

@@ -154,3 +154,28 @@ pub fn ip_failures_since(
         ))
         .first(conn)
 }
+
+/// Deletes throttle rows no rule looks at any more: pair streaks whose last
+/// failure and lock are older than `pair_before`, IP failures older than
+/// `ip_before`. Returns how many.
+pub fn delete_stale(
+    conn: &mut DbConnection,
+    pair_before: NaiveDateTime,
+    ip_before: NaiveDateTime,
+) -> QueryResult<usize> {
+    let pairs = diesel::delete(
+        login_throttles::table
+            .filter(login_throttles::last_failure_at.lt(pair_before))
+            .filter(
+                login_throttles::locked_until
+                    .is_null()
+                    .or(login_throttles::locked_until.lt(pair_before)),
+            ),
+    )
+    .execute(conn)?;
+    let ips = diesel::delete(
+        ip_login_failures::table.filter(ip_login_failures::created_at.lt(ip_before)),
+    )
+    .execute(conn)?;
+    Ok(pairs + ips)
+}

@@ -62,3 +62,23 @@ pub fn registered_from_ip_since(
         ))
         .first(conn)
 }
+
+/// Every user, oldest first.
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
+    users::table
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(User::as_select())
+        .load(conn)
+}
+
+/// Disables (`Some(at)`) or enables (`None`) an account; returns whether one changed.
+pub fn set_disabled(
+    conn: &mut DbConnection,
+    id: &str,
+    disabled_at: Option<chrono::NaiveDateTime>,
+) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set(users::disabled_at.eq(disabled_at))
+        .execute(conn)
+        .map(|n| n == 1)
+}

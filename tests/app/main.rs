@@ -14,6 +14,7 @@ mod first_minutes;
 mod forms;
 mod hostile_tokens;
 mod logs;
+mod operator;
 mod sessions;
 mod startup;
 mod throttling;

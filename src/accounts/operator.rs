@@ -1,0 +1,143 @@
+//! What an operator does to accounts from the command line: list them,
+//! disable or enable one, and prune rows no rule needs any more. Creating an
+//! account is `create_user`, beside registration (one password policy).
+
+use chrono::NaiveDateTime;
+
+use super::events::{self, event};
+use super::service::{Accounts, Requester, ServiceError, delta};
+use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW};
+use crate::db::{self, sessions, throttle, users};
+
+/// One account as `gatehouse user list` shows it.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub email: String,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+    pub disabled: bool,
+    pub live_sessions: i64,
+}
+
+/// What `sessions prune` deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: usize,
+    pub throttle_rows: usize,
+}
+
+/// Why an operator's change to an account did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("no account has the e-mail address {0}")]
+    NoSuchUser(String),
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+impl From<db::DbError> for OperatorError {
+    fn from(e: db::DbError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+impl From<diesel::result::Error> for OperatorError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Revoked sessions stay this long past the access token's lifetime before a
+/// prune deletes them, so every instance's poll has long seen them.
+const REVOKED_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+impl Accounts {
+    /// Every account, oldest first, with its number of live sessions.
+    pub async fn list_users(&self) -> Result<Vec<UserSummary>, ServiceError> {
+        db::run(&self.pool, |conn| {
+            let now = db::now();
+            let counts: std::collections::HashMap<String, i64> =
+                sessions::live_counts(conn, now)?.into_iter().collect();
+            Ok(users::list(conn)?
+                .into_iter()
+                .map(|u| UserSummary {
+                    live_sessions: counts.get(&u.id).copied().unwrap_or(0),
+                    disabled: u.disabled_at.is_some(),
+                    email: u.email,
+                    name: u.name,
+                    created_at: u.created_at,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Disables the account with this e-mail: it cannot sign in, and every one
+    /// of its sessions ends at once (database and revocation list, one
+    /// transaction). Returns how many sessions ended.
+    pub async fn disable_user(&self, email: &str, who: &Requester) -> Result<usize, OperatorError> {
+        self.set_disabled(email, true, who).await
+    }
+
+    /// Lets a disabled account sign in again.
+    pub async fn enable_user(&self, email: &str, who: &Requester) -> Result<(), OperatorError> {
+        self.set_disabled(email, false, who).await.map(|_| ())
+    }
+
+    async fn set_disabled(
+        &self,
+        email: &str,
+        disable: bool,
+        who: &Requester,
+    ) -> Result<usize, OperatorError> {
+        let now = db::now();
+        let (email_owned, who_owned) = (super::normalize_email(email), who.clone());
+        let ended = db::run(&self.pool, move |conn| {
+            db::write_transaction(conn, |conn| {
+                let Some(user) = users::find_by_email(conn, &email_owned)? else {
+                    return Err(OperatorError::NoSuchUser(email_owned.clone()));
+                };
+                users::set_disabled(conn, &user.id, disable.then_some(now))?;
+                let (kind, ended) = if disable {
+                    let ended = sessions::revoke_all_except(
+                        conn,
+                        &user.id,
+                        None,
+                        now,
+                        event::ACCOUNT_DISABLED,
+                    )?;
+                    (event::ACCOUNT_DISABLED, ended)
+                } else {
+                    (event::ACCOUNT_ENABLED, Vec::new())
+                };
+                events::record(conn, Some(&user.id), None, kind, &who_owned, now)?;
+                Ok((user.id, ended))
+            })
+        })
+        .await;
+        let (user_id, ended) = ended?;
+        self.revoked.insert(ended.iter().cloned(), now);
+        let kind = if disable {
+            event::ACCOUNT_DISABLED
+        } else {
+            event::ACCOUNT_ENABLED
+        };
+        tracing::info!(event = kind, user_id = %user_id, ended = ended.len());
+        Ok(ended.len())
+    }
+
+    /// Deletes sessions that ended (revoked, past their absolute end, or idle)
+    /// longer ago than any rule looks back, and throttle rows past their window.
+    pub async fn prune(&self) -> Result<Pruned, ServiceError> {
+        let now = db::now();
+        let ended_before = now - delta(self.keys.ttl()) - REVOKED_KEPT;
+        let idle_before = now - delta(self.sessions.idle_timeout) - REVOKED_KEPT;
+        db::run(&self.pool, move |conn| {
+            Ok(Pruned {
+                sessions: sessions::delete_ended(conn, ended_before, idle_before)?,
+                throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - IP_WINDOW)?,
+            })
+        })
+        .await
+    }
+}

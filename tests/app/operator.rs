@@ -1,0 +1,237 @@
+//! The operator's command line, run as the real binary against the test's own
+//! database while the site serves it: the same accounts, the same rules.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use gatehouse::db::schema::{sessions, users};
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+/// Runs `gatehouse ARGS` on `database_url`, with `stdin` as its input.
+fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .env("BCRYPT_COST", "4")
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
+    let app = spawn_app().await;
+    let url = app.database.url.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        let args = [
+            "user",
+            "create",
+            "--email",
+            "Op@Example.com",
+            "--name",
+            "Made By Op",
+        ];
+        gatehouse(&url, &args, "correct horse battery staple\n")
+    })
+    .await
+    .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("created op@example.com"));
+    let response = app
+        .post_login("op@example.com", "correct horse battery staple")
+        .await;
+    assert_redirects_to(&response, "/dashboard");
+}
+
+#[tokio::test]
+async fn the_command_line_applies_the_forms_password_policy() {
+    let app = spawn_app().await;
+    let url = app.database.url.clone();
+
+    let output = tokio::task::spawn_blocking(move || {
+        let args = [
+            "user",
+            "create",
+            "--email",
+            "weak@example.com",
+            "--name",
+            "Weak",
+        ];
+        gatehouse(&url, &args, "password1234\n")
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("password: This password is too easy to guess"));
+    let pool = app.pool.clone();
+    let count: i64 = tokio::task::spawn_blocking(move || {
+        users::table
+            .filter(users::email.eq("weak@example.com"))
+            .count()
+            .get_result(&mut pool.get().unwrap())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled() {
+    let app = spawn_app().await;
+    app.login_test_user().await;
+    assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
+    let (url, email) = (app.database.url.clone(), app.test_user.email.clone());
+
+    let output =
+        tokio::task::spawn_blocking(move || gatehouse(&url, &["user", "disable", &email], ""))
+            .await
+            .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("1 session(s) ended"));
+    // The site hears of the revocation by its poll (1 s).
+    let started = Instant::now();
+    while app.get_dashboard().await.status() == StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still signed in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = app
+        .login_as(
+            &app.new_client(),
+            &app.test_user.email,
+            &app.test_user.password,
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let (url, email) = (app.database.url.clone(), app.test_user.email.clone());
+    let enabled =
+        tokio::task::spawn_blocking(move || gatehouse(&url, &["user", "enable", &email], ""))
+            .await
+            .unwrap();
+    assert!(enabled.status.success());
+    let again = app
+        .login_as(
+            &app.new_client(),
+            &app.test_user.email,
+            &app.test_user.password,
+        )
+        .await;
+    assert_redirects_to(&again, "/dashboard");
+}
+
+#[tokio::test]
+async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
+    let app = spawn_app().await;
+    let url = app.database.url.clone();
+
+    let (list, unknown) = tokio::task::spawn_blocking(move || {
+        (
+            gatehouse(&url, &["user", "list"], ""),
+            gatehouse(&url, &["user", "disable", "nobody@example.com"], ""),
+        )
+    })
+    .await
+    .unwrap();
+
+    assert!(list.status.success());
+    assert!(text(&list.stdout).contains("user@example.com"));
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no account has the e-mail address nobody@example.com"));
+}
+
+#[tokio::test]
+async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
+    let app = spawn_app().await;
+    app.login_test_user().await;
+    let pool = app.pool.clone();
+    let user_id = app.test_user.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let long_ago = gatehouse::db::now() - chrono::TimeDelta::days(2);
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq("ended-long-ago"),
+                sessions::user_id.eq(&user_id),
+                sessions::created_at.eq(long_ago),
+                sessions::last_seen_at.eq(long_ago),
+                sessions::ip.eq("192.0.2.1"),
+                sessions::user_agent.eq("old"),
+                sessions::revoked_at.eq(Some(long_ago)),
+                sessions::refresh_hash.eq("x"),
+                sessions::remember.eq(false),
+                sessions::expires_at.eq(long_ago),
+            ))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let url = app.database.url.clone();
+
+    let output = tokio::task::spawn_blocking(move || gatehouse(&url, &["sessions", "prune"], ""))
+        .await
+        .unwrap();
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("deleted 1 ended session(s)"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
+}
+
+#[test]
+fn migrate_lists_what_it_applied_and_serve_refuses_a_database_behind_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("fresh.db").display().to_string();
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", TEST_SECRET)
+        .env("MIGRATE_ON_START", "false")
+        .env("PORT", "0")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let migrated = gatehouse(&url, &["migrate"], "");
+    let again = gatehouse(&url, &["migrate"], "");
+
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("pending migrations") && stderr.contains("gatehouse migrate"),
+        "{stderr}"
+    );
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    assert!(text(&migrated.stdout).contains("applied "));
+    assert!(text(&again.stdout).contains("no pending migrations"));
+}
