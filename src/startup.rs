@@ -56,6 +56,7 @@ pub enum StartupError {
 
 pub struct Application {
     address: std::net::SocketAddr,
+    database_url: String,
     port: u16,
     pool: DbPool,
     public_url: String,
@@ -171,6 +172,7 @@ impl Application {
         let server = server.listen(listener)?.run();
         Ok(Self {
             address,
+            database_url: settings.database.database_url.clone(),
             port,
             pool,
             public_url,
@@ -204,11 +206,17 @@ impl Application {
         self.accounts.clone()
     }
 
-    /// Serves until the server stops, polling revocations meanwhile.
+    /// Serves until the server stops, taking in revocations made elsewhere
+    /// meanwhile: pushed (PostgreSQL `LISTEN`) and polled (the safety net).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let listener = db::notify::RevocationListener::for_url(&self.database_url)
+            .map(|listener| tokio::spawn(listen_for_revocations(self.accounts.clone(), listener)));
         let poller = tokio::spawn(poll_revocations(self.accounts, self.poll_interval));
         let result = self.server.await;
         poller.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         result
     }
 }
@@ -292,6 +300,34 @@ fn missing_secret_reason(settings: &Settings) -> &'static str {
          sign with the same key (the development secret file serves SQLite only)"
     } else {
         "is required in production"
+    }
+}
+
+/// How often the listener reads what its connection has received.
+const LISTEN_EVERY: Duration = Duration::from_millis(20);
+
+/// Takes in revocations other instances push, within about [`LISTEN_EVERY`].
+async fn listen_for_revocations(
+    accounts: web::Data<Accounts>,
+    listener: db::notify::RevocationListener,
+) {
+    let listener = std::sync::Arc::new(std::sync::Mutex::new(listener));
+    let mut ticks = tokio::time::interval(LISTEN_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let listener = listener.clone();
+        let polled = tokio::task::spawn_blocking(move || {
+            listener
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .poll()
+        })
+        .await;
+        match polled {
+            Ok(ids) => accounts.revoked_elsewhere(ids),
+            Err(e) => tracing::warn!(error = %e, "the revocation listener failed"),
+        }
     }
 }
 

@@ -361,6 +361,17 @@ impl Accounts {
         .await
     }
 
+    /// Takes in revocations another instance announced (pushed on PostgreSQL).
+    pub fn revoked_elsewhere(&self, session_ids: Vec<String>) {
+        if !session_ids.is_empty() {
+            tracing::debug!(
+                count = session_ids.len(),
+                "revocations pushed by another instance"
+            );
+            self.revoked.insert(session_ids, db::now());
+        }
+    }
+
     /// Reads revocations made elsewhere (other instances, an operator) into
     /// this instance's list; returns how many the database reported.
     pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {

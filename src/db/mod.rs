@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod models;
+pub mod notify;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;

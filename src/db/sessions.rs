@@ -68,6 +68,7 @@ pub fn rotate_refresh(
 }
 
 /// Ends one of `user_id`'s live sessions; returns whether one was ended.
+/// Other instances hear of it at commit (see [`super::notify`]).
 pub fn revoke(
     conn: &mut DbConnection,
     session_id: &str,
@@ -75,7 +76,7 @@ pub fn revoke(
     at: NaiveDateTime,
     reason: &str,
 ) -> QueryResult<bool> {
-    diesel::update(
+    let revoked = diesel::update(
         sessions::table
             .filter(sessions::id.eq(session_id))
             .filter(sessions::user_id.eq(user_id))
@@ -85,8 +86,11 @@ pub fn revoke(
         sessions::revoked_at.eq(Some(at)),
         sessions::revoke_reason.eq(Some(reason)),
     ))
-    .execute(conn)
-    .map(|n| n > 0)
+    .execute(conn)?;
+    if revoked > 0 {
+        super::notify::announce_revoked(conn, &[session_id.to_owned()])?;
+    }
+    Ok(revoked > 0)
 }
 
 /// Ends every live session of `user_id` except `keep` (none kept when `None`);
@@ -114,6 +118,7 @@ pub fn revoke_all_except(
                 sessions::revoke_reason.eq(Some(reason)),
             ))
             .execute(conn)?;
+        super::notify::announce_revoked(conn, &ids)?;
     }
     Ok(ids)
 }

@@ -1,80 +1,8 @@
 //! The server's log carries events with ids, never a password, cookie or token.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-
-/// The release binary's log while `body` runs against it.
-struct RunningBinary {
-    child: std::process::Child,
-    log: Arc<Mutex<String>>,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RunningBinary {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .env_clear()
-            .env("PORT", "0")
-            .env("DATABASE_URL", dir.path().join("logs.db"))
-            .env("JWT_SECRET", TEST_SECRET)
-            .env("BCRYPT_COST", "4")
-            .env("RUST_LOG", "debug")
-            // Not the project root: a developer's `.env` must not reach a test.
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push_str(&line);
-                    log.lock().unwrap().push('\n');
-                }
-            });
-        }
-        let started = Instant::now();
-        let address = loop {
-            let text = log.lock().unwrap().clone();
-            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
-                let bound = line.split("address=").nth(1).unwrap();
-                let bound = bound.split_whitespace().next().unwrap().to_owned();
-                break format!("http://{bound}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "no start-up line: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Self {
-            child,
-            log,
-            address,
-            _dir: dir,
-        }
-    }
-
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(100));
-        self.log.lock().unwrap().clone()
-    }
-}
 
 fn csrf_of(html: &str) -> String {
     extract_csrf(html).unwrap()
@@ -82,7 +10,7 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test]
 async fn logs_carry_events_and_ids_but_no_secrets() {
-    let server = RunningBinary::start();
+    let server = RunningBinary::start(&[("RUST_LOG", "debug")]);
     let base = server.address.clone();
     let client = Client::new("log-test");
     let password = "a very private passphrase 77";
@@ -184,7 +112,7 @@ async fn logs_carry_events_and_ids_but_no_secrets() {
 
 #[tokio::test]
 async fn each_request_gets_one_access_line_without_query_strings_or_secret_segments() {
-    let server = RunningBinary::start();
+    let server = RunningBinary::start(&[("RUST_LOG", "debug")]);
     let base = server.address.clone();
     let client = Client::new("access-log-test");
 

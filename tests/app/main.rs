@@ -13,6 +13,7 @@ mod database_down;
 mod first_minutes;
 mod forms;
 mod hostile_tokens;
+mod instances;
 mod logs;
 mod operator;
 mod sessions;

@@ -4,10 +4,12 @@
 #![expect(dead_code, reason = "each test uses only some of the helpers")]
 
 mod app;
+mod binary;
 mod client;
 mod db;
 
 pub use app::*;
+pub use binary::*;
 pub use client::*;
 pub use db::*;
 

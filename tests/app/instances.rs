@@ -1,0 +1,248 @@
+//! Several real `gatehouse` processes on one PostgreSQL database: a cookie
+//! from one works on the other, a revocation on one is honoured by the other
+//! at once, throttling counts on both, and a rotated refresh token cannot be
+//! replayed anywhere. Skipped, with one line, without `TEST_DATABASE_URL`.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::cookie::CookieStore as _;
+
+use crate::helpers::*;
+
+struct Instances {
+    a: RunningBinary,
+    b: RunningBinary,
+    _database: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+/// Two instances on a fresh PostgreSQL database, or `None` (said once) on SQLite.
+fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    if !database.is_postgres() {
+        static SKIPPED: std::sync::Once = std::sync::Once::new();
+        SKIPPED.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "several-instances tests skipped: they need PostgreSQL (TEST_DATABASE_URL)"
+            );
+        });
+        return None;
+    }
+    let mut all = vec![("DATABASE_URL", database.url.as_str())];
+    all.extend_from_slice(vars);
+    Some(Instances {
+        a: RunningBinary::start(&all),
+        b: RunningBinary::start(&all),
+        _database: database,
+        _dir: dir,
+    })
+}
+
+/// `name`'s value in `client`'s jar for the site at `address`.
+fn cookie(client: &Client, address: &str, name: &str) -> Option<String> {
+    let header = client.jar.cookies(&address.parse().unwrap())?;
+    header.to_str().unwrap().split("; ").find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// `GET path` with exactly this `Cookie` header.
+async fn get_with(address: &str, path: &str, cookie: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{address}{path}"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn register(client: &Client, address: &str, email: &str) {
+    let fields = [
+        ("name", "Ada Lovelace"),
+        ("email", email),
+        ("password", "correct horse battery staple"),
+    ];
+    let response = client
+        .submit(address, "/register", "/register", &fields)
+        .await;
+    assert_redirects_to(&response, "/dashboard");
+}
+
+async fn sign_in(client: &Client, address: &str, email: &str, password: &str) -> reqwest::Response {
+    let fields = [("email", email), ("password", password)];
+    client.submit(address, "/login", "/login", &fields).await
+}
+
+#[tokio::test]
+async fn a_cookie_from_one_instance_works_on_the_other() {
+    let Some(pair) = two_instances(&[]) else {
+        return;
+    };
+    let client = Client::new("instances");
+
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let on_b = client
+        .http
+        .get(format!("{}/dashboard", pair.b.address))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(on_b.status(), StatusCode::OK);
+    assert!(on_b.text().await.unwrap().contains("Ada Lovelace"));
+}
+
+#[tokio::test]
+async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically() {
+    let Some(pair) = two_instances(&[]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    client
+        .submit(&pair.a.address, "/logout", "/logout", &[])
+        .await;
+    let mut delays = Vec::new();
+
+    for _ in 0..50 {
+        let signed_in = sign_in(
+            &client,
+            &pair.a.address,
+            "ada@example.com",
+            "correct horse battery staple",
+        )
+        .await;
+        assert_redirects_to(&signed_in, "/dashboard");
+        let access = cookie(&client, &pair.a.address, "gatehouse_access").unwrap();
+        let old = format!("gatehouse_access={access}");
+        assert_eq!(
+            get_with(&pair.b.address, "/dashboard", &old).await.status(),
+            StatusCode::OK
+        );
+        let signed_out = client
+            .submit(&pair.a.address, "/logout", "/logout", &[])
+            .await;
+        assert_redirects_to(&signed_out, "/login");
+        let started = Instant::now();
+        while get_with(&pair.b.address, "/dashboard", &old).await.status() == StatusCode::OK {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "B still accepts the cookie"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        delays.push(started.elapsed());
+    }
+
+    delays.sort();
+    let (median, max) = (delays[delays.len() / 2], delays[delays.len() - 1]);
+    let _ = writeln!(
+        std::io::stderr(),
+        "cross-instance revocation over {} sign-outs: median {median:?}, max {max:?}",
+        delays.len()
+    );
+    assert!(median <= Duration::from_millis(100), "median {median:?}");
+    assert!(max <= Duration::from_secs(2), "max {max:?}");
+}
+
+#[tokio::test]
+async fn throttling_counts_failures_on_both_instances_together() {
+    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "3")]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let attacker = Client::new("attacker");
+
+    for address in [&pair.a.address, &pair.a.address, &pair.b.address] {
+        let failed = sign_in(&attacker, address, "ada@example.com", "not the password").await;
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = sign_in(
+        &attacker,
+        &pair.b.address,
+        "ada@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other() {
+    let Some(pair) = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let first = cookie(&client, &pair.a.address, "gatehouse_refresh").unwrap();
+
+    let rotated = get_with(
+        &pair.b.address,
+        "/dashboard",
+        &format!("gatehouse_refresh={first}"),
+    )
+    .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let second = set_cookie(&rotated, "gatehouse_refresh")
+        .unwrap()
+        .to_owned();
+    let second = second.split(';').next().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let replayed = get_with(
+        &pair.a.address,
+        "/dashboard",
+        &format!("gatehouse_refresh={first}"),
+    )
+    .await;
+    let after_replay = get_with(&pair.b.address, "/dashboard", &second).await;
+
+    assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        after_replay.status(),
+        StatusCode::SEE_OTHER,
+        "the replay ended the session"
+    );
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
+    let Some(pair) = two_instances(&[]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let refresh = format!(
+        "gatehouse_refresh={}",
+        cookie(&client, &pair.a.address, "gatehouse_refresh").unwrap()
+    );
+
+    let (on_a, on_b) = tokio::join!(
+        get_with(&pair.a.address, "/dashboard", &refresh),
+        get_with(&pair.b.address, "/dashboard", &refresh)
+    );
+
+    assert_eq!(on_a.status(), StatusCode::OK);
+    assert_eq!(on_b.status(), StatusCode::OK);
+    let rotated: Vec<String> = [&on_a, &on_b]
+        .iter()
+        .filter_map(|r| set_cookie(r, "gatehouse_refresh"))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(rotated.len(), 1, "exactly one tab rotates: {rotated:?}");
+    let next = get_with(&pair.a.address, "/dashboard", &rotated[0]).await;
+    assert_eq!(
+        next.status(),
+        StatusCode::OK,
+        "the newest token keeps working"
+    );
+}
