@@ -121,7 +121,7 @@ pub enum ServiceError {
 impl ServiceError {
     /// Whether the database did not answer (as opposed to a bug or bad data).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Db(DbError::Unavailable(_)))
+        matches!(self, Self::Db(e) if e.is_unavailable())
     }
 }
 

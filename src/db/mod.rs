@@ -168,6 +168,20 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// Whether the database did not answer: no connection in time, or the
+    /// connection was lost under a query (the pool then replaces it).
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            Self::Unavailable(_)
+                | Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
+                | Self::Query(Error::BrokenTransactionManager)
+        )
+    }
+}
+
 /// Takes a pooled connection and runs `f` with it on tokio's blocking pool, so
 /// neither the checkout (which can wait) nor the queries hold up an async
 /// worker. Every database call of the crate goes through here.

@@ -34,9 +34,16 @@ fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
     }
     let mut all = vec![("DATABASE_URL", database.url.as_str())];
     all.extend_from_slice(vars);
+    // Both start at once on the empty database: the migration lock makes one
+    // wait for the other instead of racing it.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| RunningBinary::start(&all));
+        let b = scope.spawn(|| RunningBinary::start(&all));
+        (a.join().unwrap(), b.join().unwrap())
+    });
     Some(Instances {
-        a: RunningBinary::start(&all),
-        b: RunningBinary::start(&all),
+        a,
+        b,
         _database: database,
         _dir: dir,
     })

@@ -10,6 +10,7 @@ mod auth_flow;
 mod bad_input;
 mod cross_site;
 mod database_down;
+mod faults;
 mod first_minutes;
 mod forms;
 mod hostile_tokens;
