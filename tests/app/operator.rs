@@ -34,6 +34,19 @@ fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `gatehouse ARGS` on the app's own database, off the async workers.
+async fn cli(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    let url = app.database.url.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gatehouse(&url, &args, &stdin)
+    })
+    .await
+    .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -41,21 +54,20 @@ fn text(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
     let app = spawn_app().await;
-    let url = app.database.url.clone();
 
-    let output = tokio::task::spawn_blocking(move || {
-        let args = [
+    let output = cli(
+        &app,
+        &[
             "user",
             "create",
             "--email",
             "Op@Example.com",
             "--name",
             "Made By Op",
-        ];
-        gatehouse(&url, &args, "correct horse battery staple\n")
-    })
-    .await
-    .unwrap();
+        ],
+        "correct horse battery staple\n",
+    )
+    .await;
 
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("created op@example.com"));
@@ -68,21 +80,20 @@ async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
 #[tokio::test]
 async fn the_command_line_applies_the_forms_password_policy() {
     let app = spawn_app().await;
-    let url = app.database.url.clone();
 
-    let output = tokio::task::spawn_blocking(move || {
-        let args = [
+    let output = cli(
+        &app,
+        &[
             "user",
             "create",
             "--email",
             "weak@example.com",
             "--name",
             "Weak",
-        ];
-        gatehouse(&url, &args, "password1234\n")
-    })
-    .await
-    .unwrap();
+        ],
+        "password1234\n",
+    )
+    .await;
 
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("password: This password is too easy to guess"));
@@ -104,12 +115,8 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
     let app = spawn_app().await;
     app.login_test_user().await;
     assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
-    let (url, email) = (app.database.url.clone(), app.test_user.email.clone());
 
-    let output =
-        tokio::task::spawn_blocking(move || gatehouse(&url, &["user", "disable", &email], ""))
-            .await
-            .unwrap();
+    let output = cli(&app, &["user", "disable", &app.test_user.email], "").await;
 
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("1 session(s) ended"));
@@ -131,11 +138,7 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
         .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
-    let (url, email) = (app.database.url.clone(), app.test_user.email.clone());
-    let enabled =
-        tokio::task::spawn_blocking(move || gatehouse(&url, &["user", "enable", &email], ""))
-            .await
-            .unwrap();
+    let enabled = cli(&app, &["user", "enable", &app.test_user.email], "").await;
     assert!(enabled.status.success());
     let again = app
         .login_as(
@@ -150,16 +153,9 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
 #[tokio::test]
 async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
     let app = spawn_app().await;
-    let url = app.database.url.clone();
 
-    let (list, unknown) = tokio::task::spawn_blocking(move || {
-        (
-            gatehouse(&url, &["user", "list"], ""),
-            gatehouse(&url, &["user", "disable", "nobody@example.com"], ""),
-        )
-    })
-    .await
-    .unwrap();
+    let list = cli(&app, &["user", "list"], "").await;
+    let unknown = cli(&app, &["user", "disable", "nobody@example.com"], "").await;
 
     assert!(list.status.success());
     assert!(text(&list.stdout).contains("user@example.com"));
@@ -193,11 +189,8 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
     })
     .await
     .unwrap();
-    let url = app.database.url.clone();
 
-    let output = tokio::task::spawn_blocking(move || gatehouse(&url, &["sessions", "prune"], ""))
-        .await
-        .unwrap();
+    let output = cli(&app, &["sessions", "prune"], "").await;
 
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
