@@ -188,6 +188,30 @@ pub struct HttpSettings {
     )]
     pub cookie_secure: Option<bool>,
 
+    /// SameSite for every cookie: lax, strict or none (none needs Secure cookies; for a front end on another site)
+    #[arg(
+        long,
+        env = "COOKIE_SAMESITE",
+        value_name = "COOKIE_SAMESITE",
+        default_value = "lax",
+        value_parser = Trimmed(parse_same_site),
+        hide_env_values = true
+    )]
+    pub cookie_samesite: SameSitePolicy,
+
+    /// Origins (comma-separated, exact) whose front ends may call the JSON API with credentials; unset: none
+    // `std::vec::Vec`: the whole list goes through `parse_origins`.
+    #[arg(
+        long,
+        env = "CORS_ORIGINS",
+        value_name = "CORS_ORIGINS",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = Trimmed(parse_origins),
+        hide_env_values = true
+    )]
+    pub cors_origins: std::vec::Vec<String>,
+
     /// HTTP worker threads; `None` is one per CPU. Not a variable: tests set it.
     #[arg(skip)]
     pub workers: Option<usize>,
@@ -440,6 +464,13 @@ impl Settings {
         for secret in &self.sessions.jwt_previous_secrets {
             check_secret("JWT_PREVIOUS_SECRETS", secret.expose().to_vec())?;
         }
+        if self.http.cookie_samesite == SameSitePolicy::None && !self.cookie_secure() {
+            return Err(ConfigError::new(
+                "COOKIE_SAMESITE",
+                "`none` needs Secure cookies (COOKIE_SECURE=true, or production): browsers \
+                 refuse SameSite=None cookies without Secure",
+            ));
+        }
         Ok(())
     }
 
@@ -659,6 +690,32 @@ pub fn check_secret(var: &'static str, bytes: Vec<u8>) -> Result<Secret, ConfigE
 }
 
 /// Normalises `PUBLIC_URL` to an origin (`scheme://host[:port]`, no path).
+/// `CORS_ORIGINS`: comma-separated origins; empty entries are skipped.
+fn parse_origins(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|origin| parse_origin(origin).map_err(|why| format!("`{origin}` {why}")))
+        .collect()
+}
+
+/// The `SameSite` attribute every cookie gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSitePolicy {
+    Lax,
+    Strict,
+    None,
+}
+
+fn parse_same_site(raw: &str) -> Result<SameSitePolicy, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "lax" => Ok(SameSitePolicy::Lax),
+        "strict" => Ok(SameSitePolicy::Strict),
+        "none" => Ok(SameSitePolicy::None),
+        _ => Err("must be `lax`, `strict` or `none`".to_owned()),
+    }
+}
+
 fn parse_origin(raw: &str) -> Result<String, String> {
     let (scheme, rest) = raw
         .split_once("://")

@@ -35,8 +35,22 @@ pub enum ResponseFormat {
 }
 
 impl ResponseFormat {
+    /// JSON when the `/api` scope said so, or when the request prefers JSON
+    /// (`Accept` names `application/json` and not `text/html`); else pages.
     pub fn of(req: &actix_web::HttpRequest) -> Self {
-        req.extensions().get::<Self>().copied().unwrap_or_default()
+        if let Some(format) = req.extensions().get::<Self>() {
+            return *format;
+        }
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if accept.contains("application/json") && !accept.contains("text/html") {
+            Self::Json
+        } else {
+            Self::Html
+        }
     }
 }
 
@@ -82,6 +96,12 @@ pub enum AppError {
     /// The submitted data did not pass validation.
     #[error("unprocessable entity")]
     Unprocessable,
+    /// A JSON body that is not JSON (400), naming the problem.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// A JSON body whose fields are missing or of the wrong type (422).
+    #[error("invalid fields: {0}")]
+    InvalidFields(String),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -105,6 +125,24 @@ impl AppError {
         Self::Internal(message.into().into())
     }
 
+    /// Maps a JSON body that could not be read to the right 4xx, naming the
+    /// problem: too large 413, not JSON 415, not parseable 400, wrong or
+    /// missing fields 422.
+    pub fn from_json(e: &actix_web::error::JsonPayloadError) -> Self {
+        use actix_web::error::JsonPayloadError;
+        match e {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                Self::PayloadTooLarge
+            }
+            JsonPayloadError::ContentType => Self::UnsupportedMediaType,
+            JsonPayloadError::Deserialize(e) if e.is_data() => Self::InvalidFields(e.to_string()),
+            JsonPayloadError::Deserialize(e) => {
+                Self::MalformedJson(format!("The body is not valid JSON: {e}"))
+            }
+            _ => Self::MalformedJson("The body could not be read.".to_owned()),
+        }
+    }
+
     /// Maps a form body that could not be read to the right 4xx.
     pub fn from_form(e: actix_web::Error) -> Self {
         match e.as_error::<UrlencodedError>() {
@@ -126,7 +164,8 @@ impl ResponseError for AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unprocessable | Self::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CsrfRejected | Self::ForeignOrigin(_) => StatusCode::FORBIDDEN,
@@ -172,8 +211,15 @@ impl ResponseError for AppError {
                     .insert(ErrorMessage(message.into()));
                 return response;
             }
+            Self::MalformedJson(why) | Self::InvalidFields(why) => {
+                let mut response = res.finish();
+                response
+                    .extensions_mut()
+                    .insert(ErrorMessage(why.clone().into()));
+                return response;
+            }
             Self::ForeignOrigin(_) => {
-                "This form was sent from another site, so it was not accepted."
+                "This request was sent from another site, so it was not accepted."
             }
             Self::TooManyRequests { retry_after } => {
                 res.insert_header((

@@ -124,8 +124,9 @@ impl Application {
         tracing::debug!(loaded, "revoked sessions loaded");
 
         let site = web::Data::new(Site {
-            cookies: CookieConfig::new(
+            cookies: CookieConfig::with_same_site(
                 settings.cookie_secure(),
+                settings.http.cookie_samesite,
                 settings.sessions.access_token_ttl,
             ),
             csrf: CsrfKey::derive(&jwt_secret),
@@ -136,8 +137,10 @@ impl Application {
             },
             proxies: TrustedProxies(settings.http.trusted_proxies.clone()),
             production: settings.is_production(),
+            cors_origins: settings.http.cors_origins.clone(),
         });
         let production = settings.is_production();
+        let cors_origins = settings.http.cors_origins.clone();
         let app_accounts = accounts.clone();
 
         let mut server = HttpServer::new(move || {
@@ -159,7 +162,7 @@ impl Application {
                 .wrap(security_headers(production))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .wrap(from_fn(telemetry::access_log))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, &cors_origins))
         })
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(2))

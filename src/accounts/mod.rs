@@ -25,7 +25,7 @@ pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,
     Requester, RevokeError, ServiceError, SessionPolicy, SessionUser, SignInError, SignedIn,
 };
-pub use sessions::{AccountOverview, SessionSummary};
+pub use sessions::{AccountOverview, Profile, SessionSummary};
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
 
 pub use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};

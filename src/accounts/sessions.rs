@@ -31,6 +31,14 @@ pub(super) struct NewTokens {
     pub remember: bool,
 }
 
+/// Who an account is, as the JSON API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
 /// One live session as its owner sees it.
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
@@ -331,6 +339,19 @@ impl Accounts {
         self.revoked.insert(ended.iter().cloned(), now);
         tracing::info!(event = kind, user_id = %user.user_id, session_id = %user.session_id, ended = ended.len());
         Ok(self.issue(user.clone(), tokens)?)
+    }
+
+    /// The account behind a session (`None` if it was deleted meanwhile).
+    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, ServiceError> {
+        let user_id = user_id.to_owned();
+        db::run(&self.pool, move |conn| {
+            Ok(users::find(conn, &user_id)?.map(|u| Profile {
+                id: u.id,
+                name: u.name,
+                email: u.email,
+            }))
+        })
+        .await
     }
 
     /// `user_id`'s live sessions and recent events, for the account page.

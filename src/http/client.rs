@@ -146,6 +146,7 @@ mod tests {
             origin: "http://127.0.0.1".into(),
             aliases: Vec::new(),
             production: false,
+            cors_origins: Vec::new(),
             proxies: super::super::site::TrustedProxies(
                 trusted.iter().map(|t| t.parse().unwrap()).collect(),
             ),

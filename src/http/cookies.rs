@@ -1,7 +1,7 @@
 //! Cookie names and attributes, in one place so that setting and clearing a
 //! cookie always agree.
 //!
-//! Every cookie is `HttpOnly`, `SameSite=Lax` and `Path=/`; when `Secure` is on,
+//! Every cookie is `HttpOnly`, `SameSite=Lax` (or as `COOKIE_SAMESITE` says) and `Path=/`; when `Secure` is on,
 //! names carry the `__Host-` prefix, which browsers only accept from a secure
 //! origin, with `Path=/` and no `Domain`.
 
@@ -16,6 +16,7 @@ use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder
 
 use crate::accounts::IssuedSession;
 use crate::auth::token::new_token;
+use crate::config::SameSitePolicy;
 
 const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";
@@ -25,6 +26,7 @@ const FLASH: &str = "gatehouse_flash";
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
     secure: bool,
+    same_site: SameSite,
     access_name: String,
     refresh_name: String,
     csrf_name: String,
@@ -34,6 +36,12 @@ pub struct CookieConfig {
 
 impl CookieConfig {
     pub fn new(secure: bool, access_max_age: Duration) -> Self {
+        Self::with_same_site(secure, SameSitePolicy::Lax, access_max_age)
+    }
+
+    /// Cookies with a chosen `SameSite` (`None` only with `secure`, which the
+    /// settings check).
+    pub fn with_same_site(secure: bool, policy: SameSitePolicy, access_max_age: Duration) -> Self {
         let name = |base: &str| {
             if secure {
                 format!("__Host-{base}")
@@ -43,6 +51,11 @@ impl CookieConfig {
         };
         Self {
             secure,
+            same_site: match policy {
+                SameSitePolicy::Lax => SameSite::Lax,
+                SameSitePolicy::Strict => SameSite::Strict,
+                SameSitePolicy::None => SameSite::None,
+            },
             access_name: name(ACCESS),
             refresh_name: name(REFRESH),
             csrf_name: name(CSRF),
@@ -61,6 +74,11 @@ impl CookieConfig {
 
     pub fn csrf_name(&self) -> &str {
         &self.csrf_name
+    }
+
+    /// How long an access token (and its cookie) lives.
+    pub fn access_max_age(&self) -> Duration {
+        self.access_max_age
     }
 
     pub fn flash_name(&self) -> &str {
@@ -143,7 +161,7 @@ impl CookieConfig {
             .path("/")
             .http_only(true)
             .secure(self.secure)
-            .same_site(SameSite::Lax);
+            .same_site(self.same_site);
         if let Some(age) = max_age {
             let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
             builder = builder.max_age(time::Duration::seconds(secs));

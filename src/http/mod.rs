@@ -3,6 +3,7 @@
 //! page shares. Handlers take these, make one domain call and turn its result
 //! into a page, a redirect or cookies.
 
+pub mod api;
 pub mod auth_user;
 pub mod client;
 pub mod cookies;

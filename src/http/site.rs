@@ -24,9 +24,17 @@ pub struct Site {
     pub proxies: TrustedProxies,
     /// Production pages say less about why a request was refused.
     pub production: bool,
+    /// Other origins whose front ends may call the JSON API (`CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
 }
 
 impl Site {
+    /// Whether the JSON API takes state-changing calls from `origin`: the
+    /// site's own, or a listed front end's.
+    pub fn api_accepts(&self, origin: &str) -> bool {
+        self.accepts(origin) || self.cors_origins.iter().any(|o| o == origin)
+    }
+
     /// Whether `origin` (lower-cased `scheme://host[:port]`) is this site's.
     pub fn accepts(&self, origin: &str) -> bool {
         origin == self.origin || self.aliases.iter().any(|alias| alias == origin)

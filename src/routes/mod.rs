@@ -1,6 +1,7 @@
 //! The route table: the site map, top to bottom.
 
 pub mod account;
+pub mod api;
 pub mod dashboard;
 pub mod health;
 pub mod home;
@@ -13,9 +14,10 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{HttpResponse, web};
 
 use crate::errors::AppError;
-use crate::http::answer_in_json;
+use crate::http::{self, answer_in_json};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The site map. `cors_origins` are the front ends allowed to call `/api`.
+pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     // Every path is a `web::resource`, so a wrong method gets 405 with `Allow`
     // (a bare `route` would fall through to the 404 default service).
     cfg.service(web::resource("/").get(home::home))
@@ -46,9 +48,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(logout::logout)),
         )
         .service(
-            // The JSON API's home: every answer under it, errors included, is JSON.
+            // The JSON API: every answer under it, errors included, is JSON.
             web::scope("/api")
+                .app_data(http::api::json_config())
+                .wrap(from_fn(http::api::guard_state_changes))
                 .wrap(from_fn(answer_in_json))
+                .wrap(http::api::cors(cors_origins))
+                .wrap(from_fn(http::api::no_stray_cors_headers))
+                .service(web::resource("/login").post(api::login))
+                .service(web::resource("/me").get(api::me))
+                .service(web::resource("/refresh").post(api::refresh))
+                .service(web::resource("/logout").post(api::logout))
+                .service(web::resource("/openapi.json").get(api::openapi))
                 .default_service(web::to(not_found)),
         )
         .service(web::resource("/favicon.ico").get(favicon))

@@ -1,0 +1,227 @@
+//! `/api`: the JSON API for a front end on another origin. Each handler makes
+//! the same domain call as its page (sign in, refresh, sign out) on the same
+//! sessions and cookies; the OpenAPI document is generated from these
+//! handlers and types and served at `/api/openapi.json`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::accounts::{
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, SignInError,
+};
+use crate::errors::AppError;
+use crate::http::client::client_info;
+use crate::http::{AuthUser, ClientInfo, Site};
+
+/// What `POST /api/login` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// Keep the session beyond the browser session.
+    #[serde(default)]
+    pub remember: bool,
+}
+
+/// An account as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+impl From<Profile> for User {
+    fn from(p: Profile) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            email: p.email,
+        }
+    }
+}
+
+/// What `POST /api/login` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedInBody {
+    pub user: User,
+}
+
+/// What `POST /api/refresh` answers: when to refresh next, at the latest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefreshedBody {
+    /// Seconds until the new access token expires.
+    pub expires_in: u64,
+}
+
+/// Every API error: a message, and the request id the log has it under.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub request_id: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse API",
+        description = "Sign-in for a front end on another origin: the same sessions and cookies as the pages. Send requests with credentials (cookies); state-changing calls need Content-Type: application/json."
+    ),
+    paths(login, me, refresh, logout),
+    components(schemas(LoginRequest, User, SignedInBody, RefreshedBody, ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// `POST /api/login`: signs in and sets the session cookies.
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    request_body(content = LoginRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Signed in; the session cookies are set", body = SignedInBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Invalid email or password", body = ErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Missing or invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn login(
+    current: Option<AuthUser>,
+    body: web::Json<LoginRequest>,
+    client: ClientInfo,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let credentials = Credentials {
+        email: body.email,
+        password: body.password,
+        remember: body.remember,
+    };
+    let replacing = current.as_ref().map(|c| &c.0);
+    let signed_in = match accounts.sign_in(credentials, replacing, &client).await {
+        Ok(signed_in) => signed_in,
+        Err(SignInError::InvalidCredentials) => {
+            return Err(AppError::Unauthorized(INVALID_CREDENTIALS));
+        }
+        Err(SignInError::MissingCredentials) => {
+            return Err(AppError::InvalidFields(MISSING_CREDENTIALS.to_owned()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let profile = accounts
+        .profile(&signed_in.user.user_id)
+        .await?
+        .ok_or_else(|| AppError::internal("a signed-in account has no users row"))?;
+    let mut response = HttpResponse::Ok();
+    site.cookies.set_session(&mut response, &signed_in.session);
+    response.cookie(site.cookies.fresh_csrf());
+    Ok(response.json(SignedInBody {
+        user: profile.into(),
+    }))
+}
+
+/// `GET /api/me`: the signed-in account, or 401 (never a redirect).
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    responses(
+        (status = 200, description = "The signed-in account", body = User),
+        (status = 401, description = "You need to log in", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn me(user: AuthUser, accounts: web::Data<Accounts>) -> Result<HttpResponse, AppError> {
+    let profile = accounts
+        .profile(&user.user_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(HttpResponse::Ok().json(User::from(profile)))
+}
+
+/// `POST /api/refresh`: trades the refresh cookie for new session cookies.
+#[utoipa::path(
+    post,
+    path = "/api/refresh",
+    responses(
+        (status = 200, description = "New session cookies are set", body = RefreshedBody),
+        (status = 401, description = "No valid refresh token: sign in again", body = ErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn refresh(
+    req: HttpRequest,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let cookies = &site.cookies;
+    let token = req
+        .cookie(cookies.refresh_name())
+        .map(|c| c.value().to_owned());
+    let renewed = match token {
+        Some(token) => accounts.refresh(token, &client_info(&req)).await?,
+        None => None,
+    };
+    let Some(renewed) = renewed else {
+        return Ok(HttpResponse::Unauthorized()
+            .cookie(cookies.removal(cookies.access_name()))
+            .cookie(cookies.removal(cookies.refresh_name()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(ErrorBody {
+                error: crate::errors::LOGIN_REQUIRED.to_owned(),
+                request_id: request_id(&req),
+            }));
+    };
+    let mut response = HttpResponse::Ok();
+    cookies.set_session(&mut response, &renewed.session);
+    Ok(response.json(RefreshedBody {
+        expires_in: cookies.access_max_age().as_secs(),
+    }))
+}
+
+/// `POST /api/logout`: ends the session and clears the cookies (204 even
+/// when there was none to end).
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    responses(
+        (status = 204, description = "Signed out; the cookies are cleared"),
+        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn logout(
+    user: Option<AuthUser>,
+    client: ClientInfo,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(user) = &user {
+        accounts.sign_out(user, &client).await?;
+    }
+    let mut response = HttpResponse::build(StatusCode::NO_CONTENT);
+    site.cookies.set_signed_out(&mut response);
+    Ok(response.finish())
+}
+
+/// `GET /api/openapi.json`: this API, described.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
