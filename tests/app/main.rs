@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod api;
 mod auth_flow;
 mod bad_input;
 mod cross_site;
