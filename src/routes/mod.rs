@@ -51,14 +51,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             // The JSON API: every answer under it, errors included, is JSON.
             web::scope("/api")
                 .app_data(http::api::json_config())
-                .wrap(from_fn(http::api::guard_state_changes))
                 .wrap(from_fn(answer_in_json))
                 .wrap(http::api::cors(cors_origins))
                 .wrap(from_fn(http::api::no_stray_cors_headers))
-                .service(web::resource("/login").post(api::login))
+                .service(api_post("/login").post(api::login))
                 .service(web::resource("/me").get(api::me))
-                .service(web::resource("/refresh").post(api::refresh))
-                .service(web::resource("/logout").post(api::logout))
+                .service(api_post("/refresh").post(api::refresh))
+                .service(api_post("/logout").post(api::logout))
                 .service(web::resource("/openapi.json").get(api::openapi))
                 .default_service(web::to(not_found)),
         )
@@ -71,6 +70,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .service(actix_files::Files::new("", static_dir()).use_etag(true)),
         )
         .default_service(web::to(not_found));
+}
+
+/// An API resource that changes state: its `POST`s pass the origin and
+/// content-type rules before the body is read (other methods get 405).
+fn api_post(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path).wrap(from_fn(http::api::guard_state_changes))
 }
 
 /// `static/` in the working directory (the project root, or beside a deployed

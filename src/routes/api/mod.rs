@@ -19,12 +19,18 @@ use crate::http::{AuthUser, ClientInfo, Site};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(min_length = 1)]
     pub email: String,
+    #[schema(min_length = 1)]
     pub password: String,
     /// Keep the session beyond the browser session.
     #[serde(default)]
     pub remember: bool,
 }
+
+/// The body of a `POST` that needs no data: `{}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmptyBody {}
 
 /// An account as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,7 +77,7 @@ pub struct ErrorBody {
         description = "Sign-in for a front end on another origin: the same sessions and cookies as the pages. Send requests with credentials (cookies); state-changing calls need Content-Type: application/json."
     ),
     paths(login, me, refresh, logout),
-    components(schemas(LoginRequest, User, SignedInBody, RefreshedBody, ErrorBody))
+    components(schemas(LoginRequest, EmptyBody, User, SignedInBody, RefreshedBody, ErrorBody))
 )]
 pub struct ApiDoc;
 
@@ -94,12 +100,12 @@ pub struct ApiDoc;
 )]
 pub async fn login(
     current: Option<AuthUser>,
-    body: web::Json<LoginRequest>,
+    body: web::Json<serde_json::Value>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
+    let body: LoginRequest = object(body.into_inner())?;
     let credentials = Credentials {
         email: body.email,
         password: body.password,
@@ -150,6 +156,11 @@ pub async fn me(user: AuthUser, accounts: web::Data<Accounts>) -> Result<HttpRes
 #[utoipa::path(
     post,
     path = "/api/refresh",
+    request_body(
+        content = EmptyBody,
+        content_type = "application/json",
+        description = "`{}`, or no body: the Content-Type must still be application/json"
+    ),
     responses(
         (status = 200, description = "New session cookies are set", body = RefreshedBody),
         (status = 401, description = "No valid refresh token: sign in again", body = ErrorBody),
@@ -193,6 +204,11 @@ pub async fn refresh(
 #[utoipa::path(
     post,
     path = "/api/logout",
+    request_body(
+        content = EmptyBody,
+        content_type = "application/json",
+        description = "`{}`, or no body: the Content-Type must still be application/json"
+    ),
     responses(
         (status = 204, description = "Signed out; the cookies are cleared"),
         (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
@@ -217,6 +233,17 @@ pub async fn logout(
 /// `GET /api/openapi.json`: this API, described.
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// A JSON body that must be an object of `T`'s fields (serde alone would also
+/// take an array of the values in order); wrong or missing fields are a 422.
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    if !value.is_object() {
+        return Err(AppError::InvalidFields(
+            "The body must be a JSON object.".to_owned(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| AppError::InvalidFields(e.to_string()))
 }
 
 fn request_id(req: &HttpRequest) -> String {
