@@ -360,7 +360,7 @@ mod tests {
             .collect();
         let declared = declared_variables();
 
-        assert_eq!(declared.len(), 26, "{declared:?}");
+        assert_eq!(declared.len(), 31, "{declared:?}");
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let undeclared: Vec<_> = documented.difference(&declared).collect();
         assert!(

@@ -127,6 +127,44 @@ pub struct Settings {
 
     #[command(flatten)]
     pub throttle: ThrottleSettings,
+
+    #[command(flatten)]
+    pub mail: MailSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Password reset and mail")]
+pub struct MailSettings {
+    /// How long a password-reset link works
+    #[arg(
+        long,
+        env = "PASSWORD_RESET_TTL",
+        value_name = "PASSWORD_RESET_TTL",
+        default_value = "30m",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub password_reset_ttl: Duration,
+
+    /// Where mail goes: smtp://user:pass@host:587 (STARTTLS), smtps://…:465, smtp+insecure://host:port (local relay, not in production) or file://DIR; unset: file://mail in development, required in production
+    #[arg(
+        long,
+        env = "MAIL_URL",
+        value_name = "MAIL_URL",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub mail_url: Option<String>,
+
+    /// The sender of every mail; unset: Gatehouse <noreply@localhost> in development, required in production
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        value_name = "MAIL_FROM",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub mail_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -424,6 +462,28 @@ pub struct ThrottleSettings {
         hide_env_values = true
     )]
     pub register_max_per_hour: u32,
+
+    /// Password-reset links per account per hour
+    #[arg(
+        long,
+        env = "PASSWORD_RESET_MAX_PER_HOUR",
+        value_name = "PASSWORD_RESET_MAX_PER_HOUR",
+        default_value = "3",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub password_reset_max_per_hour: u32,
+
+    /// Password-reset requests per IP per hour, for any addresses
+    #[arg(
+        long,
+        env = "PASSWORD_RESET_MAX_PER_IP",
+        value_name = "PASSWORD_RESET_MAX_PER_IP",
+        default_value = "20",
+        value_parser = Trimmed(parse_count),
+        hide_env_values = true
+    )]
+    pub password_reset_max_per_ip: u32,
 }
 
 impl Settings {

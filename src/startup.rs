@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use tracing_actix_web::TracingLogger;
 
-use crate::accounts::{Accounts, SessionPolicy};
+use crate::accounts::{Accounts, ResetPolicy, SessionPolicy};
 use crate::auth::csrf::CsrfKey;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
@@ -118,6 +118,7 @@ impl Application {
             ),
             session_policy(&settings),
             throttle_policy(&settings),
+            reset_policy(&settings),
         ));
         // Revocations from before this start that still matter.
         let loaded = accounts.poll_revocations().await?;
@@ -276,6 +277,7 @@ pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupE
         JwtKeys::new(&unused_key, &[], settings.sessions.access_token_ttl),
         session_policy(settings),
         throttle_policy(settings),
+        reset_policy(settings),
     ))
 }
 
@@ -285,6 +287,14 @@ fn session_policy(settings: &Settings) -> SessionPolicy {
         max_age: settings.sessions.session_max_age,
         max_age_remember: settings.sessions.session_max_age_remember,
         idle_timeout: settings.sessions.session_idle_timeout,
+    }
+}
+
+fn reset_policy(settings: &Settings) -> ResetPolicy {
+    ResetPolicy {
+        ttl: settings.mail.password_reset_ttl,
+        max_per_account_per_hour: settings.throttle.password_reset_max_per_hour,
+        max_per_ip_per_hour: settings.throttle.password_reset_max_per_ip,
     }
 }
 

@@ -19,6 +19,10 @@ pub mod event {
     pub const SESSION_EXPIRED: &str = "session_expired";
     pub const ACCOUNT_DISABLED: &str = "account_disabled";
     pub const ACCOUNT_ENABLED: &str = "account_enabled";
+    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
+    pub const PASSWORD_RESET_THROTTLED: &str = "password_reset_throttled";
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const RESET_LINK_BY_OPERATOR: &str = "reset_link_by_operator";
 }
 
 /// One entry of an account's recent activity.
@@ -44,6 +48,10 @@ impl Event {
             event::SESSION_EXPIRED => "Session expired",
             event::ACCOUNT_DISABLED => "Account disabled by an operator",
             event::ACCOUNT_ENABLED => "Account enabled by an operator",
+            event::PASSWORD_RESET_REQUESTED => "Password reset link sent",
+            event::PASSWORD_RESET_THROTTLED => "Password reset link refused (too many)",
+            event::PASSWORD_RESET => "Password reset by e-mail",
+            event::RESET_LINK_BY_OPERATOR => "Reset link made by an operator",
             _ => "Other",
         }
     }

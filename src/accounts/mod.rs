@@ -10,6 +10,7 @@
 mod events;
 mod operator;
 mod registration;
+mod reset;
 mod service;
 mod sessions;
 mod sign_in;
@@ -21,9 +22,11 @@ mod tests;
 pub use events::{Event, event};
 pub use operator::{OperatorError, Pruned, UserSummary};
 pub use registration::{EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount, normalize_email};
+pub use reset::{PasswordChanged, ResetError, ResetLink};
 pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,
-    Requester, RevokeError, ServiceError, SessionPolicy, SessionUser, SignInError, SignedIn,
+    Requester, ResetPolicy, RevokeError, ServiceError, SessionPolicy, SessionUser, SignInError,
+    SignedIn,
 };
 pub use sessions::{AccountOverview, Profile, SessionSummary};
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};

@@ -63,6 +63,14 @@ pub struct SessionPolicy {
     pub idle_timeout: Duration,
 }
 
+/// The rules for reset links, from settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetPolicy {
+    pub ttl: Duration,
+    pub max_per_account_per_hour: u32,
+    pub max_per_ip_per_hour: u32,
+}
+
 /// Everything the domain needs, built once at start-up and shared.
 pub struct Accounts {
     pub(super) pool: DbPool,
@@ -71,6 +79,7 @@ pub struct Accounts {
     pub(super) revoked: RevokedSessions,
     pub(super) sessions: SessionPolicy,
     pub(super) throttle: ThrottlePolicy,
+    pub(super) resets: ResetPolicy,
 }
 
 impl Accounts {
@@ -80,6 +89,7 @@ impl Accounts {
         keys: JwtKeys,
         sessions: SessionPolicy,
         throttle: ThrottlePolicy,
+        resets: ResetPolicy,
     ) -> Self {
         let revoked = RevokedSessions::new(keys.ttl(), crate::db::now());
         Self {
@@ -89,6 +99,7 @@ impl Accounts {
             revoked,
             sessions,
             throttle,
+            resets,
         }
     }
 

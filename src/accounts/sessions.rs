@@ -328,6 +328,8 @@ impl Accounts {
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
                 users::update_password(conn, &user_id, &new_hash, now)?;
+                // Any password change ends every outstanding reset link.
+                crate::db::resets::invalidate_all(conn, &user_id, now)?;
                 let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
                 // Rolls the whole change back when this session ended meanwhile.
                 let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;

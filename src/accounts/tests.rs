@@ -48,12 +48,18 @@ fn fixture(grace: Duration) -> Fixture {
         max_failures_per_ip: 100,
         register_max_per_hour: 10,
     };
+    let resets = ResetPolicy {
+        ttl: Duration::from_secs(1800),
+        max_per_account_per_hour: 3,
+        max_per_ip_per_hour: 20,
+    };
     let accounts = Accounts::new(
         pool,
         PasswordHasher::new(4).unwrap(),
         keys,
         policy(grace),
         throttle,
+        resets,
     );
     Fixture {
         accounts,
@@ -381,4 +387,119 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
         matches!(result, Err(RegisterError::Throttled { .. })),
         "{result:?}"
     );
+}
+
+async fn link_for(accounts: &Accounts, email: &str) -> Option<ResetLink> {
+    accounts
+        .request_password_reset(email, &who())
+        .await
+        .unwrap()
+}
+
+const NEW_PASSWORD: &str = "an entirely different passphrase";
+
+#[tokio::test]
+async fn a_reset_link_works_once_and_ends_every_session() {
+    let f = fixture(Duration::from_secs(10));
+    let first = register(&f.accounts, "ada@example.com").await;
+    let link = link_for(&f.accounts, "ADA@example.com").await.unwrap();
+    assert_eq!(link.email, "ada@example.com");
+
+    let (signed_in, notice) = f
+        .accounts
+        .reset_password(link.token.clone(), NEW_PASSWORD.into(), &who())
+        .await
+        .unwrap();
+    let again = f
+        .accounts
+        .reset_password(link.token, "yet another long passphrase".into(), &who())
+        .await;
+
+    assert_eq!(notice.email, "ada@example.com");
+    assert!(matches!(again, Err(ResetError::InvalidLink)));
+    assert!(
+        f.accounts
+            .verify_access(&first.session.access_token)
+            .is_none()
+    );
+    assert!(
+        f.accounts
+            .verify_access(&signed_in.session.access_token)
+            .is_some()
+    );
+    let old = f
+        .accounts
+        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .await;
+    assert!(matches!(old, Err(SignInError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn newer_links_expiry_and_password_changes_end_older_links() {
+    let f = fixture(Duration::from_secs(10));
+    let user = register(&f.accounts, "ada@example.com").await;
+    let older = link_for(&f.accounts, "ada@example.com").await.unwrap();
+    let newer = link_for(&f.accounts, "ada@example.com").await.unwrap();
+    let superseded = f
+        .accounts
+        .reset_password(older.token, NEW_PASSWORD.into(), &who())
+        .await;
+    assert!(matches!(superseded, Err(ResetError::InvalidLink)));
+
+    f.accounts
+        .change_password(&user.user, PASSWORD.into(), NEW_PASSWORD.into(), &who())
+        .await
+        .unwrap();
+    let after_change = f
+        .accounts
+        .reset_password(newer.token, "yet another long passphrase".into(), &who())
+        .await;
+    assert!(matches!(after_change, Err(ResetError::InvalidLink)));
+
+    let expiring = link_for(&f.accounts, "ada@example.com").await.unwrap();
+    diesel::update(crate::db::schema::password_resets::table)
+        .set(crate::db::schema::password_resets::expires_at.eq(db::now() - TimeDelta::seconds(1)))
+        .execute(&mut conn(&f.accounts))
+        .unwrap();
+    let expired = f
+        .accounts
+        .reset_password(expiring.token, "yet another long passphrase".into(), &who())
+        .await;
+    assert!(matches!(expired, Err(ResetError::InvalidLink)));
+}
+
+#[tokio::test]
+async fn unknown_disabled_and_throttled_addresses_get_no_link() {
+    let f = fixture(Duration::from_secs(10));
+    register(&f.accounts, "ada@example.com").await;
+    register(&f.accounts, "off@example.com").await;
+    f.accounts
+        .disable_user("off@example.com", &who())
+        .await
+        .unwrap();
+
+    assert!(link_for(&f.accounts, "nobody@example.com").await.is_none());
+    assert!(link_for(&f.accounts, "off@example.com").await.is_none());
+    for _ in 0..3 {
+        assert!(link_for(&f.accounts, "ada@example.com").await.is_some());
+    }
+    assert!(
+        link_for(&f.accounts, "ada@example.com").await.is_none(),
+        "3 per hour"
+    );
+}
+
+#[tokio::test]
+async fn a_weak_new_password_is_refused_and_the_link_still_works() {
+    let f = fixture(Duration::from_secs(10));
+    register(&f.accounts, "ada@example.com").await;
+    let link = link_for(&f.accounts, "ada@example.com").await.unwrap();
+
+    let weak = f
+        .accounts
+        .reset_password(link.token.clone(), "password1234".into(), &who())
+        .await;
+
+    assert!(matches!(weak, Err(ResetError::Weak(_))));
+    assert!(f.accounts.reset_link_is_live(&link.token).await.unwrap());
 }

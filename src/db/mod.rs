@@ -7,6 +7,7 @@
 pub mod events;
 pub mod models;
 pub mod notify;
+pub mod resets;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;

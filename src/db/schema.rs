@@ -31,6 +31,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    password_resets (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
+        ip -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -62,12 +74,14 @@ diesel::table! {
 }
 
 diesel::joinable!(auth_events -> users (user_id));
+diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
     ip_login_failures,
     login_throttles,
+    password_resets,
     sessions,
     users,
 );

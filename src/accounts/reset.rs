@@ -1,0 +1,228 @@
+//! Forgotten passwords: single-use links that expire, superseded by newer
+//! ones and by any password change, throttled per account and per IP, and
+//! answered alike whether or not the address has an account.
+
+use std::time::Duration;
+
+use super::events::{self, event};
+use super::registration::normalize_email;
+use super::service::{Accounts, Requester, ServiceError, SessionUser, SignedIn, delta};
+use crate::auth::password::{length_problem, strength_problem};
+use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
+use crate::db::{self, resets, sessions, users};
+
+/// A link to send: to whom, and the token for `/password/reset/{token}`.
+#[derive(Debug, Clone)]
+pub struct ResetLink {
+    pub email: String,
+    pub name: String,
+    pub token: String,
+    pub expires_in: Duration,
+}
+
+/// Who to tell that their password changed.
+#[derive(Debug, Clone)]
+pub struct PasswordChanged {
+    pub email: String,
+    pub name: String,
+}
+
+/// Why a reset did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Used, expired, superseded or unknown: one answer for all.
+    #[error("the link has expired or was already used")]
+    InvalidLink,
+    /// The new password breaks the rules (the message says which).
+    #[error("the new password is not accepted: {0}")]
+    Weak(String),
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
+impl From<db::DbError> for ResetError {
+    fn from(e: db::DbError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+impl From<diesel::result::Error> for ResetError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+impl From<crate::auth::password::HashError> for ResetError {
+    fn from(e: crate::auth::password::HashError) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+const HOUR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+impl Accounts {
+    /// Asks for a reset link for `email`. The work is the same whether or not
+    /// the address has an account (a row is written either way); the link
+    /// comes back only for an enabled account within its hourly limit and the
+    /// IP's. The caller answers alike in every case and mails the link off
+    /// the request path.
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        who: &Requester,
+    ) -> Result<Option<ResetLink>, ServiceError> {
+        let email = normalize_email(email);
+        let policy = self.resets;
+        let who = who.clone();
+        let token = new_token();
+        let token_hash = hash_token(&token);
+        let link = db::run(&self.pool, move |conn| {
+            db::write_transaction(conn, |conn| {
+                let now = db::now();
+                let from_ip = resets::count_from_ip(conn, &who.ip, now - HOUR)?;
+                let user = users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none());
+                let for_user = match &user {
+                    Some(u) => resets::count_for_user(conn, &u.id, now - HOUR)?,
+                    None => 0,
+                };
+                let throttled = from_ip >= i64::from(policy.max_per_ip_per_hour)
+                    || for_user >= i64::from(policy.max_per_account_per_hour);
+                let sending = user.as_ref().filter(|_| !throttled);
+                if let Some(user) = sending {
+                    // A newer link supersedes older ones.
+                    resets::invalidate_all(conn, &user.id, now)?;
+                }
+                resets::insert(
+                    conn,
+                    &resets::NewReset {
+                        id: &uuid::Uuid::new_v4().to_string(),
+                        user_id: sending.map(|u| u.id.as_str()),
+                        token_hash: sending.map(|_| token_hash.as_str()),
+                        ip: &who.ip,
+                        created_at: now,
+                        expires_at: now + delta(policy.ttl),
+                    },
+                )?;
+                let kind = if throttled {
+                    event::PASSWORD_RESET_THROTTLED
+                } else {
+                    event::PASSWORD_RESET_REQUESTED
+                };
+                events::record(
+                    conn,
+                    user.as_ref().map(|u| u.id.as_str()),
+                    None,
+                    kind,
+                    &who,
+                    now,
+                )?;
+                Ok::<_, ServiceError>(sending.map(|u| ResetLink {
+                    email: u.email.clone(),
+                    name: u.name.clone(),
+                    token,
+                    expires_in: policy.ttl,
+                }))
+            })
+        })
+        .await?;
+        match &link {
+            Some(_) => tracing::info!(event = event::PASSWORD_RESET_REQUESTED, "reset link made"),
+            None => tracing::info!(
+                event = "password_reset_not_sent",
+                "no reset link made (unknown, disabled or throttled)"
+            ),
+        }
+        Ok(link)
+    }
+
+    /// Whether `token` is a live link (for showing the new-password form).
+    pub async fn reset_link_is_live(&self, token: &str) -> Result<bool, ServiceError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Ok(false);
+        }
+        let hash = hash_token(token);
+        db::run(&self.pool, move |conn| {
+            Ok(resets::live_user(conn, &hash, db::now())?.is_some())
+        })
+        .await
+    }
+
+    /// Sets a new password with a reset link: the link is used up, every
+    /// other link and every session of the account end (on every instance),
+    /// and this client is signed in with a new session — one transaction.
+    pub async fn reset_password(
+        &self,
+        token: String,
+        new_password: String,
+        who: &Requester,
+    ) -> Result<(SignedIn, PasswordChanged), ResetError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(ResetError::InvalidLink);
+        }
+        let hash = hash_token(&token);
+        let user = {
+            let hash = hash.clone();
+            db::run(&self.pool, move |conn| {
+                let Some(user_id) = resets::live_user(conn, &hash, db::now())? else {
+                    return Ok::<_, ResetError>(None);
+                };
+                Ok(users::find(conn, &user_id)?.filter(|u| u.disabled_at.is_none()))
+            })
+            .await?
+            .ok_or(ResetError::InvalidLink)?
+        };
+        let problem = {
+            let (password, email, name) =
+                (new_password.clone(), user.email.clone(), user.name.clone());
+            self.hasher
+                .in_slot(move |_| {
+                    length_problem(&password)
+                        .or_else(|| strength_problem(&password, &[email.as_str(), name.as_str()]))
+                })
+                .await?
+        };
+        if let Some(message) = problem {
+            return Err(ResetError::Weak(message));
+        }
+        let new_hash = self.hasher.hash(new_password).await?;
+
+        let now = db::now();
+        let (policy, who_owned, user_id) = (self.sessions.clone(), who.clone(), user.id.clone());
+        let (ended, tokens) = db::run(&self.pool, move |conn| {
+            db::write_transaction(conn, |conn| {
+                if !resets::use_link(conn, &hash, now)? {
+                    return Err(ResetError::InvalidLink);
+                }
+                users::update_password(conn, &user_id, &new_hash, now)?;
+                resets::invalidate_all(conn, &user_id, now)?;
+                let ended =
+                    sessions::revoke_all_except(conn, &user_id, None, now, event::PASSWORD_RESET)?;
+                let tokens =
+                    super::sessions::create(conn, &policy, &user_id, &who_owned, false, now)?;
+                events::record(
+                    conn,
+                    Some(&user_id),
+                    Some(&tokens.id),
+                    event::PASSWORD_RESET,
+                    &who_owned,
+                    now,
+                )?;
+                Ok((ended, tokens))
+            })
+        })
+        .await?;
+        self.revoked.insert(ended.iter().cloned(), now);
+        tracing::info!(event = event::PASSWORD_RESET, user_id = %user.id, ended = ended.len());
+        let signed_in = SessionUser {
+            user_id: user.id,
+            session_id: tokens.id.clone(),
+            name: user.name.clone(),
+            auth_time: now.and_utc().timestamp(),
+        };
+        let notice = PasswordChanged {
+            email: user.email,
+            name: user.name,
+        };
+        Ok((self.issue(signed_in, tokens)?, notice))
+    }
+}

@@ -1,0 +1,97 @@
+//! Queries on `password_resets`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::password_resets;
+
+/// A request for a reset link (with no user or token for an unknown address).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = password_resets)]
+pub struct NewReset<'a> {
+    pub id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub token_hash: Option<&'a str>,
+    pub ip: &'a str,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, reset: &NewReset<'_>) -> QueryResult<()> {
+    diesel::insert_into(password_resets::table)
+        .values(reset)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Requests from `ip` since `since`.
+pub fn count_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
+    password_resets::table
+        .filter(password_resets::ip.eq(ip))
+        .filter(password_resets::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
+/// Links made for `user_id` since `since`.
+pub fn count_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    since: NaiveDateTime,
+) -> QueryResult<i64> {
+    password_resets::table
+        .filter(password_resets::user_id.eq(user_id))
+        .filter(password_resets::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
+/// Ends every outstanding link of `user_id` (a newer link, or any password
+/// change); returns how many.
+pub fn invalidate_all(
+    conn: &mut DbConnection,
+    user_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        password_resets::table
+            .filter(password_resets::user_id.eq(user_id))
+            .filter(password_resets::used_at.is_null()),
+    )
+    .set(password_resets::used_at.eq(Some(at)))
+    .execute(conn)
+}
+
+/// The account whose live link has this hash (unused, unexpired), if any.
+pub fn live_user(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<String>> {
+    password_resets::table
+        .filter(password_resets::token_hash.eq(token_hash))
+        .filter(password_resets::used_at.is_null())
+        .filter(password_resets::expires_at.gt(now))
+        .select(password_resets::user_id.assume_not_null())
+        .first(conn)
+        .optional()
+}
+
+/// Uses the link with this hash: exactly one live link changes (a race of
+/// two uses has one winner); returns whether it was this call.
+pub fn use_link(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        password_resets::table
+            .filter(password_resets::token_hash.eq(token_hash))
+            .filter(password_resets::used_at.is_null())
+            .filter(password_resets::expires_at.gt(now)),
+    )
+    .set(password_resets::used_at.eq(Some(now)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
