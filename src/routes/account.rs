@@ -157,7 +157,7 @@ pub async fn revoke_others(
 
 /// `GET /account/password`: the address a failed change leaves in the
 /// browser; the form lives on the account page.
-pub async fn password_page() -> HttpResponse {
+pub async fn password_page(_user: AuthUser) -> HttpResponse {
     see_other("/account")
 }
 

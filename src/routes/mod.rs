@@ -51,9 +51,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
             // The JSON API: every answer under it, errors included, is JSON.
             web::scope("/api")
                 .app_data(http::api::json_config())
-                .wrap(from_fn(answer_in_json))
                 .wrap(http::api::cors(cors_origins))
                 .wrap(from_fn(http::api::no_stray_cors_headers))
+                // Outermost, so even the CORS layer's own refusals are JSON.
+                .wrap(from_fn(answer_in_json))
                 .service(api_post("/login").post(api::login))
                 .service(web::resource("/me").get(api::me))
                 .service(api_post("/refresh").post(api::refresh))

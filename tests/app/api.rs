@@ -347,3 +347,76 @@ fn same_site_none_is_refused_without_secure_cookies() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn preflights_from_unlisted_origins_get_no_cors_headers_and_a_json_error() {
+    let app = api_app().await;
+
+    for origin in ["https://evil.example", "null"] {
+        let preflight = app
+            .client
+            .http
+            .request(reqwest::Method::OPTIONS, app.url("/api/login"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(!preflight.status().is_success(), "{origin}");
+        assert!(
+            preflight
+                .headers()
+                .keys()
+                .all(|k| !k.as_str().starts_with("access-control-")),
+            "{origin}: {:?}",
+            preflight.headers()
+        );
+        error_of(preflight).await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_post_from_an_unlisted_origin_is_403_and_changes_nothing() {
+    let app = api_app().await;
+    api_login(&app, &app.client).await;
+
+    let foreign = app
+        .client
+        .http
+        .post(app.url("/api/logout"))
+        .header("Origin", "https://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    error_of(foreign).await;
+    assert_eq!(app.get("/api/me").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn posts_without_the_json_content_type_are_415_even_without_an_origin() {
+    let app = api_app().await;
+    api_login(&app, &app.client).await;
+
+    for path in ["/api/logout", "/api/refresh"] {
+        let plain = app
+            .client
+            .http
+            .post(app.url(path))
+            .header("Content-Type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+        error_of(plain).await;
+    }
+    assert_eq!(
+        app.get("/api/me").await.status(),
+        StatusCode::OK,
+        "the session survives"
+    );
+}

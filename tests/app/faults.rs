@@ -114,6 +114,20 @@ async fn a_database_that_stops_answering_gives_503s_and_recovers_without_a_resta
         )
         .await;
     let sign_in_took = started.elapsed();
+    let stranger = app.new_client();
+    let register_token = app.csrf_token_as(&stranger, "/register").await;
+    let register = app
+        .post_form_as(
+            &stranger,
+            "/register",
+            &[
+                ("name", "Half Written"),
+                ("email", "half@example.com"),
+                ("password", "correct horse battery staple"),
+                ("csrf_token", register_token.as_str()),
+            ],
+        )
+        .await;
     let ready = app.get("/readyz").await;
     let dashboard = app.get_dashboard().await;
 
@@ -126,6 +140,7 @@ async fn a_database_that_stops_answering_gives_503s_and_recovers_without_a_resta
             .contains("unavailable right now")
     );
     assert!(sign_in_took <= Duration::from_secs(2), "{sign_in_took:?}");
+    assert_eq!(register.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         dashboard.status(),
@@ -145,6 +160,21 @@ async fn a_database_that_stops_answering_gives_503s_and_recovers_without_a_resta
         .await;
     assert_redirects_to(&registered, "/dashboard");
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let half_written = {
+        use diesel::prelude::*;
+        use gatehouse::db::schema::users;
+        let pool = app.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            users::table
+                .filter(users::email.eq("half@example.com"))
+                .count()
+                .get_result::<i64>(&mut pool.get().unwrap())
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(half_written, 0, "nothing half-written");
 }
 
 #[tokio::test]

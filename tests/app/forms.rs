@@ -365,3 +365,30 @@ async fn secure_cookies_use_the_host_prefix() {
             .contains("Secure")
     );
 }
+
+#[tokio::test]
+async fn the_password_rules_are_stated_before_typing_and_replaced_by_the_error() {
+    let app = spawn_app().await;
+
+    let fresh = app.get("/register").await.text().await.unwrap();
+    let refused = app
+        .register("Ada", "ada@example.com", "short")
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    assert!(
+        fresh.contains(r#"aria-describedby="password-help""#),
+        "{fresh}"
+    );
+    assert!(fresh.contains("at most 72 bytes"), "{fresh}");
+    assert!(
+        refused.contains(r#"aria-describedby="password-error""#),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(r#"id="password-help""#),
+        "one message per problem: {refused}"
+    );
+}

@@ -117,3 +117,35 @@ fn a_bad_port_is_reported_by_its_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PORT: "), "{stderr}");
 }
+
+#[test]
+fn an_unreachable_postgresql_stops_start_up_within_its_timeout_naming_the_error() {
+    let started = std::time::Instant::now();
+
+    // Port 1 on loopback: nothing listens there.
+    let output = start_binary(&[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/gatehouse"),
+        ("JWT_SECRET", TEST_SECRET),
+        ("DB_STARTUP_TIMEOUT", "2s"),
+    ]);
+
+    assert!(!output.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn postgresql_without_a_jwt_secret_is_refused_and_says_why() {
+    let output = start_binary(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/gatehouse")]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("JWT_SECRET") && stderr.contains("same key"),
+        "{stderr}"
+    );
+}

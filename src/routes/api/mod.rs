@@ -148,7 +148,7 @@ pub async fn me(user: AuthUser, accounts: web::Data<Accounts>) -> Result<HttpRes
     let profile = accounts
         .profile(&user.user_id)
         .await?
-        .ok_or(AppError::NotFound)?;
+        .ok_or(AppError::Unauthorized(crate::errors::LOGIN_REQUIRED))?;
     Ok(HttpResponse::Ok().json(User::from(profile)))
 }
 

@@ -13,7 +13,12 @@ use super::{Client, TestDatabase, TestUser, assert_redirects_to, extract_csrf, s
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 /// Every page that needs a session (GET), and every action that does (POST).
-pub const PROTECTED_PAGES: &[&str] = &["/dashboard", "/account", "/account?tab=sessions"];
+pub const PROTECTED_PAGES: &[&str] = &[
+    "/dashboard",
+    "/account",
+    "/account?tab=sessions",
+    "/account/password",
+];
 pub const PROTECTED_ACTIONS: &[&str] = &[
     "/account/password",
     "/account/sessions/revoke-others",

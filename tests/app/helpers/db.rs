@@ -32,7 +32,7 @@ impl TestDatabase {
                 // Straight to stderr: the test harness captures `eprintln!`.
                 let _ = writeln!(
                     std::io::stderr(),
-                    "PostgreSQL run skipped: TEST_DATABASE_URL is not set (these tests use SQLite)"
+                    "PostgreSQL run skipped: TEST_DATABASE_URL is not set (tests/app uses SQLite; the several-instances tests need PostgreSQL and pass without running)"
                 );
             });
             let url = dir.join("test.db").display().to_string();
