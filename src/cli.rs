@@ -298,8 +298,12 @@ fn read_password() -> Result<String, String> {
 
 /// Serves until stopped.
 pub fn serve(settings: Settings) -> ExitCode {
-    if let Err(e) = settings.check() {
-        return configuration_error(&e);
+    let problems = settings.problems();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("gatehouse: configuration error: {problem}");
+        }
+        return ExitCode::FAILURE;
     }
     crate::telemetry::init(&settings.rust_log);
     actix_web::rt::System::new().block_on(async move {
@@ -320,11 +324,6 @@ pub fn serve(settings: Settings) -> ExitCode {
             }
         }
     })
-}
-
-fn configuration_error(e: &config::ConfigError) -> ExitCode {
-    eprintln!("gatehouse: configuration error: {e}");
-    ExitCode::FAILURE
 }
 
 #[cfg(test)]

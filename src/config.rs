@@ -508,30 +508,66 @@ impl Settings {
 
     /// The rules clap does not apply: the secrets' strength (checked here so
     /// that no message echoes them), and a secret being required in production.
+    /// The first of [`problems`](Self::problems), if any.
     pub fn check(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem these settings have, each naming its variable, so that
+    /// start-up can report them all at once.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         match &self.sessions.jwt_secret {
             Some(secret) => {
-                check_secret("JWT_SECRET", secret.expose().to_vec())?;
+                problems.extend(check_secret("JWT_SECRET", secret.expose().to_vec()).err())
             }
-            None if self.is_production() => {
-                return Err(ConfigError::new(
-                    "JWT_SECRET",
-                    "is required in production (at least 32 random bytes)",
-                ));
-            }
+            None if self.is_production() => problems.push(ConfigError::new(
+                "JWT_SECRET",
+                "is required in production (at least 32 random bytes)",
+            )),
             None => {}
         }
         for secret in &self.sessions.jwt_previous_secrets {
-            check_secret("JWT_PREVIOUS_SECRETS", secret.expose().to_vec())?;
+            problems.extend(check_secret("JWT_PREVIOUS_SECRETS", secret.expose().to_vec()).err());
         }
         if self.http.cookie_samesite == SameSitePolicy::None && !self.cookie_secure() {
-            return Err(ConfigError::new(
+            problems.push(ConfigError::new(
                 "COOKIE_SAMESITE",
                 "`none` needs Secure cookies (COOKIE_SECURE=true, or production): browsers \
                  refuse SameSite=None cookies without Secure",
             ));
         }
-        Ok(())
+        if self.is_production() {
+            if self.mail.mail_url.is_none() {
+                problems.push(ConfigError::new(
+                    "MAIL_URL",
+                    "is required in production (smtp://…, smtps://… or file://DIR)",
+                ));
+            }
+            if self.mail.mail_from.is_none() {
+                problems.push(ConfigError::new(
+                    "MAIL_FROM",
+                    "is required in production (e.g. `Gatehouse <noreply@example.com>`)",
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Where mail goes: `MAIL_URL`, else `.eml` files under `mail/`.
+    pub fn mail_url(&self) -> &str {
+        self.mail.mail_url.as_deref().unwrap_or("file://mail")
+    }
+
+    /// The sender of every mail: `MAIL_FROM`, else a development address.
+    pub fn mail_from(&self) -> &str {
+        self.mail
+            .mail_from
+            .as_deref()
+            .unwrap_or("Gatehouse <noreply@localhost>")
     }
 
     pub fn is_production(&self) -> bool {
@@ -798,11 +834,36 @@ fn parse_origin(raw: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// `pairs`, over a mail set-up (which production requires and these
+    /// tests are not about).
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
+        let mut vars: HashMap<String, String> = [
+            ("MAIL_URL", "file:///var/spool/gatehouse"),
+            ("MAIL_FROM", "Gatehouse <noreply@example.com>"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        vars.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        vars
+    }
+
+    #[test]
+    fn production_requires_mail_and_every_problem_is_reported_at_once() {
+        let bare: HashMap<String, String> = [("APP_ENV", "production")]
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+            .collect();
+        let settings = Settings::from_vars(&bare).unwrap_err();
+        assert_eq!(settings.var, "JWT_SECRET");
+        let mut with_secret = bare.clone();
+        with_secret.insert("JWT_SECRET".into(), GOOD.into());
+        let err = Settings::from_vars(&with_secret).unwrap_err();
+        assert_eq!(err.var, "MAIL_URL");
     }
 
     const GOOD: &str = "k3J9x2mQ7vW1pL8sT4nR6yB0cF5hD2gA";

@@ -12,6 +12,7 @@ pub mod db;
 pub mod errors;
 pub mod http;
 pub mod layout;
+pub mod mail;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

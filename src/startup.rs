@@ -25,6 +25,7 @@ use crate::errors::{AppError, render_error_page};
 use crate::http;
 use crate::http::cookies::{self, CookieConfig};
 use crate::http::site::{Site, TrustedProxies};
+use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry::{self, RequestSpan};
 
@@ -52,9 +53,13 @@ pub enum StartupError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailConfigError),
 }
 
 pub struct Application {
+    mailer: Mailer,
+    mail_task: tokio::task::JoinHandle<()>,
     address: std::net::SocketAddr,
     database_url: String,
     port: u16,
@@ -140,6 +145,16 @@ impl Application {
             production: settings.is_production(),
             cors_origins: settings.http.cors_origins.clone(),
         });
+        let transport = mail::Transport::from_url(settings.mail_url(), settings.is_production())?;
+        if let mail::Transport::Files(dir) = &transport {
+            if settings.is_production() {
+                tracing::warn!(dir = %dir.display(), "MAIL_URL is file://: mail is only written to files, for another program to deliver");
+            } else {
+                tracing::info!(dir = %dir.display(), "mail is written as .eml files (set MAIL_URL to send it)");
+            }
+        }
+        let (mailer, mail_task) = Mailer::start(transport, settings.mail_from())?;
+        let mail_data = web::Data::new(mailer.clone());
         let production = settings.is_production();
         let cors_origins = settings.http.cors_origins.clone();
         let app_accounts = accounts.clone();
@@ -148,6 +163,7 @@ impl Application {
             App::new()
                 .app_data(app_accounts.clone())
                 .app_data(site.clone())
+                .app_data(mail_data.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(MAX_BODY_BYTES)
@@ -175,6 +191,8 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         Ok(Self {
+            mailer,
+            mail_task,
             address,
             database_url: settings.database.database_url.clone(),
             port,
@@ -220,6 +238,14 @@ impl Application {
         poller.abort();
         if let Some(listener) = listener {
             listener.abort();
+        }
+        // Every request has finished: send what they queued, then stop.
+        drop(self.mailer);
+        if tokio::time::timeout(Duration::from_secs(30), self.mail_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("mail still queued at shutdown was not sent");
         }
         result
     }

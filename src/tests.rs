@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("accounts", 3),
     ("auth", 2),
     ("db", 2),
+    ("mail", 2),
     ("errors", 1),
     ("layout", 0),
     ("config", 0),

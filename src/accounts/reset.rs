@@ -135,6 +135,11 @@ impl Accounts {
         Ok(link)
     }
 
+    /// How long a reset link works.
+    pub fn reset_link_lifetime(&self) -> Duration {
+        self.resets.ttl
+    }
+
     /// Whether `token` is a live link (for showing the new-password form).
     pub async fn reset_link_is_live(&self, token: &str) -> Result<bool, ServiceError> {
         if token.len() > MAX_TOKEN_LEN {

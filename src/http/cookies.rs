@@ -22,6 +22,9 @@ const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";
 const CSRF: &str = "gatehouse_csrf";
 const FLASH: &str = "gatehouse_flash";
+const RESET: &str = "gatehouse_reset";
+/// The reset cookie is sent only to the reset form.
+const RESET_PATH: &str = "/password/reset";
 
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
@@ -31,6 +34,7 @@ pub struct CookieConfig {
     refresh_name: String,
     csrf_name: String,
     flash_name: String,
+    reset_name: String,
     access_max_age: Duration,
 }
 
@@ -60,6 +64,12 @@ impl CookieConfig {
             refresh_name: name(REFRESH),
             csrf_name: name(CSRF),
             flash_name: name(FLASH),
+            // `__Host-` needs `Path=/`, and this cookie's path is narrower.
+            reset_name: if secure {
+                format!("__Secure-{RESET}")
+            } else {
+                RESET.to_owned()
+            },
             access_max_age,
         }
     }
@@ -149,6 +159,24 @@ impl CookieConfig {
         self.set_session(&mut response, issued);
         response.cookie(self.fresh_csrf());
         response.finish()
+    }
+
+    pub fn reset_name(&self) -> &str {
+        &self.reset_name
+    }
+
+    /// A password-reset token on its way from the mailed link to the form:
+    /// sent only to `/password/reset`, for as long as the link works, so the
+    /// token stays out of the address bar, the history and any `Referer`.
+    pub fn reset(&self, token: String, max_age: Duration) -> Cookie<'static> {
+        let mut cookie = self.build(self.reset_name.clone(), token, Some(max_age));
+        cookie.set_path(RESET_PATH);
+        cookie
+    }
+
+    /// Deletes the reset cookie.
+    pub fn reset_removal(&self) -> Cookie<'static> {
+        self.reset(String::new(), Duration::ZERO)
     }
 
     /// A cookie that deletes `name`: same name, path and attributes, `Max-Age=0`.

@@ -18,6 +18,7 @@ pub enum Flash {
     PasswordChanged,
     SessionRevoked,
     OtherSessionsRevoked,
+    PasswordReset,
 }
 
 impl Flash {
@@ -26,6 +27,7 @@ impl Flash {
         Flash::PasswordChanged,
         Flash::SessionRevoked,
         Flash::OtherSessionsRevoked,
+        Flash::PasswordReset,
     ];
 
     pub fn code(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Flash {
             Self::PasswordChanged => "password_changed",
             Self::SessionRevoked => "session_revoked",
             Self::OtherSessionsRevoked => "others_revoked",
+            Self::PasswordReset => "password_reset",
         }
     }
 
@@ -45,6 +48,9 @@ impl Flash {
             }
             Self::SessionRevoked => "That session has been signed out.",
             Self::OtherSessionsRevoked => "All your other sessions have been signed out.",
+            Self::PasswordReset => {
+                "Your password has been reset, and every other session has been signed out."
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod home;
 pub mod login;
 pub mod logout;
+pub mod password;
 pub mod register;
 
 use actix_web::http::header;
@@ -42,6 +43,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         )
         .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
         .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke_session))
+        .service(
+            web::resource("/password/forgot")
+                .route(web::get().to(password::forgot_form))
+                .route(web::post().to(password::forgot)),
+        )
+        .service(web::resource("/password/forgot/sent").get(password::sent))
+        .service(
+            web::resource("/password/reset")
+                .route(web::get().to(password::reset_form))
+                .route(web::post().to(password::reset)),
+        )
+        .service(web::resource("/password/reset/{token}").get(password::link))
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))

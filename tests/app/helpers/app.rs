@@ -45,6 +45,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         ("JWT_SECRET", TEST_SECRET.to_owned()),
         ("BCRYPT_COST", "4".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
+        ("MAIL_URL", format!("file://{}", dir.join("mail").display())),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

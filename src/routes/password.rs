@@ -1,0 +1,240 @@
+//! `/password/…`: forgotten passwords. Asking for a link answers the same
+//! page whatever the address; the mailed link puts its token in a cookie for
+//! the form (never in the address bar); a good new password ends every
+//! session, signs this browser in and mails a notice.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::accounts::{Accounts, ResetError};
+use crate::errors::AppError;
+use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
+use crate::http::flash::{Flash, FlashMessage};
+use crate::http::layout::{page_layout, render, see_other};
+use crate::http::{AuthUser, ClientInfo, Site};
+use crate::layout::Layout;
+use crate::mail::{Mail, Mailer};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ForgotForm {
+    pub email: String,
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for ForgotForm {
+    const SIGNED_OUT_FORM: bool = true;
+
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResetForm {
+    pub new_password: String,
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for ResetForm {
+    const SIGNED_OUT_FORM: bool = true;
+
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Template)]
+#[template(path = "password_forgot.html")]
+pub struct ForgotPage {
+    layout: Layout,
+}
+
+#[derive(Template)]
+#[template(path = "password_sent.html")]
+pub struct SentPage {
+    layout: Layout,
+    minutes: u64,
+}
+
+#[derive(Template)]
+#[template(path = "password_reset.html")]
+pub struct ResetPage {
+    layout: Layout,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "password_expired.html")]
+pub struct ExpiredPage {
+    layout: Layout,
+}
+
+/// `GET /password/forgot`.
+pub async fn forgot_form(
+    user: Option<AuthUser>,
+    csrf: Csrf,
+    flash: FlashMessage,
+) -> Result<HttpResponse, AppError> {
+    let page = ForgotPage {
+        layout: page_layout(user.as_ref(), &csrf, flash),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /password/forgot`: the same answer for every address; a link, when
+/// there is one, goes to the mail queue, off the request path.
+pub async fn forgot(
+    req: HttpRequest,
+    form: CsrfForm<ForgotForm>,
+    client: ClientInfo,
+    accounts: web::Data<Accounts>,
+    mailer: web::Data<Mailer>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let link = accounts
+        .request_password_reset(&form.email, &client)
+        .await?;
+    if let Some(link) = link {
+        let mail = Mail::ResetLink {
+            to: link.email,
+            name: link.name,
+            link: format!("{}/password/reset/{}", site.origin, link.token),
+            expires_in: link.expires_in,
+        };
+        mailer.send(mail, &request_id(&req));
+    }
+    Ok(see_other("/password/forgot/sent"))
+}
+
+/// `GET /password/forgot/sent`.
+pub async fn sent(
+    user: Option<AuthUser>,
+    csrf: Csrf,
+    flash: FlashMessage,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, AppError> {
+    let page = SentPage {
+        layout: page_layout(user.as_ref(), &csrf, flash),
+        minutes: accounts.reset_link_lifetime().as_secs().div_ceil(60),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `GET /password/reset/{token}`: the mailed link. Keeps the token in a
+/// short-lived cookie and moves on to the form's address, so the token never
+/// stays in the address bar, the history or a `Referer`.
+pub async fn link(
+    token: web::Path<String>,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> HttpResponse {
+    let cookie = site
+        .cookies
+        .reset(token.into_inner(), accounts.reset_link_lifetime());
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/password/reset"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .cookie(cookie)
+        .finish()
+}
+
+/// `GET /password/reset`: the new-password form, for a live link.
+pub async fn reset_form(
+    req: HttpRequest,
+    csrf: Csrf,
+    flash: FlashMessage,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let token = req
+        .cookie(site.cookies.reset_name())
+        .map(|c| c.value().to_owned());
+    let live = match token {
+        Some(token) => accounts.reset_link_is_live(&token).await?,
+        None => false,
+    };
+    if !live {
+        return expired(&csrf, &site);
+    }
+    let page = ResetPage {
+        layout: page_layout(None, &csrf, flash),
+        error: None,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /password/reset`.
+pub async fn reset(
+    req: HttpRequest,
+    form: CsrfForm<ResetForm>,
+    client: ClientInfo,
+    csrf: Csrf,
+    accounts: web::Data<Accounts>,
+    mailer: web::Data<Mailer>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let Some(token) = req
+        .cookie(site.cookies.reset_name())
+        .map(|c| c.value().to_owned())
+    else {
+        return expired(&csrf, &site);
+    };
+    let form = form.into_inner();
+    match accounts
+        .reset_password(token, form.new_password, &client)
+        .await
+    {
+        Ok((signed_in, notice)) => {
+            mailer.send(
+                Mail::PasswordChanged {
+                    to: notice.email,
+                    name: notice.name,
+                    forgot: format!("{}/password/forgot", site.origin),
+                },
+                &request_id(&req),
+            );
+            let cookies = &site.cookies;
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((header::LOCATION, "/dashboard"));
+            cookies.set_session(&mut response, &signed_in.session);
+            response
+                .cookie(cookies.fresh_csrf())
+                .cookie(cookies.reset_removal())
+                .cookie(cookies.flash(Flash::PasswordReset.code()));
+            Ok(response.finish())
+        }
+        Err(ResetError::InvalidLink) => expired(&csrf, &site),
+        Err(ResetError::Weak(message)) => {
+            let page = ResetPage {
+                layout: page_layout(None, &csrf, FlashMessage::default()),
+                error: Some(message),
+            };
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(ResetError::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// The one answer for a used, expired, superseded or unknown link (400),
+/// which also drops the dead token.
+fn expired(csrf: &Csrf, site: &Site) -> Result<HttpResponse, AppError> {
+    let page = ExpiredPage {
+        layout: page_layout(None, csrf, FlashMessage::default()),
+    };
+    let mut response = render(StatusCode::BAD_REQUEST, &page)?;
+    response
+        .add_cookie(&site.cookies.reset_removal())
+        .map_err(|e| AppError::internal(e.to_string()))?;
+    Ok(response)
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
