@@ -18,6 +18,7 @@ mod hostile_tokens;
 mod instances;
 mod logs;
 mod operator;
+mod password_reset;
 mod sessions;
 mod startup;
 mod throttling;

@@ -7,11 +7,13 @@ mod app;
 mod binary;
 mod client;
 mod db;
+mod smtp;
 
 pub use app::*;
 pub use binary::*;
 pub use client::*;
 pub use db::*;
+pub use smtp::*;
 
 use reqwest::{Response, StatusCode};
 
