@@ -278,6 +278,15 @@ async fn registered_and_unregistered_addresses_take_the_same_time() {
     unknown.sort();
     let (known, unknown) = (known[25].as_secs_f64(), unknown[25].as_secs_f64());
     let difference = (known - unknown).abs() / known.min(unknown);
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "forgot-password median over 50 each: registered {:.2} ms, unregistered {:.2} ms ({:.1} %)\n",
+            known * 1000.0,
+            unknown * 1000.0,
+            difference * 100.0
+        ),
+    );
     assert!(
         difference < 0.10,
         "median {known:.6}s vs {unknown:.6}s ({:.1} %)",
