@@ -74,6 +74,12 @@ pub enum UserAction {
         /// The account's e-mail address
         email: String,
     },
+    /// Print a one-time password-reset link for an account (for support
+    /// staff); the audit trail records it
+    ResetLink {
+        /// The account's e-mail address
+        email: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -239,6 +245,24 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("disabled {email}; {ended} session(s) ended");
+                Ok(())
+            }
+            UserAction::ResetLink { email } => {
+                let link = accounts(settings)
+                    .await?
+                    .operator_reset_link(&email, &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let site = match &settings.http.public_url {
+                    Some(origin) => origin.clone(),
+                    None => format!("http://{}:{}", settings.http.host, settings.http.port),
+                };
+                println!("{site}/password/reset/{}", link.token);
+                eprintln!(
+                    "gatehouse: a one-time link for {}, valid for {} minutes; it ends older links",
+                    link.email,
+                    link.expires_in.as_secs().div_ceil(60)
+                );
                 Ok(())
             }
             UserAction::Enable { email } => {

@@ -228,3 +228,42 @@ fn migrate_lists_what_it_applied_and_serve_refuses_a_database_behind_the_binary(
     assert!(text(&migrated.stdout).contains("applied "));
     assert!(text(&again.stdout).contains("no pending migrations"));
 }
+
+#[tokio::test]
+async fn support_staff_can_print_a_one_time_reset_link() {
+    let app = spawn_app().await;
+
+    let output = cli(&app, &["user", "reset-link", &app.test_user.email], "").await;
+
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    let token = printed.trim().rsplit('/').next().unwrap().to_owned();
+    let client = Client::new("support");
+    let link = format!("{}/password/reset/{token}", app.address);
+    assert_redirects_to(
+        &client.http.get(&link).send().await.unwrap(),
+        "/password/reset",
+    );
+    let reset = client
+        .submit(
+            &app.address,
+            "/password/reset",
+            "/password/reset",
+            &[("new_password", "an entirely different passphrase")],
+        )
+        .await;
+    assert_redirects_to(&reset, "/dashboard");
+    let used_again = client.http.get(&link).send().await.unwrap();
+    assert_redirects_to(&used_again, "/password/reset");
+    let form = client
+        .http
+        .get(app.url("/password/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        form.status(),
+        StatusCode::BAD_REQUEST,
+        "the link worked once"
+    );
+}

@@ -149,3 +149,14 @@ fn postgresql_without_a_jwt_secret_is_refused_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn production_start_up_reports_every_problem_at_once() {
+    let output = start_binary(&[("APP_ENV", "production")]);
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for variable in ["JWT_SECRET", "MAIL_URL", "MAIL_FROM"] {
+        assert!(stderr.contains(variable), "{variable} not named: {stderr}");
+    }
+}
