@@ -27,6 +27,14 @@ use crate::accounts::{
 };
 use crate::errors::{AppError, ResponseFormat};
 
+/// The request's id (as in its log lines and on its error pages).
+pub fn request_id(req: &actix_web::HttpRequest) -> String {
+    req.extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
 /// Middleware: answers `HEAD` wherever `GET` is answered. The request is
 /// routed as a `GET`; the connection still knows it was a `HEAD` and sends
 /// the status and headers (with the body's length) but no body.

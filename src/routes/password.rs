@@ -4,7 +4,7 @@
 //! session, signs this browser in and mails a notice.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -105,7 +105,7 @@ pub async fn forgot(
             link: format!("{}/password/reset/{}", site.origin, link.token),
             expires_in: link.expires_in,
         };
-        mailer.send(mail, &request_id(&req));
+        mailer.send(mail, &crate::http::request_id(&req));
     }
     Ok(see_other("/password/forgot/sent"))
 }
@@ -195,7 +195,7 @@ pub async fn reset(
                     name: notice.name,
                     forgot: format!("{}/password/forgot", site.origin),
                 },
-                &request_id(&req),
+                &crate::http::request_id(&req),
             );
             let cookies = &site.cookies;
             let mut response = HttpResponse::SeeOther();
@@ -230,11 +230,4 @@ fn expired(csrf: &Csrf, site: &Site) -> Result<HttpResponse, AppError> {
         .add_cookie(&site.cookies.reset_removal())
         .map_err(|e| AppError::internal(e.to_string()))?;
     Ok(response)
-}
-
-fn request_id(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string)
-        .unwrap_or_default()
 }

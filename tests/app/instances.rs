@@ -336,3 +336,45 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
     assert_redirects_to(&changed, "/account");
     refused_within_2s(&pair.b.address, &phone_cookie).await;
 }
+
+#[tokio::test]
+async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other() {
+    let (mail_url, inbox) = start_smtp().await;
+    let Some(pair) = two_instances(&[("MAIL_URL", &mail_url)]) else {
+        return;
+    };
+    let phone = Client::new("phone");
+    register(&phone, &pair.a.address, "ada@example.com").await;
+    let phone_cookie = format!(
+        "gatehouse_access={}",
+        cookie(&phone, &pair.a.address, "gatehouse_access").unwrap()
+    );
+    let forgetful = Client::new("forgetful");
+
+    let asked = forgetful
+        .submit(
+            &pair.b.address,
+            "/password/forgot",
+            "/password/forgot",
+            &[("email", "ada@example.com")],
+        )
+        .await;
+    assert_redirects_to(&asked, "/password/forgot/sent");
+    let link = reset_link(&inbox.wait_for(1).await[0]).unwrap();
+    assert!(link.starts_with(&pair.b.address), "{link}");
+    assert_redirects_to(
+        &forgetful.http.get(&link).send().await.unwrap(),
+        "/password/reset",
+    );
+    let reset = forgetful
+        .submit(
+            &pair.b.address,
+            "/password/reset",
+            "/password/reset",
+            &[("new_password", "an entirely different passphrase")],
+        )
+        .await;
+
+    assert_redirects_to(&reset, "/dashboard");
+    refused_within_2s(&pair.a.address, &phone_cookie).await;
+}

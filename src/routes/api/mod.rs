@@ -4,7 +4,7 @@
 //! handlers and types and served at `/api/openapi.json`.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -189,7 +189,7 @@ pub async fn refresh(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(ErrorBody {
                 error: crate::errors::LOGIN_REQUIRED.to_owned(),
-                request_id: request_id(&req),
+                request_id: crate::http::request_id(&req),
             }));
     };
     let mut response = HttpResponse::Ok();
@@ -244,11 +244,4 @@ fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T,
         ));
     }
     serde_json::from_value(value).map_err(|e| AppError::InvalidFields(e.to_string()))
-}
-
-fn request_id(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string)
-        .unwrap_or_default()
 }
