@@ -19,3 +19,4 @@ mod browser;
 
 mod accessibility;
 mod flows;
+mod keyboard;
