@@ -39,10 +39,23 @@ async fn no_violations(b: &Browser, page: &str) {
 
 #[tokio::test]
 async fn every_page_passes_axe_in_light_and_at_phone_width() {
-    let app = spawn_app().await;
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| s.mail.mail_url = Some(mail_url)).await;
     let Some(b) = browser("axe", true).await else {
         return;
     };
+
+    // The new-password form, reached through a mailed link.
+    b.goto(&app.url("/password/forgot")).await;
+    b.fill("email", &app.test_user.email).await;
+    b.click("form[action='/password/forgot'] button").await;
+    no_violations(&b, "/password/forgot/sent").await;
+    let link = reset_link(&inbox.wait_for(1).await[0]).unwrap();
+    b.goto(&link).await;
+    no_violations(&b, "/password/reset (the form)").await;
+    b.fill("new_password", "short").await;
+    b.click("form[action='/password/reset'] button").await;
+    no_violations(&b, "/password/reset with an error").await;
 
     for path in [
         "/login",
