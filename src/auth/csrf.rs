@@ -12,14 +12,15 @@ use crate::config::Secret;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The key that signs form tokens; derived from the JWT secret so one secret
-/// configures the site, yet the two uses never share a key.
-pub struct CsrfKey(Vec<u8>);
+/// configures the site, yet the two uses never share a key. Kept as an HMAC
+/// already keyed (its inner and outer pads hashed once), cloned per token.
+pub struct CsrfKey(HmacSha256);
 
 impl CsrfKey {
     pub fn derive(secret: &Secret) -> Self {
         let mut mac = new_mac(secret.expose());
         mac.update(b"gatehouse csrf key v1");
-        Self(mac.finalize().into_bytes().to_vec())
+        Self(new_mac(&mac.finalize().into_bytes()))
     }
 
     /// The form token for a browser's cookie value and, when signed in, its session.
@@ -38,7 +39,7 @@ impl CsrfKey {
     }
 
     fn mac(&self, cookie_value: &str, session_id: Option<&str>) -> HmacSha256 {
-        let mut mac = new_mac(&self.0);
+        let mut mac = self.0.clone();
         mac.update(cookie_value.as_bytes());
         mac.update(&[0]);
         mac.update(session_id.unwrap_or("").as_bytes());

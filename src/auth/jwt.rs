@@ -6,6 +6,7 @@
 //! invalid: a token is only ever checked with keys from the in-memory map.
 
 use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -52,13 +53,26 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
-/// The signing key and every key still accepted for verification, by `kid`.
+/// Tokens remembered as verified, at most. Past it, expired ones are
+/// dropped first, then all (a cache miss only costs a full verification).
+const VERIFIED_MAX: usize = 4096;
+
+/// Signature → (whole token, its claims).
+type Verified = HashMap<Box<str>, (Box<str>, Claims)>;
+
+/// The signing key and every key still accepted for verification, by `kid`,
+/// and the tokens already verified with them.
 pub struct JwtKeys {
     signing_kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     validation: Validation,
     ttl: Duration,
+    /// Signature → the whole token and its claims, for tokens that passed
+    /// every check (keyed by the short signature, compared in full). The keys
+    /// cannot change under a running process, so an entry stays true until
+    /// its `exp`; callers still check revocation every time.
+    verified: RwLock<Verified>,
 }
 
 impl JwtKeys {
@@ -85,6 +99,7 @@ impl JwtKeys {
             decoding,
             validation,
             ttl,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -119,10 +134,43 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm, `kid`, `iss`, `aud`, `exp` and `nbf`.
+    /// A token this process has verified before is only checked against the
+    /// clock (`exp` and `nbf`, with the same leeway): same string, same
+    /// signature, same keys.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX);
+        let fresh =
+            |c: &Claims| now <= c.exp.saturating_add(leeway) && now.saturating_add(leeway) >= c.nbf;
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        if let Some((_, claims)) = self
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(signature)
+            .filter(|(whole, c)| **whole == *token && fresh(c))
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.verify_fully(token)?;
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, (_, c)| fresh(c));
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(signature.into(), (token.into(), claims.clone()));
+        Ok(claims)
+    }
+
+    fn verify_fully(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         if header.jku.is_some()
             || header.jwk.is_some()
@@ -209,6 +257,31 @@ mod tests {
             kid_for(&Secret::new("an-unguessable-test-secret-of-32-bytes!"))
         ));
         assert!(keys.verify(&format!("{header}.{rest}")).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = JwtKeys::new(
+            &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
+            &[],
+            Duration::from_secs(1),
+        );
+        let token = keys.issue("u", "s", "n", 0).unwrap();
+        assert!(keys.verify(&token).is_ok());
+        assert!(keys.verify(&token).is_ok(), "served from what was verified");
+        std::thread::sleep(Duration::from_secs(1 + LEEWAY_SECS + 1));
+        assert!(keys.verify(&token).is_err(), "expired, remembered or not");
+    }
+
+    #[test]
+    fn a_changed_byte_is_never_served_from_memory() {
+        let keys = keys();
+        let token = keys.issue("u", "s", "n", 0).unwrap();
+        assert!(keys.verify(&token).is_ok());
+        let mut forged = token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(keys.verify(&forged).is_err());
     }
 
     #[test]
