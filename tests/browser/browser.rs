@@ -137,9 +137,18 @@ impl Browser {
         field.send_keys(value).await.unwrap();
     }
 
-    /// Clicks the first element `css` matches and waits for what it starts:
-    /// a new document (or, without scripts, a new address), at most 3 s.
+    /// Clicks the first element `css` matches and waits for what it starts.
     pub async fn click(&self, css: &str) {
+        let element = self.client.find(Locator::Css(css)).await.unwrap();
+        self.then_wait(element.click()).await;
+    }
+
+    /// Runs `action` (a click, a key press) and waits for what it starts: a
+    /// new document (or, without scripts, a new address), at most 3 s.
+    pub async fn then_wait<T, E: std::fmt::Debug>(
+        &self,
+        action: impl std::future::Future<Output = Result<T, E>>,
+    ) {
         let before = self.client.current_url().await.unwrap();
         if self.javascript {
             let _ = self
@@ -147,13 +156,7 @@ impl Browser {
                 .execute("window.__beforeClick = true; return true;", vec![])
                 .await;
         }
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        action.await.unwrap();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(3) {
             if self.javascript {
@@ -176,6 +179,17 @@ impl Browser {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits up to 5 s for the page to contain `text` (a script at work).
+    pub async fn wait_for_text(&self, text: &str, what: &str) {
+        let started = Instant::now();
+        while !self.source().await.contains(text) {
+            if started.elapsed() > Duration::from_secs(5) {
+                self.fail(what).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

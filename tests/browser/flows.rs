@@ -321,13 +321,11 @@ async fn the_example_front_end_signs_in_through_the_api_from_another_origin() {
     b.fill("email", &app.test_user.email).await;
     b.fill("password", &app.test_user.password).await;
     b.click("#sign-in button[type=submit]").await;
-    let started = std::time::Instant::now();
-    while !b.source().await.contains(&app.test_user.email) {
-        if started.elapsed() > Duration::from_secs(5) {
-            b.fail("the page does not show the signed-in user").await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.wait_for_text(
+        &app.test_user.email,
+        "the page does not show the signed-in user",
+    )
+    .await;
     b.goto(&app.url("/dashboard")).await;
     b.ensure(
         b.path().await == "/dashboard",
@@ -336,14 +334,11 @@ async fn the_example_front_end_signs_in_through_the_api_from_another_origin() {
     .await;
 
     b.goto(&format!("{elsewhere}/?api={}", app.address)).await;
-    let started = std::time::Instant::now();
-    while !b.source().await.contains(&app.test_user.email) {
-        if started.elapsed() > Duration::from_secs(5) {
-            b.fail("the page does not show the signed-in user after a reload")
-                .await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.wait_for_text(
+        &app.test_user.email,
+        "the page does not show the signed-in user after a reload",
+    )
+    .await;
     b.click("#sign-out").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.goto(&app.url("/dashboard")).await;

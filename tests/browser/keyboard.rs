@@ -70,25 +70,9 @@ async fn type_text(b: &Browser, text: &str) {
 
 /// Presses `key` on the focused control and waits for the page it loads.
 async fn activate(b: &Browser, key: Key) {
-    let _ = b
-        .client
-        .execute("window.__beforeClick = true; return true;", vec![])
-        .await;
-    press(b, key).await;
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(3) {
-        let fresh = b
-            .client
-            .execute(
-                "return window.__beforeClick === undefined && document.readyState === 'complete';",
-                vec![],
-            )
-            .await;
-        if matches!(fresh, Ok(Value::Bool(true))) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let focused = b.client.active_element().await.unwrap();
+    let key = String::from(char::from(key));
+    b.then_wait(focused.send_keys(&key)).await;
 }
 
 #[tokio::test]
