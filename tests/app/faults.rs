@@ -160,20 +160,7 @@ async fn a_database_that_stops_answering_gives_503s_and_recovers_without_a_resta
         .await;
     assert_redirects_to(&registered, "/dashboard");
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
-    let half_written = {
-        use diesel::prelude::*;
-        use gatehouse::db::schema::users;
-        let pool = app.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            users::table
-                .filter(users::email.eq("half@example.com"))
-                .count()
-                .get_result::<i64>(&mut pool.get().unwrap())
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let half_written = accounts_with_email(&app.pool, "half@example.com").await;
     assert_eq!(half_written, 0, "nothing half-written");
 }
 
@@ -208,18 +195,7 @@ async fn fifty_registrations_of_one_email_make_exactly_one_account() {
         .filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY)
         .count();
     assert_eq!((created, refused), (1, 49), "{statuses:?}");
-    let pool = app.pool.clone();
-    let accounts: i64 = tokio::task::spawn_blocking(move || {
-        use diesel::prelude::*;
-        use gatehouse::db::schema::users;
-        users::table
-            .filter(users::email.eq("same@example.com"))
-            .count()
-            .get_result(&mut pool.get().unwrap())
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let accounts = accounts_with_email(&app.pool, "same@example.com").await;
     assert_eq!(accounts, 1);
 }
 

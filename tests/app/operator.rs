@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use gatehouse::db::schema::{sessions, users};
+use gatehouse::db::schema::sessions;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -97,16 +97,7 @@ async fn the_command_line_applies_the_forms_password_policy() {
 
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("password: This password is too easy to guess"));
-    let pool = app.pool.clone();
-    let count: i64 = tokio::task::spawn_blocking(move || {
-        users::table
-            .filter(users::email.eq("weak@example.com"))
-            .count()
-            .get_result(&mut pool.get().unwrap())
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let count = accounts_with_email(&app.pool, "weak@example.com").await;
     assert_eq!(count, 0);
 }
 

@@ -130,3 +130,19 @@ pub async fn seed_user(pool: &DbPool, name: &str, email: &str, password: &str) -
     .unwrap();
     user
 }
+
+/// How many accounts have this e-mail address.
+pub async fn accounts_with_email(pool: &DbPool, email: &str) -> i64 {
+    use diesel::{ExpressionMethods as _, QueryDsl as _};
+    use gatehouse::db::schema::users;
+    let (pool, email) = (pool.clone(), email.to_owned());
+    tokio::task::spawn_blocking(move || {
+        users::table
+            .filter(users::email.eq(email))
+            .count()
+            .get_result(&mut pool.get().unwrap())
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
