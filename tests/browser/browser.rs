@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -52,6 +53,9 @@ pub async fn browser(name: &str, javascript: bool) -> Option<Browser> {
         .unwrap()
         .port();
     let child = Command::new(&driver)
+        // A group of its own, so that dropping the browser also ends the
+        // Chromium the driver started.
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -107,6 +111,13 @@ impl Browser {
     /// new one on the same profile (persistent cookies stay).
     pub async fn restart(&mut self) {
         let _ = self.client.clone().close().await;
+        // The old Chromium holds the profile until it has exited (its
+        // `SingletonLock` goes last); a new one started earlier cannot open it.
+        let lock = self.profile.path().join("SingletonLock");
+        let started = Instant::now();
+        while lock.symlink_metadata().is_ok() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.client = connect(&self.driver_url, self.profile.path(), self.javascript).await;
     }
 
@@ -251,6 +262,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
