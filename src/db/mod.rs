@@ -79,6 +79,17 @@ impl Default for PoolOptions {
     }
 }
 
+/// A PostgreSQL connection. libpq speaks TLS through OpenSSL, and OpenSSL
+/// initialised by libpq registers a clean-up that runs when the process exits,
+/// even while another thread (a pool refilling itself, the revocation
+/// listener) is still inside a TLS call: that thread then crashes the exiting
+/// process (a command that did its work exits with SIGSEGV instead of 0).
+/// Initialising OpenSSL first, without that exit handler, closes the race.
+pub fn connect_postgres(url: &str) -> ConnectionResult<diesel::PgConnection> {
+    openssl::init();
+    diesel::PgConnection::establish(url)
+}
+
 /// Opens connections for the pool, of the backend the target names.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -98,7 +109,7 @@ impl Manager {
                 sqlite_pragmas(&mut conn).map_err(Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            Target::Postgres(url) => PgConnection::establish(url)
+            Target::Postgres(url) => connect_postgres(url)
                 .map(DbConnection::Postgresql)
                 .map_err(Error::ConnectionError),
         }

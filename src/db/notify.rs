@@ -96,7 +96,7 @@ impl RevocationListener {
 
     fn connection(&mut self) -> Option<&mut PgConnection> {
         if self.conn.is_none() && Instant::now() >= self.next_attempt {
-            match PgConnection::establish(&self.url).and_then(|mut c| {
+            match super::connect_postgres(&self.url).and_then(|mut c| {
                 diesel::sql_query(format!("LISTEN {CHANNEL}"))
                     .execute(&mut c)
                     .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;

@@ -47,6 +47,16 @@ async fn cli(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     .unwrap()
 }
 
+/// The exit status and both streams, for a failed assertion.
+fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -69,7 +79,7 @@ async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
     )
     .await;
 
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("created op@example.com"));
     let response = app
         .post_login("op@example.com", "correct horse battery staple")
@@ -109,7 +119,7 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
 
     let output = cli(&app, &["user", "disable", &app.test_user.email], "").await;
 
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("1 session(s) ended"));
     // The site hears of the revocation by its poll (1 s).
     let started = Instant::now();
@@ -130,7 +140,7 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
     let enabled = cli(&app, &["user", "enable", &app.test_user.email], "").await;
-    assert!(enabled.status.success());
+    assert!(enabled.status.success(), "{}", describe(&enabled));
     let again = app
         .login_as(
             &app.new_client(),
@@ -148,7 +158,7 @@ async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
     let list = cli(&app, &["user", "list"], "").await;
     let unknown = cli(&app, &["user", "disable", "nobody@example.com"], "").await;
 
-    assert!(list.status.success());
+    assert!(list.status.success(), "{}", describe(&list));
     assert!(text(&list.stdout).contains("user@example.com"));
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown.stderr).contains("no account has the e-mail address nobody@example.com"));
@@ -183,7 +193,7 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
 
     let output = cli(&app, &["sessions", "prune"], "").await;
 
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(
         text(&output.stdout).contains("deleted 1 ended session(s)"),
         "{}",
@@ -215,7 +225,7 @@ fn migrate_lists_what_it_applied_and_serve_refuses_a_database_behind_the_binary(
         stderr.contains("pending migrations") && stderr.contains("gatehouse migrate"),
         "{stderr}"
     );
-    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    assert!(migrated.status.success(), "{}", describe(&migrated));
     assert!(text(&migrated.stdout).contains("applied "));
     assert!(text(&again.stdout).contains("no pending migrations"));
 }
@@ -226,7 +236,7 @@ async fn support_staff_can_print_a_one_time_reset_link() {
 
     let output = cli(&app, &["user", "reset-link", &app.test_user.email], "").await;
 
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", describe(&output));
     let printed = text(&output.stdout);
     let token = printed.trim().rsplit('/').next().unwrap().to_owned();
     let client = Client::new("support");

@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::sync::Once;
 
-use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
+use diesel::RunQueryDsl as _;
 use gatehouse::db::{self, DbPool};
 
 /// A database for one test; a PostgreSQL one is dropped on `Drop`.
@@ -42,7 +42,7 @@ impl TestDatabase {
             };
         };
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(&admin)
+        let mut conn = gatehouse::db::connect_postgres(&admin)
             .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
@@ -61,7 +61,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.postgres
-            && let Ok(mut conn) = PgConnection::establish(admin)
+            && let Ok(mut conn) = gatehouse::db::connect_postgres(admin)
         {
             // FORCE ends the app's own connections, still open in its pool.
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
