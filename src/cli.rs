@@ -329,7 +329,8 @@ pub fn serve(settings: Settings) -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    crate::telemetry::init(&settings.rust_log);
+    // Held until `serve` returns: dropping it writes the last lines.
+    let _log = crate::telemetry::init_buffered(&settings.rust_log);
     actix_web::rt::System::new().block_on(async move {
         let app = match Application::build(settings).await {
             Ok(app) => app,

@@ -286,11 +286,8 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
         .extensions()
         .get::<ErrorMessage>()
         .map_or_else(|| Cow::Borrowed(default_message(status)), |m| m.0.clone());
-    let request_id = res
-        .request()
-        .extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string)
+    let request_id = crate::telemetry::RequestId::of(res.request())
+        .map(|id| id.to_string())
         .unwrap_or_default();
     let format = ResponseFormat::of(res.request());
 

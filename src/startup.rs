@@ -12,7 +12,6 @@ use actix_web::{App, HttpServer, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
-use tracing_actix_web::TracingLogger;
 
 use crate::accounts::{Accounts, ResetPolicy, SessionPolicy};
 use crate::auth::csrf::CsrfKey;
@@ -27,7 +26,7 @@ use crate::http::cookies::{self, CookieConfig};
 use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
-use crate::telemetry::{self, RequestSpan};
+use crate::telemetry;
 
 /// Largest accepted request body (forms are far smaller).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -177,8 +176,7 @@ impl Application {
                 .wrap(from_fn(http::head_as_get))
                 .wrap(ErrorHandlers::new().default_handler(render_error_page))
                 .wrap(security_headers(production))
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .wrap(from_fn(telemetry::access_log))
+                .wrap(telemetry::RequestLog)
                 .configure(|cfg| routes::configure(cfg, &cors_origins))
         })
         .client_request_timeout(Duration::from_secs(10))

@@ -1,60 +1,226 @@
-//! Logging: one subscriber, a request span and one access-log line per
-//! request. Neither ever records a query string, a cookie or a header, and a
-//! path segment that is a secret (a password-reset token) is written as `…`,
-//! so tokens cannot leak into logs.
+//! Logging: one subscriber, one line per event, one access-log line per
+//! request, and the request's id on every line written while it is served.
+//!
+//! Nothing here ever records a query string, a cookie or a header, and a path
+//! segment that is a secret (a password-reset token) is written as `…`, so
+//! tokens cannot leak into logs.
+//!
+//! Cost matters: every request passes through here. The request id is a
+//! `Copy` value kept in a thread-local while the request's future is polled
+//! (no span is created, entered or closed per request), the access line is
+//! formatted by hand into a reused buffer, and the server's lines are written to stdout by a
+//! thread of their own, in batches when they come fast.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
+use std::future::{Future, Ready, ready};
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::Error;
-use actix_web::HttpMessage as _;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use tracing::Span;
-use tracing_actix_web::{RequestId, RootSpanBuilder};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::{Method, StatusCode, Uri};
+use actix_web::{Error, HttpMessage as _, HttpRequest};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+use uuid::Uuid;
 
-/// Installs the global subscriber; `filter` uses `RUST_LOG` syntax. Does nothing
-/// when one is already installed (tests start many apps in one process).
+use tracing_appender::non_blocking::NonBlocking;
+pub use tracing_appender::non_blocking::WorkerGuard;
+
+/// Lines waiting for the writer thread, at most; past it a request waits for
+/// the writer (as it would for a direct write) instead of memory growing.
+const QUEUED_LINES_MAX: usize = 4096;
+
+/// Installs the global subscriber, writing each line to stdout as it comes
+/// (for commands, whose output must interleave with the log in order).
+/// `filter` uses `RUST_LOG` syntax. Does nothing when one is already
+/// installed (tests start many apps in one process).
 pub fn init(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .try_init();
+    if install(filter, std::io::stdout) {
+        let _ = ACCESS.set(AccessSink::Stdout { ansi: ansi() });
+    }
 }
 
-/// Request span with method, path (no query), request id and status.
-pub struct RequestSpan;
-
-impl RootSpanBuilder for RequestSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %loggable_path(request.path()),
-            request_id = %request_id,
-            status = tracing::field::Empty,
-        )
+/// Installs the global subscriber for the server: lines go to a writer thread
+/// that writes them to stdout, batched while more are waiting. Keep the guard
+/// until the process ends: dropping it writes what is still queued. `None`
+/// when a subscriber was already installed.
+pub fn init_buffered(filter: &str) -> Option<WorkerGuard> {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES_MAX)
+        .thread_name("gatehouse-log")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
+    if !install(filter, writer.clone()) {
+        return None;
     }
+    let _ = ACCESS.set(AccessSink::Queued {
+        ansi: ansi(),
+        writer,
+    });
+    Some(guard)
+}
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        match outcome {
-            Ok(res) => {
-                span.record("status", res.status().as_u16());
-            }
-            Err(e) => {
-                span.record("status", e.as_response_error().status_code().as_u16());
-            }
+/// Colours on a terminal only.
+fn ansi() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+fn install<W>(filter: &str, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi())
+        .event_format(LineFormat)
+        .with_writer(writer)
+        .try_init()
+        .is_ok()
+}
+
+/// `2026-11-30T14:05:09.123456Z  INFO request_id=…: message key=value`; the
+/// request id only on lines written while a request is served.
+struct LineFormat;
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write_timestamp(&mut writer, SystemTime::now())?;
+        let level = *event.metadata().level();
+        writer.write_str(level_text(level, writer.has_ansi_escapes()))?;
+        if let Some(id) = RequestId::current() {
+            write!(writer, "request_id={id}: ")?;
+        }
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// The level between spaces, as wide as the widest, coloured on a terminal.
+fn level_text(level: Level, ansi: bool) -> &'static str {
+    match (level, ansi) {
+        (Level::ERROR, false) => " ERROR ",
+        (Level::WARN, false) => "  WARN ",
+        (Level::INFO, false) => "  INFO ",
+        (Level::DEBUG, false) => " DEBUG ",
+        (Level::TRACE, false) => " TRACE ",
+        (Level::ERROR, true) => " \x1b[31mERROR\x1b[0m ",
+        (Level::WARN, true) => " \x1b[33m WARN\x1b[0m ",
+        (Level::INFO, true) => " \x1b[32m INFO\x1b[0m ",
+        (Level::DEBUG, true) => " \x1b[34mDEBUG\x1b[0m ",
+        (Level::TRACE, true) => " \x1b[35mTRACE\x1b[0m ",
+    }
+}
+
+/// Where access lines go: the subscriber's own stream (the same writer
+/// thread, for the server), so that every line keeps its place.
+enum AccessSink {
+    Stdout { ansi: bool },
+    Queued { ansi: bool, writer: NonBlocking },
+}
+
+static ACCESS: OnceLock<AccessSink> = OnceLock::new();
+
+impl AccessSink {
+    fn ansi(&self) -> bool {
+        match self {
+            Self::Stdout { ansi } | Self::Queued { ansi, .. } => *ansi,
         }
     }
+
+    fn write(&self, line: &[u8]) {
+        // A log line that cannot be written is dropped, as the subscriber does.
+        let _ = match self {
+            Self::Stdout { .. } => std::io::stdout().lock().write_all(line),
+            Self::Queued { writer, .. } => writer.make_writer().write_all(line),
+        };
+    }
+}
+
+thread_local! {
+    /// This thread's access line, reused: no allocation per request.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// This thread's last whole second and its text, `2026-11-30T14:05:09`:
+    /// a date is formatted once a second, not once a line.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// RFC 3339 in UTC with microseconds.
+fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != secs {
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                .unwrap_or_default();
+            *text = at.format("%Y-%m-%dT%H:%M:%S").to_string();
+            *second = secs;
+        }
+        write!(writer, "{text}.{:06}Z", since_epoch.subsec_micros())
+    })
+}
+
+/// A request's id: in its log lines, its access line and, as "Reference", on
+/// its error page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(Uuid);
+
+thread_local! {
+    static CURRENT: Cell<Option<RequestId>> = const { Cell::new(None) };
+}
+
+impl RequestId {
+    fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The request being served on this thread, if any.
+    pub fn current() -> Option<Self> {
+        CURRENT.get()
+    }
+
+    /// The id given to this request.
+    pub fn of(req: &HttpRequest) -> Option<Self> {
+        req.extensions().get::<Self>().copied()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// Runs `f` as part of request `id` (or of none): its log lines carry the id.
+/// For work a request hands to another thread.
+pub fn in_request<R>(id: Option<RequestId>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<RequestId>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+        }
+    }
+    let _restore = Restore(CURRENT.replace(id));
+    f()
 }
 
 /// Paths whose remaining segment is a secret (it authorises something by
@@ -73,36 +239,138 @@ pub fn loggable_path(path: &str) -> Cow<'_, str> {
     Cow::Borrowed(path)
 }
 
-/// Middleware, outermost: one `info` line per request with method, path
-/// (without the query string), final status, duration and request id.
-pub async fn access_log(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = loggable_path(req.path()).into_owned();
-    let outcome = next.call(req).await;
-    let (status, request_id) = match &outcome {
-        Ok(res) => (
-            res.status().as_u16(),
-            res.request()
-                .extensions()
-                .get::<RequestId>()
-                .map(ToString::to_string),
-        ),
-        Err(e) => (e.as_response_error().status_code().as_u16(), None),
-    };
-    tracing::info!(
-        target: "access",
-        method = %method,
-        path = %path,
-        status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        request_id = %request_id.as_deref().unwrap_or("-"),
-        "request"
-    );
-    outcome
+/// Middleware, outermost: gives each request its id, makes it current while
+/// the request is served, and writes one `info` line when the response is
+/// ready: method, path (without the query string), status, duration and id.
+pub struct RequestLog;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestLog
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RequestLogService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestLogService { service }))
+    }
+}
+
+pub struct RequestLogService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestLogService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = InRequest<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let id = RequestId::new();
+        req.extensions_mut().insert(id);
+        let started = Instant::now();
+        let method = req.method().clone();
+        // A clone of the URI shares its bytes; the request itself must stay
+        // unshared until it is routed.
+        let uri = req.uri().clone();
+        let inner = in_request(Some(id), || self.service.call(req));
+        InRequest {
+            inner,
+            line: Some(AccessLine {
+                id,
+                started,
+                method,
+                uri,
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future, polled with its id current; writes the access
+    /// line when it completes.
+    pub struct InRequest<F> {
+        #[pin]
+        inner: F,
+        line: Option<AccessLine>,
+    }
+}
+
+struct AccessLine {
+    id: RequestId,
+    started: Instant,
+    method: Method,
+    uri: Uri,
+}
+
+impl AccessLine {
+    /// Formatted by hand and written straight to the log's stream: this line
+    /// is written for every request, and going through the event machinery
+    /// (field visitors, escaping) would cost more than the request itself.
+    /// Every part is safe to write as it is: a method is a token, a path is
+    /// percent-encoded and a status is three digits.
+    fn write(self, status: StatusCode) {
+        if !tracing::enabled!(target: "access", Level::INFO) {
+            return;
+        }
+        let Some(sink) = ACCESS.get() else {
+            return;
+        };
+        let micros = self.started.elapsed().as_micros();
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            let _ = write_timestamp(line, SystemTime::now());
+            line.push_str(level_text(Level::INFO, sink.ansi()));
+            line.push_str("request method=");
+            line.push_str(self.method.as_str());
+            line.push_str(" path=");
+            line.push_str(&loggable_path(self.uri.path()));
+            line.push_str(" status=");
+            line.push_str(status.as_str());
+            let _ = write!(line, " duration_ms={}.{:03}", micros / 1000, micros % 1000);
+            line.push_str(" request_id=");
+            line.push_str(
+                self.id
+                    .0
+                    .as_hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer()),
+            );
+            line.push('\n');
+            sink.write(line.as_bytes());
+        });
+    }
+}
+
+impl<F, B> Future for InRequest<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let id = this.line.as_ref().map(|line| line.id);
+        let outcome = match in_request(id, || this.inner.poll(cx)) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(line) = this.line.take() {
+            let status = match &outcome {
+                Ok(res) => res.status(),
+                Err(e) => e.as_response_error().status_code(),
+            };
+            line.write(status);
+        }
+        Poll::Ready(outcome)
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +382,28 @@ mod tests {
         assert_eq!(loggable_path("/password/reset/abc123"), "/password/reset/…");
         assert_eq!(loggable_path("/password/reset/"), "/password/reset/");
         assert_eq!(loggable_path("/dashboard"), "/dashboard");
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_with_microseconds() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_764_511_509_000_042);
+        let mut text = String::new();
+        write_timestamp(&mut text, at).unwrap();
+        assert_eq!(text, "2025-11-30T14:05:09.000042Z");
+        // The same second again, from this thread's cache.
+        let mut again = String::new();
+        write_timestamp(&mut again, at + Duration::from_micros(5)).unwrap();
+        assert_eq!(again, "2025-11-30T14:05:09.000047Z");
+    }
+
+    #[test]
+    fn the_request_id_is_current_only_inside_its_request() {
+        let id = RequestId::new();
+        assert_eq!(RequestId::current(), None);
+        let inside = in_request(Some(id), RequestId::current);
+        assert_eq!(inside, Some(id));
+        assert_eq!(RequestId::current(), None);
+        let _ = std::panic::catch_unwind(|| in_request(Some(id), || panic!("inside")));
+        assert_eq!(RequestId::current(), None, "restored after a panic");
     }
 }

@@ -204,9 +204,13 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
+    // Lines the work logs carry the id of the request it is done for.
+    let request = crate::telemetry::RequestId::current();
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().map_err(DbError::Unavailable)?;
-        f(&mut conn)
+        crate::telemetry::in_request(request, || {
+            let mut conn = pool.get().map_err(DbError::Unavailable)?;
+            f(&mut conn)
+        })
     })
     .await
     .map_err(|e| DbError::Task(e.to_string()))?

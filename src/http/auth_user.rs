@@ -63,8 +63,8 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     let cookies = &site.cookies;
     let mut clear: Vec<Cookie<'static>> = Vec::new();
 
-    if let Some(access) = req.cookie(cookies.access_name()) {
-        if let Some(user) = accounts.verify_access(access.value()) {
+    if let Some(access) = cookies::read(req, cookies.access_name()) {
+        if let Some(user) = accounts.verify_access(access) {
             let user = AuthUser(user);
             req.extensions_mut().insert(user.clone());
             return Ok(user);
@@ -72,9 +72,9 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
         clear.push(cookies.removal(cookies.access_name()));
     }
 
-    if let Some(refresh) = req.cookie(cookies.refresh_name()) {
+    if let Some(refresh) = cookies::read(req, cookies.refresh_name()) {
         let who = client_info(req);
-        match accounts.refresh(refresh.value().to_owned(), &who).await? {
+        match accounts.refresh(refresh.to_owned(), &who).await? {
             Some(renewed) => {
                 for cookie in cookies.session(&renewed.session) {
                     cookies::queue(req, cookie);

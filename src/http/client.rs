@@ -1,6 +1,5 @@
 //! Who is asking: the client's address and a readable name for its browser.
 
-use std::future::{Ready, ready};
 use std::net::IpAddr;
 use std::ops::Deref;
 
@@ -9,6 +8,7 @@ use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 
+use super::deferred::{Deferred, defer};
 use super::site::Site;
 use crate::accounts::Requester;
 
@@ -37,10 +37,10 @@ impl ClientInfo {
 
 impl FromRequest for ClientInfo {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, actix_web::Error>>;
+    type Future = Deferred<Self, actix_web::Error>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(Self(client_info(req))))
+        defer(req, |req| Ok(Self(client_info(req))))
     }
 }
 

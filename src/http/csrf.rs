@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth_user::AuthUser;
 use super::cookies::{self, CookieConfig};
+use super::deferred::{Deferred, defer};
 use super::site::Site;
 use crate::errors::{AppError, ForeignOrigin};
 
@@ -30,8 +31,8 @@ use crate::errors::{AppError, ForeignOrigin};
 const COOKIE_VALUE_LEN: usize = 43;
 
 fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
-    req.cookie(cookies.csrf_name())
-        .map(|c| c.value().to_owned())
+    cookies::read(req, cookies.csrf_name())
+        .map(str::to_owned)
         .filter(|v| v.len() == COOKIE_VALUE_LEN && URL_SAFE_NO_PAD.decode(v).is_ok())
 }
 
@@ -53,10 +54,10 @@ impl Csrf {
 
 impl FromRequest for Csrf {
     type Error = AppError;
-    type Future = std::future::Ready<Result<Self, AppError>>;
+    type Future = Deferred<Self, AppError>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(csrf_for(req))
+        defer(req, csrf_for)
     }
 }
 

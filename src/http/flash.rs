@@ -3,13 +3,12 @@
 //! The cookie holds only a code from this fixed list, never text, so nothing a
 //! visitor sends can end up in the message.
 
-use std::future::{Ready, ready};
-
 use actix_web::dev::Payload;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 
 use super::cookies;
+use super::deferred::{Deferred, defer};
 use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +60,25 @@ pub struct FlashMessage(pub Option<&'static str>);
 
 impl FromRequest for FlashMessage {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, actix_web::Error>>;
+    type Future = Deferred<Self, actix_web::Error>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(site) = req.app_data::<Data<Site>>() else {
-            return ready(Ok(Self(None)));
-        };
-        let cookies = &site.cookies;
-        let Some(found) = req.cookie(cookies.flash_name()) else {
-            return ready(Ok(Self(None)));
-        };
-        cookies::queue(req, cookies.removal(cookies.flash_name()));
-        let message = Flash::ALL
-            .iter()
-            .find(|f| f.code() == found.value())
-            .map(|f| f.message());
-        ready(Ok(Self(message)))
+        defer(req, |req| Ok(take_flash(req)))
     }
+}
+
+fn take_flash(req: &HttpRequest) -> FlashMessage {
+    let Some(site) = req.app_data::<Data<Site>>() else {
+        return FlashMessage(None);
+    };
+    let cookies = &site.cookies;
+    let Some(found) = cookies::read(req, cookies.flash_name()) else {
+        return FlashMessage(None);
+    };
+    cookies::queue(req, cookies.removal(cookies.flash_name()));
+    let message = Flash::ALL
+        .iter()
+        .find(|f| f.code() == found)
+        .map(|f| f.message());
+    FlashMessage(message)
 }

@@ -31,9 +31,32 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpResponse,
         .body(page.render()?))
 }
 
-/// A stored time as shown on pages: "22 November 2026, 14:05 UTC".
+/// A stored time as shown on pages: "22 November 2026, 14:05 UTC". (Written
+/// out directly: the signed-in page shows one on every request.)
 pub fn format_time(at: chrono::NaiveDateTime) -> String {
-    at.format("%-d %B %Y, %H:%M UTC").to_string()
+    use chrono::{Datelike as _, Timelike as _};
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let month = MONTHS[at.month0() as usize % 12];
+    format!(
+        "{} {month} {}, {:02}:{:02} UTC",
+        at.day(),
+        at.year(),
+        at.hour(),
+        at.minute()
+    )
 }
 
 /// A 303 to `location` (post/redirect/get).
@@ -41,4 +64,25 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, location))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_on_the_pages() {
+        let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        for (stored, shown) in [
+            ("2026-11-22 14:05:09", "22 November 2026, 14:05 UTC"),
+            ("2027-01-01 00:00:00", "1 January 2027, 00:00 UTC"),
+            ("2026-12-31 23:59:59", "31 December 2026, 23:59 UTC"),
+        ] {
+            assert_eq!(format_time(at(stored)), shown);
+            assert_eq!(
+                format_time(at(stored)),
+                at(stored).format("%-d %B %Y, %H:%M UTC").to_string()
+            );
+        }
+    }
 }

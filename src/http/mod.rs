@@ -8,6 +8,7 @@ pub mod auth_user;
 pub mod client;
 pub mod cookies;
 pub mod csrf;
+pub mod deferred;
 pub mod flash;
 pub mod layout;
 pub mod site;
@@ -26,12 +27,12 @@ use crate::accounts::{
     INVALID_CREDENTIALS, PasswordChangeError, RegisterError, RevokeError, ServiceError, SignInError,
 };
 use crate::errors::{AppError, ResponseFormat};
+use crate::telemetry::RequestId;
 
 /// The request's id (as in its log lines and on its error pages).
 pub fn request_id(req: &actix_web::HttpRequest) -> String {
-    req.extensions()
-        .get::<tracing_actix_web::RequestId>()
-        .map(ToString::to_string)
+    RequestId::of(req)
+        .map(|id| id.to_string())
         .unwrap_or_default()
 }
 

@@ -13,7 +13,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
-use crate::http::{AuthUser, ClientInfo, Site};
+use crate::http::{AuthUser, ClientInfo, Site, cookies};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
 
@@ -150,9 +150,7 @@ pub async fn reset_form(
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    let token = req
-        .cookie(site.cookies.reset_name())
-        .map(|c| c.value().to_owned());
+    let token = cookies::read(&req, site.cookies.reset_name()).map(str::to_owned);
     let live = match token {
         Some(token) => accounts.reset_link_is_live(&token).await?,
         None => false,
@@ -177,10 +175,7 @@ pub async fn reset(
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    let Some(token) = req
-        .cookie(site.cookies.reset_name())
-        .map(|c| c.value().to_owned())
-    else {
+    let Some(token) = cookies::read(&req, site.cookies.reset_name()).map(str::to_owned) else {
         return expired(&csrf, &site);
     };
     let form = form.into_inner();

@@ -175,9 +175,7 @@ pub async fn refresh(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let cookies = &site.cookies;
-    let token = req
-        .cookie(cookies.refresh_name())
-        .map(|c| c.value().to_owned());
+    let token = crate::http::cookies::read(&req, cookies.refresh_name()).map(str::to_owned);
     let renewed = match token {
         Some(token) => accounts.refresh(token, &client_info(&req)).await?,
         None => None,

@@ -85,10 +85,12 @@ impl RunningBinary {
         self.child.wait().unwrap()
     }
 
-    /// Kills the process and returns its whole log.
+    /// Stops the process as an operator would (SIGTERM, so it writes the log
+    /// lines still queued) and returns its whole log.
     pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.terminate();
+        assert!(status.success(), "stopped with {status}: {}", self.log());
+        // The reader threads may still be copying the last lines.
         std::thread::sleep(Duration::from_millis(100));
         self.log()
     }
