@@ -2,6 +2,10 @@
 //! key derived from the server secret. The HTTP side (cookies, forms, the
 //! origin check) is `http::csrf`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
@@ -11,20 +15,71 @@ use crate::config::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Session-bound tokens remembered, at most (about 200 bytes each). Past it
+/// the map is emptied: a miss only costs computing the token again.
+const REMEMBERED_MAX: usize = 4096;
+
 /// The key that signs form tokens; derived from the JWT secret so one secret
 /// configures the site, yet the two uses never share a key. Kept as an HMAC
 /// already keyed (its inner and outer pads hashed once), cloned per token.
-pub struct CsrfKey(HmacSha256);
+///
+/// A signed-in visitor's pages all carry the same token (same cookie, same
+/// session), so those tokens are remembered: the HMAC was the largest single
+/// cost of a signed-in page. Verifying a submitted token always computes it.
+pub struct CsrfKey {
+    mac: HmacSha256,
+    /// `cookie value ␊ session id` → token.
+    remembered: RwLock<HashMap<Box<str>, Box<str>>>,
+}
+
+thread_local! {
+    /// The lookup key, built in place: no allocation for a hit.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 impl CsrfKey {
     pub fn derive(secret: &Secret) -> Self {
         let mut mac = new_mac(secret.expose());
         mac.update(b"gatehouse csrf key v1");
-        Self(new_mac(&mac.finalize().into_bytes()))
+        Self {
+            mac: new_mac(&mac.finalize().into_bytes()),
+            remembered: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The form token for a browser's cookie value and, when signed in, its session.
     pub fn token(&self, cookie_value: &str, session_id: Option<&str>) -> String {
+        let Some(session) = session_id else {
+            // Signed-out pages mostly come with a new cookie: nothing to reuse.
+            return self.compute(cookie_value, None);
+        };
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(cookie_value);
+            key.push('\n');
+            key.push_str(session);
+            let remembered = self
+                .remembered
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(token) = remembered.get(key.as_str()) {
+                return token.to_string();
+            }
+            drop(remembered);
+            let token = self.compute(cookie_value, Some(session));
+            let mut remembered = self
+                .remembered
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if remembered.len() >= REMEMBERED_MAX {
+                remembered.clear();
+            }
+            remembered.insert(key.as_str().into(), token.as_str().into());
+            token
+        })
+    }
+
+    fn compute(&self, cookie_value: &str, session_id: Option<&str>) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(cookie_value, session_id).finalize().into_bytes())
     }
 
@@ -44,7 +99,7 @@ impl CsrfKey {
     /// costs two compressions instead of three; anything else is signed as
     /// text. The first byte tells the three forms apart.
     fn mac(&self, cookie_value: &str, session_id: Option<&str>) -> HmacSha256 {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         let mut cookie = [0u8; 33];
         let decoded = URL_SAFE_NO_PAD.decode_slice(cookie_value, &mut cookie);
         let session = match session_id {
@@ -102,6 +157,8 @@ mod tests {
         let session = uuid::Uuid::new_v4().to_string();
         let other_session = uuid::Uuid::new_v4().to_string();
         let bound = key.token(&cookie, Some(&session));
+        assert_eq!(key.token(&cookie, Some(&session)), bound, "remembered");
+        assert_eq!(key.compute(&cookie, Some(&session)), bound, "as computed");
         assert!(key.verify(&bound, &cookie, Some(&session)));
         assert!(!key.verify(&bound, &other_cookie, Some(&session)));
         assert!(!key.verify(&bound, &cookie, Some(&other_session)));
@@ -112,5 +169,17 @@ mod tests {
         // The same session written another way is another session.
         let braced = format!("{{{session}}}");
         assert!(!key.verify(&bound, &cookie, Some(&braced)));
+    }
+
+    #[test]
+    fn remembered_tokens_stay_bounded() {
+        let key = CsrfKey::derive(&Secret::new("an-unguessable-test-secret-of-32-bytes!"));
+        let cookie = crate::auth::token::new_token();
+        let first = key.token(&cookie, Some("session-first"));
+        for i in 0..REMEMBERED_MAX {
+            key.token(&cookie, Some(&format!("session-{i}")));
+        }
+        assert!(key.remembered.read().unwrap().len() <= REMEMBERED_MAX);
+        assert_eq!(key.token(&cookie, Some("session-first")), first);
     }
 }

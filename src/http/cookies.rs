@@ -209,25 +209,26 @@ pub fn read<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .find_map(|value| find_cookie(value.as_bytes(), name))
 }
 
-/// `name`'s value in one `Cookie` header (`a=1; b=2`): the first place the
-/// name starts a pair and is followed by `=`.
+/// `name`'s value in one `Cookie` header (`a=1; b=2`): the first pair whose
+/// name is exactly `name`.
 fn find_cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
-    memchr::memmem::find_iter(header, name.as_bytes()).find_map(|start| {
-        let before = header[..start].trim_ascii_end();
-        if !(before.is_empty() || before.ends_with(b";")) {
-            return None;
-        }
-        let rest = header[start + name.len()..]
-            .trim_ascii_start()
-            .strip_prefix(b"=")?;
+    let mut rest = header;
+    loop {
         let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-        let value = rest[..end].trim_ascii();
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        std::str::from_utf8(value).ok()
-    })
+        let value = rest[..end]
+            .trim_ascii()
+            .strip_prefix(name.as_bytes())
+            .and_then(|after| after.trim_ascii_start().strip_prefix(b"="));
+        if let Some(value) = value {
+            let value = value.trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            return std::str::from_utf8(value).ok();
+        }
+        rest = rest.get(end + 1..)?;
+    }
 }
 
 /// Cookies that an extractor wants on the response (a fresh CSRF cookie, a
