@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::io::Write as _;
 use std::pin::Pin;
@@ -175,8 +175,21 @@ fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result
             *text = at.format("%Y-%m-%dT%H:%M:%S").to_string();
             *second = secs;
         }
-        write!(writer, "{text}.{:06}Z", since_epoch.subsec_micros())
+        writer.write_str(text)?;
+        writer.write_char('.')?;
+        write_padded(writer, u64::from(since_epoch.subsec_micros()), 6)?;
+        writer.write_char('Z')
     })
+}
+
+/// `number` in decimal, with leading zeros to `width` digits.
+fn write_padded(writer: &mut impl fmt::Write, number: u64, width: usize) -> fmt::Result {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(number);
+    for _ in digits.len()..width {
+        writer.write_char('0')?;
+    }
+    writer.write_str(digits)
 }
 
 /// A request's id: in its log lines, its access line and, as "Reference", on
@@ -335,7 +348,10 @@ impl AccessLine {
             line.push_str(&loggable_path(self.uri.path()));
             line.push_str(" status=");
             line.push_str(status.as_str());
-            let _ = write!(line, " duration_ms={}.{:03}", micros / 1000, micros % 1000);
+            line.push_str(" duration_ms=");
+            line.push_str(itoa::Buffer::new().format(micros / 1000));
+            line.push('.');
+            let _ = write_padded(line, u64::try_from(micros % 1000).unwrap_or(0), 3);
             line.push_str(" request_id=");
             line.push_str(
                 self.id

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue, InvalidHeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder};
 
@@ -251,6 +251,45 @@ pub fn queue(req: &HttpRequest, cookie: Cookie<'static>) {
     }
 }
 
+/// The `Set-Cookie` value of one of this site's cookies, written directly:
+/// the same text as the `cookie` crate writes (a test holds them equal), in a
+/// fraction of the time. A signed-out page queues a new CSRF cookie for every
+/// visitor that has none.
+fn set_cookie_header(cookie: &Cookie<'_>) -> Result<HeaderValue, InvalidHeaderValue> {
+    if cookie.domain().is_some() || cookie.expires().is_some() {
+        return HeaderValue::from_str(&cookie.to_string());
+    }
+    let mut text = String::with_capacity(cookie.name().len() + cookie.value().len() + 64);
+    text.push_str(cookie.name());
+    text.push('=');
+    text.push_str(cookie.value());
+    if cookie.http_only() == Some(true) {
+        text.push_str("; HttpOnly");
+    }
+    if let Some(same_site) = cookie.same_site() {
+        text.push_str(match same_site {
+            SameSite::Strict => "; SameSite=Strict",
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::None => "; SameSite=None",
+        });
+        if same_site == SameSite::None && cookie.secure().is_none() {
+            text.push_str("; Secure");
+        }
+    }
+    if cookie.secure() == Some(true) {
+        text.push_str("; Secure");
+    }
+    if let Some(path) = cookie.path() {
+        text.push_str("; Path=");
+        text.push_str(path);
+    }
+    if let Some(max_age) = cookie.max_age() {
+        text.push_str("; Max-Age=");
+        text.push_str(itoa::Buffer::new().format(max_age.whole_seconds()));
+    }
+    HeaderValue::from_str(&text)
+}
+
 /// Middleware: adds the cookies extractors queued, unless the handler already
 /// set a cookie of the same name.
 pub async fn apply_queued(
@@ -267,7 +306,8 @@ pub async fn apply_queued(
             .collect();
         for cookie in queued {
             if !already.iter().any(|name| name == cookie.name()) {
-                res.response_mut().add_cookie(&cookie)?;
+                let value = set_cookie_header(&cookie).map_err(actix_web::Error::from)?;
+                res.headers_mut().append(header::SET_COOKIE, value);
             }
         }
     }
@@ -318,6 +358,37 @@ mod tests {
         assert_eq!(read(&req, "missing"), None);
         let none = TestRequest::default().to_http_request();
         assert_eq!(read(&none, "a"), None);
+    }
+
+    #[test]
+    fn set_cookie_headers_read_as_the_cookie_crate_writes_them() {
+        for (secure, policy) in [
+            (false, SameSitePolicy::Lax),
+            (true, SameSitePolicy::Lax),
+            (true, SameSitePolicy::Strict),
+            (true, SameSitePolicy::None),
+        ] {
+            let config = CookieConfig::with_same_site(secure, policy, Duration::from_secs(900));
+            let mut kinds = vec![
+                config.access("header.payload.signature".into()),
+                config.refresh("refresh".into(), Some(Duration::from_secs(86_400))),
+                config.refresh("refresh".into(), None),
+                config.fresh_csrf(),
+                config.flash("signed_out"),
+                config.reset("reset".into(), Duration::from_secs(1800)),
+                config.reset_removal(),
+                config.removal(config.access_name()),
+            ];
+            let mut unset = Cookie::new("bare", "value");
+            unset.set_same_site(SameSite::None);
+            kinds.push(unset);
+            for cookie in kinds {
+                assert_eq!(
+                    set_cookie_header(&cookie).unwrap().to_str().unwrap(),
+                    cookie.to_string()
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! CSRF protection: a signed double-submit token.
 //!
 //! Each browser gets a random value in an HttpOnly cookie. Forms carry
-//! `HMAC(key, cookie value ‖ session id)`, under a key derived from the server
-//! secret, so the token is bound to this browser and, once signed in, to this
+//! `MAC(key, cookie value ‖ session id)` (keyed BLAKE3), under a key derived
+//! from the server secret, so the token is bound to this browser and, once signed in, to this
 //! session. It is stateless, so one token serves any number of submissions, and
 //! it changes when the session does (the cookie is also renewed at sign-in and
 //! sign-out). Unsafe requests must also come from the site's own origin:

@@ -12,15 +12,21 @@ use crate::http::layout::{format_time, page_layout, render};
 use crate::http::{AuthUser, ClientInfo};
 use crate::layout::Layout;
 
+/// The signed-in page. Plain data with public fields, so the benchmarks can
+/// render it without a request.
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 pub struct DashboardPage {
-    layout: Layout,
-    name: String,
-    signed_in: String,
-    signed_in_iso: String,
-    ip: String,
-    device: String,
+    pub layout: Layout,
+    /// The display name from the access token.
+    pub name: String,
+    /// When the session signed in, as [`format_time`] shows it.
+    pub signed_in: String,
+    /// The same instant in RFC 3339, for the `<time>` element.
+    pub signed_in_iso: String,
+    pub ip: String,
+    /// "Firefox on Linux", from [`ClientInfo::device`].
+    pub device: String,
 }
 
 pub async fn dashboard(
