@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -172,10 +171,10 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     AppError::BadRequest("The address has a malformed query string.").into()
                 }))
-                .wrap(from_fn(cookies::apply_queued))
-                .wrap(from_fn(http::head_as_get))
+                .wrap(cookies::ApplyQueued)
+                .wrap(http::HeadAsGet)
                 .wrap(ErrorHandlers::new().default_handler(render_error_page))
-                .wrap(security_headers(production))
+                .wrap(http::headers::SecurityHeaders::new(production))
                 .wrap(telemetry::RequestLog)
                 .configure(|cfg| routes::configure(cfg, &cors_origins))
         })
@@ -379,35 +378,6 @@ async fn poll_revocations(accounts: web::Data<Accounts>, every: Duration) {
             tracing::warn!(error = %e, "polling revoked sessions failed");
         }
     }
-}
-
-/// Headers on every response. `Cache-Control: no-store` is the default for
-/// everything but `/static` (which sets its own), so no page that shows a
-/// session or carries a CSRF token is ever cached.
-fn security_headers(production: bool) -> DefaultHeaders {
-    let mut headers = DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            // `data:` images only: the CSS framework draws its form marks as
-            // inline SVG; nothing else is allowed wider than the site itself.
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
-        ))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((header::REFERRER_POLICY, "same-origin"))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add((
-            "Permissions-Policy",
-            "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
-        ))
-        .add((header::CACHE_CONTROL, "no-store"));
-    if production {
-        headers = headers.add((
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=63072000; includeSubDomains",
-        ));
-    }
-    headers
 }
 
 /// Development convenience: when `JWT_SECRET` is unset outside production, a

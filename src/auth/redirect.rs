@@ -38,10 +38,12 @@ pub fn safe_next(raw: Option<&str>) -> Cow<'static, str> {
 /// The login URL that brings the visitor back to `path_and_query` afterwards.
 pub fn login_url(path_and_query: &str) -> String {
     if is_safe_local_path(path_and_query) {
-        format!(
-            "/login?next={}",
-            utf8_percent_encode(path_and_query, QUERY_VALUE)
-        )
+        // Pieces appended as they come: every anonymous visit to a protected
+        // page builds one of these.
+        let mut url = String::with_capacity(12 + path_and_query.len() * 3);
+        url.push_str("/login?next=");
+        url.extend(utf8_percent_encode(path_and_query, QUERY_VALUE));
+        url
     } else {
         "/login".to_owned()
     }

@@ -7,11 +7,13 @@
 
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use actix_web::cookie::{Cookie, SameSite, time};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{self, HeaderValue, InvalidHeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use crate::accounts::IssuedSession;
@@ -232,7 +234,7 @@ fn find_cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
 }
 
 /// Cookies that an extractor wants on the response (a fresh CSRF cookie, a
-/// consumed flash message, a bad token to clear). The [`apply_queued`]
+/// consumed flash message, a bad token to clear). The [`ApplyQueued`]
 /// middleware adds them unless the handler set a cookie of the same name.
 #[derive(Debug, Default, Clone)]
 pub struct QueuedCookies(pub Vec<Cookie<'static>>);
@@ -291,27 +293,77 @@ fn set_cookie_header(cookie: &Cookie<'_>) -> Result<HeaderValue, InvalidHeaderVa
 }
 
 /// Middleware: adds the cookies extractors queued, unless the handler already
-/// set a cookie of the same name.
-pub async fn apply_queued(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let mut res = next.call(req).await?;
-    let queued = res.request().extensions_mut().remove::<QueuedCookies>();
-    if let Some(QueuedCookies(queued)) = queued {
-        let already: Vec<String> = res
-            .response()
-            .cookies()
-            .map(|c| c.name().to_owned())
-            .collect();
-        for cookie in queued {
-            if !already.iter().any(|name| name == cookie.name()) {
-                let value = set_cookie_header(&cookie).map_err(actix_web::Error::from)?;
-                res.headers_mut().append(header::SET_COOKIE, value);
-            }
+/// set a cookie of the same name. A plain service (no boxed future): every
+/// request passes through it.
+pub struct ApplyQueued;
+
+impl<S, B> Transform<S, ServiceRequest> for ApplyQueued
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = ApplyQueuedService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ApplyQueuedService { service }))
+    }
+}
+
+pub struct ApplyQueuedService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for ApplyQueuedService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = ApplyQueuedFuture<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        ApplyQueuedFuture {
+            inner: self.service.call(req),
         }
     }
-    Ok(res)
+}
+
+pin_project_lite::pin_project! {
+    pub struct ApplyQueuedFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, B> Future for ApplyQueuedFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut res = ready!(self.project().inner.poll(cx))?;
+        let queued = res.request().extensions_mut().remove::<QueuedCookies>();
+        if let Some(QueuedCookies(queued)) = queued {
+            let already: Vec<String> = res
+                .response()
+                .cookies()
+                .map(|c| c.name().to_owned())
+                .collect();
+            for cookie in queued {
+                if !already.iter().any(|name| name == cookie.name()) {
+                    let value = set_cookie_header(&cookie).map_err(actix_web::Error::from)?;
+                    res.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 #[cfg(test)]

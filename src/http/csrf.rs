@@ -33,7 +33,10 @@ const COOKIE_VALUE_LEN: usize = 43;
 fn cookie_value(req: &HttpRequest, cookies: &CookieConfig) -> Option<String> {
     cookies::read(req, cookies.csrf_name())
         .map(str::to_owned)
-        .filter(|v| v.len() == COOKIE_VALUE_LEN && URL_SAFE_NO_PAD.decode(v).is_ok())
+        .filter(|v| {
+            let mut bytes = [0u8; 33];
+            v.len() == COOKIE_VALUE_LEN && URL_SAFE_NO_PAD.decode_slice(v, &mut bytes) == Ok(32)
+        })
 }
 
 /// The visitor's CSRF cookie, for pages that render forms. Creates (and queues)

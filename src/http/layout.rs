@@ -49,14 +49,22 @@ pub fn format_time(at: chrono::NaiveDateTime) -> String {
         "November",
         "December",
     ];
-    let month = MONTHS[at.month0() as usize % 12];
-    format!(
-        "{} {month} {}, {:02}:{:02} UTC",
-        at.day(),
-        at.year(),
-        at.hour(),
-        at.minute()
-    )
+    let two_digits = |text: &mut String, n: u32| {
+        text.push(char::from(b'0' + (n / 10 % 10) as u8));
+        text.push(char::from(b'0' + (n % 10) as u8));
+    };
+    let mut text = String::with_capacity(32);
+    text.push_str(itoa::Buffer::new().format(at.day()));
+    text.push(' ');
+    text.push_str(MONTHS[at.month0() as usize % 12]);
+    text.push(' ');
+    text.push_str(itoa::Buffer::new().format(at.year()));
+    text.push_str(", ");
+    two_digits(&mut text, at.hour());
+    text.push(':');
+    two_digits(&mut text, at.minute());
+    text.push_str(" UTC");
+    text
 }
 
 /// A 303 to `location` (post/redirect/get).

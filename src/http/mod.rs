@@ -10,12 +10,15 @@ pub mod cookies;
 pub mod csrf;
 pub mod deferred;
 pub mod flash;
+pub mod headers;
 pub mod layout;
 pub mod site;
 
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use std::future::{Ready, ready};
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 
@@ -38,15 +41,45 @@ pub fn request_id(req: &actix_web::HttpRequest) -> String {
 
 /// Middleware: answers `HEAD` wherever `GET` is answered. The request is
 /// routed as a `GET`; the connection still knows it was a `HEAD` and sends
-/// the status and headers (with the body's length) but no body.
-pub async fn head_as_get(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.method() == Method::HEAD {
-        req.head_mut().method = Method::GET;
+/// the status and headers (with the body's length) but no body. Written as
+/// a plain service (no boxed future): every request passes through it.
+pub struct HeadAsGet;
+
+impl<S, B> Transform<S, ServiceRequest> for HeadAsGet
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = HeadAsGetService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(HeadAsGetService { service }))
     }
-    next.call(req).await
+}
+
+pub struct HeadAsGetService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for HeadAsGetService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = S::Future;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        if req.method() == Method::HEAD {
+            req.head_mut().method = Method::GET;
+        }
+        self.service.call(req)
+    }
 }
 
 /// Marks every request under the scope it wraps as one that is answered in

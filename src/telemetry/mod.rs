@@ -31,12 +31,10 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::registry::LookupSpan;
 use uuid::Uuid;
 
-use tracing_appender::non_blocking::NonBlocking;
-pub use tracing_appender::non_blocking::WorkerGuard;
+mod batch;
 
-/// Lines waiting for the writer thread, at most; past it a request waits for
-/// the writer (as it would for a direct write) instead of memory growing.
-const QUEUED_LINES_MAX: usize = 4096;
+use batch::Batched;
+pub use batch::LogGuard;
 
 /// Installs the global subscriber, writing each line to stdout as it comes
 /// (for commands, whose output must interleave with the log in order).
@@ -48,20 +46,20 @@ pub fn init(filter: &str) {
     }
 }
 
-/// Installs the global subscriber for the server: lines go to a writer thread
-/// that writes them to stdout, batched while more are waiting. Keep the guard
-/// until the process ends: dropping it writes what is still queued. `None`
-/// when a subscriber was already installed.
-pub fn init_buffered(filter: &str) -> Option<WorkerGuard> {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES_MAX)
-        .thread_name("gatehouse-log")
-        .finish(std::io::BufWriter::new(std::io::stdout()));
+/// Installs the global subscriber for the server: lines are gathered in
+/// memory and written to stdout in batches by a thread of their own (see
+/// `batch`). Keep the guard until the process ends: dropping it writes what
+/// is still waiting. `None` when a subscriber was already installed (or the
+/// thread could not start, and lines go straight to stdout).
+pub fn init_buffered(filter: &str) -> Option<LogGuard> {
+    let Ok((writer, guard)) = batch::start(std::io::stdout()) else {
+        init(filter);
+        return None;
+    };
     if !install(filter, writer.clone()) {
         return None;
     }
-    let _ = ACCESS.set(AccessSink::Queued {
+    let _ = ACCESS.set(AccessSink::Batched {
         ansi: ansi(),
         writer,
     });
@@ -132,8 +130,13 @@ fn level_text(level: Level, ansi: bool) -> &'static str {
 /// Where access lines go: the subscriber's own stream (the same writer
 /// thread, for the server), so that every line keeps its place.
 enum AccessSink {
-    Stdout { ansi: bool },
-    Queued { ansi: bool, writer: NonBlocking },
+    Stdout {
+        ansi: bool,
+    },
+    Batched {
+        ansi: bool,
+        writer: Batched<std::io::Stdout>,
+    },
 }
 
 static ACCESS: OnceLock<AccessSink> = OnceLock::new();
@@ -141,16 +144,18 @@ static ACCESS: OnceLock<AccessSink> = OnceLock::new();
 impl AccessSink {
     fn ansi(&self) -> bool {
         match self {
-            Self::Stdout { ansi } | Self::Queued { ansi, .. } => *ansi,
+            Self::Stdout { ansi } | Self::Batched { ansi, .. } => *ansi,
         }
     }
 
     fn write(&self, line: &[u8]) {
-        // A log line that cannot be written is dropped, as the subscriber does.
-        let _ = match self {
-            Self::Stdout { .. } => std::io::stdout().lock().write_all(line),
-            Self::Queued { writer, .. } => writer.make_writer().write_all(line),
-        };
+        match self {
+            // A line that cannot be written is dropped, as the subscriber does.
+            Self::Stdout { .. } => {
+                let _ = std::io::stdout().lock().write_all(line);
+            }
+            Self::Batched { writer, .. } => writer.append(line),
+        }
     }
 }
 
