@@ -13,12 +13,14 @@ pub mod sessions;
 pub mod throttle;
 pub mod users;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::{SimpleConnection as _, TransactionManager as _};
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
 
 /// The connection every query function takes: SQLite or PostgreSQL, chosen by
 /// `DATABASE_URL`. Query functions are written once, for both.
@@ -28,7 +30,24 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-pub type DbPool = Pool<Manager>;
+/// The connection pool, and as many permits as it has connections: work for
+/// the database waits for a permit on the async side, so a burst of requests
+/// queues there instead of parking one blocking thread per request on a
+/// connection checkout.
+#[derive(Clone)]
+pub struct DbPool {
+    pool: Pool<Manager>,
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl std::ops::Deref for DbPool {
+    type Target = Pool<Manager>;
+
+    fn deref(&self) -> &Pool<Manager> {
+        &self.pool
+    }
+}
 pub type PooledConn = PooledConnection<Manager>;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -175,6 +194,9 @@ pub enum DbError {
     Unavailable(#[source] diesel::r2d2::PoolError),
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),
+    /// Every connection stayed busy for the whole pool timeout.
+    #[error("the database is unavailable: no connection was free in time")]
+    Busy,
     /// The blocking task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Task(String),
@@ -188,6 +210,7 @@ impl DbError {
         matches!(
             self,
             Self::Unavailable(_)
+                | Self::Busy
                 | Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
                 | Self::Query(Error::BrokenTransactionManager)
         )
@@ -203,10 +226,17 @@ where
     T: Send + 'static,
     E: From<DbError> + Send + 'static,
 {
-    let pool = pool.clone();
+    let permit =
+        match tokio::time::timeout(pool.timeout, pool.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(DbError::Task(closed.to_string()).into()),
+            Err(_) => return Err(DbError::Busy.into()),
+        };
+    let pool = pool.pool.clone();
     // Lines the work logs carry the id of the request it is done for.
     let request = crate::telemetry::RequestId::current();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         crate::telemetry::in_request(request, || {
             let mut conn = pool.get().map_err(DbError::Unavailable)?;
             f(&mut conn)
@@ -255,7 +285,11 @@ pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, Db
         .min_idle(Some(options.size.min(2)))
         .connection_timeout(options.timeout)
         .build(manager)?;
-    Ok(pool)
+    Ok(DbPool {
+        pool,
+        permits: Arc::new(Semaphore::new(options.size as usize)),
+        timeout: options.timeout,
+    })
 }
 
 /// The names of migrations the database has not had yet.
