@@ -22,6 +22,7 @@ use crate::db::{self, DbPool};
 use crate::errors::{AppError, render_error_page};
 use crate::http;
 use crate::http::cookies::{self, CookieConfig};
+use crate::http::on_response::OnResponse;
 use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
@@ -171,10 +172,12 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     AppError::BadRequest("The address has a malformed query string.").into()
                 }))
-                .wrap(cookies::ApplyQueued)
+                .wrap(OnResponse::new(cookies::ApplyQueued))
                 .wrap(http::HeadAsGet)
                 .wrap(ErrorHandlers::new().default_handler(render_error_page))
-                .wrap(http::headers::SecurityHeaders::new(production))
+                .wrap(OnResponse::new(http::headers::SecurityHeaders::new(
+                    production,
+                )))
                 .wrap(telemetry::RequestLog)
                 .configure(|cfg| routes::configure(cfg, &cors_origins))
         })

@@ -7,15 +7,12 @@
 
 use std::time::Duration;
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
 use actix_web::cookie::{Cookie, SameSite, time};
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderValue, InvalidHeaderValue};
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder};
 
+use super::on_response::ResponseHook;
 use crate::accounts::IssuedSession;
 use crate::auth::token::new_token;
 use crate::config::SameSitePolicy;
@@ -292,77 +289,28 @@ fn set_cookie_header(cookie: &Cookie<'_>) -> Result<HeaderValue, InvalidHeaderVa
     HeaderValue::from_str(&text)
 }
 
-/// Middleware: adds the cookies extractors queued, unless the handler already
-/// set a cookie of the same name. A plain service (no boxed future): every
-/// request passes through it.
+/// Adds the cookies extractors queued, unless the handler already set a
+/// cookie of the same name. Used as `OnResponse::new(ApplyQueued)`.
 pub struct ApplyQueued;
 
-impl<S, B> Transform<S, ServiceRequest> for ApplyQueued
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = ApplyQueuedService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(ApplyQueuedService { service }))
-    }
-}
-
-pub struct ApplyQueuedService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for ApplyQueuedService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = ApplyQueuedFuture<S::Future>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        ApplyQueuedFuture {
-            inner: self.service.call(req),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct ApplyQueuedFuture<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F, B> Future for ApplyQueuedFuture<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut res = ready!(self.project().inner.poll(cx))?;
+impl ResponseHook for ApplyQueued {
+    fn apply<B>(&self, res: &mut ServiceResponse<B>) -> Result<(), actix_web::Error> {
         let queued = res.request().extensions_mut().remove::<QueuedCookies>();
-        if let Some(QueuedCookies(queued)) = queued {
-            let already: Vec<String> = res
-                .response()
-                .cookies()
-                .map(|c| c.name().to_owned())
-                .collect();
-            for cookie in queued {
-                if !already.iter().any(|name| name == cookie.name()) {
-                    let value = set_cookie_header(&cookie).map_err(actix_web::Error::from)?;
-                    res.headers_mut().append(header::SET_COOKIE, value);
-                }
+        let Some(QueuedCookies(queued)) = queued else {
+            return Ok(());
+        };
+        let already: Vec<String> = res
+            .response()
+            .cookies()
+            .map(|c| c.name().to_owned())
+            .collect();
+        for cookie in queued {
+            if !already.iter().any(|name| name == cookie.name()) {
+                let value = set_cookie_header(&cookie).map_err(actix_web::Error::from)?;
+                res.headers_mut().append(header::SET_COOKIE, value);
             }
         }
-        Poll::Ready(Ok(res))
+        Ok(())
     }
 }
 

@@ -12,22 +12,19 @@
 //! do matter there (caching, the referrer policy for the next hop, HSTS,
 //! `nosniff`) are always sent.
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, ready};
-
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 
+use super::on_response::ResponseHook;
+
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
-/// Middleware: the security headers, set where the handler did not set them.
-#[derive(Clone)]
+/// The security headers, set where the handler did not set them. Used as
+/// `OnResponse::new(SecurityHeaders::new(production))`.
 pub struct SecurityHeaders {
-    always: Rc<Headers>,
-    documents: Rc<Headers>,
+    always: Headers,
+    documents: Headers,
 }
 
 impl SecurityHeaders {
@@ -72,13 +69,10 @@ impl SecurityHeaders {
                 ),
             ),
         ];
-        Self {
-            always: Rc::new(always),
-            documents: Rc::new(documents),
-        }
+        Self { always, documents }
     }
 
-    fn apply(&self, headers: &mut header::HeaderMap, status: StatusCode) {
+    fn set(&self, headers: &mut header::HeaderMap, status: StatusCode) {
         let bodiless = status.is_redirection() || status == StatusCode::NO_CONTENT;
         let sets = if bodiless {
             [&self.always[..], &[]]
@@ -93,80 +87,25 @@ impl SecurityHeaders {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for SecurityHeaders
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = SecurityHeadersService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(SecurityHeadersService {
-            service,
-            headers: self.clone(),
-        }))
-    }
-}
-
-pub struct SecurityHeadersService<S> {
-    service: S,
-    headers: SecurityHeaders,
-}
-
-impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = SecurityHeadersFuture<S::Future>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        SecurityHeadersFuture {
-            inner: self.service.call(req),
-            headers: self.headers.clone(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct SecurityHeadersFuture<F> {
-        #[pin]
-        inner: F,
-        headers: SecurityHeaders,
-    }
-}
-
-impl<F, B> Future for SecurityHeadersFuture<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = ready!(this.inner.poll(cx))?;
+impl ResponseHook for SecurityHeaders {
+    fn apply<B>(&self, res: &mut ServiceResponse<B>) -> Result<(), actix_web::Error> {
         let status = res.status();
-        this.headers.apply(res.headers_mut(), status);
-        Poll::Ready(Ok(res))
+        self.set(res.headers_mut(), status);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::on_response::OnResponse;
     use actix_web::{App, HttpResponse, test, web};
 
     #[actix_web::test]
     async fn pages_get_every_header_and_redirects_the_ones_that_matter_there() {
         let app = test::init_service(
             App::new()
-                .wrap(SecurityHeaders::new(true))
+                .wrap(OnResponse::new(SecurityHeaders::new(true)))
                 .route(
                     "/page",
                     web::get().to(|| async { HttpResponse::Ok().body("page") }),

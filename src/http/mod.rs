@@ -12,6 +12,7 @@ pub mod deferred;
 pub mod flash;
 pub mod headers;
 pub mod layout;
+pub mod on_response;
 pub mod site;
 
 use actix_web::HttpMessage as _;
