@@ -12,12 +12,10 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, EitherBody};
 use actix_web::cookie::Cookie;
 use actix_web::dev::ServiceResponse;
 use actix_web::error::UrlencodedError;
 use actix_web::http::{StatusCode, header};
-use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpMessage as _, HttpResponse, ResponseError};
 
 use askama::Template;
@@ -268,16 +266,20 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
-/// Turns error responses that are not already pages into the site's error page
-/// (or the JSON error body). Registered with `ErrorHandlers::default_handler`.
-pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+/// Turns an error response (4xx or 5xx) that is not already a page into the
+/// site's error page (or the JSON error body); any other response is returned
+/// as it is. Every response passes through here (`http::ErrorPages`).
+pub fn render_error_page(res: ServiceResponse) -> ServiceResponse {
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return res;
+    }
     let is_page = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/html") || ct.starts_with("application/json"));
     if is_page {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        return res;
     }
 
     let status = res.status();
@@ -318,12 +320,8 @@ pub fn render_error_page<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorH
             }
         }
     };
-    let res = ServiceResponse::new(req, new.map_into_boxed_body());
-    Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+    ServiceResponse::new(req, new)
 }
-
-/// The body type of responses after [`render_error_page`].
-pub type PageBody<B> = EitherBody<B, BoxBody>;
 
 #[derive(Template)]
 #[template(path = "error.html")]

@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom; a module only uses modules below it:
 //! `cli` → `startup` → `routes` → `http` → `accounts` → `auth`, `db` →
-//! the leaves `config`, `errors`, `layout`, `telemetry`.
+//! the leaves `config`, `errors`, `layout`, `telemetry`, `threads`.
 
 pub mod accounts;
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod mail;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod threads;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpServer, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +18,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::config::{ConfigError, DatabaseSettings, Secret, Settings, check_secret};
 use crate::db::{self, DbPool};
-use crate::errors::{AppError, render_error_page};
+use crate::errors::AppError;
 use crate::http;
 use crate::http::cookies::{self, CookieConfig};
 use crate::http::on_response::OnResponse;
@@ -45,7 +44,7 @@ pub enum StartupError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("cannot prepare password hashing: {0}")]
-    Bcrypt(#[from] bcrypt::BcryptError),
+    Hashing(#[from] crate::auth::password::HashError),
     #[error("cannot load revoked sessions: {0}")]
     Revocations(#[from] crate::accounts::ServiceError),
     #[error("start-up task failed: {0}")]
@@ -172,12 +171,14 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|_, _| {
                     AppError::BadRequest("The address has a malformed query string.").into()
                 }))
-                .wrap(OnResponse::new(cookies::ApplyQueued))
-                .wrap(http::HeadAsGet)
-                .wrap(ErrorHandlers::new().default_handler(render_error_page))
-                .wrap(OnResponse::new(http::headers::SecurityHeaders::new(
-                    production,
+                // After the handler, in this order: the cookies extractors
+                // queued, the error page, the security headers.
+                .wrap(OnResponse::new((
+                    cookies::ApplyQueued,
+                    http::ErrorPages,
+                    http::headers::SecurityHeaders::new(production),
                 )))
+                .wrap(http::HeadAsGet)
                 .wrap(telemetry::RequestLog)
                 .configure(|cfg| routes::configure(cfg, &cors_origins))
         })

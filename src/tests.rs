@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("layout", 0),
     ("config", 0),
     ("telemetry", 0),
+    ("threads", 0),
 ];
 
 fn rank(top: &str) -> Option<u8> {

@@ -6,14 +6,16 @@
 //!
 //! Hashing is CPU-bound: the async [`PasswordHasher::hash`] and
 //! [`PasswordHasher::verify`] take a hashing slot (FIFO, at most one per CPU)
-//! and run bcrypt on tokio's blocking pool, leaving the async workers free to
-//! serve pages. Nothing else in the crate calls bcrypt.
+//! and run bcrypt on the hasher's own threads (as many as slots), leaving the
+//! async workers free to serve pages. Nothing else in the crate calls bcrypt.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::RngCore as _;
 use tokio::sync::Semaphore;
+
+use crate::threads::BlockingThreads;
 
 /// bcrypt's input limit.
 pub const MAX_PASSWORD_BYTES: usize = 72;
@@ -31,6 +33,8 @@ struct Inner {
     /// costs the same time as a wrong password.
     dummy_hash: String,
     permits: Semaphore,
+    /// One thread per slot.
+    threads: BlockingThreads,
     /// bcrypt verifications run so far.
     verifications: AtomicU64,
 }
@@ -40,6 +44,9 @@ struct Inner {
 pub enum HashError {
     #[error(transparent)]
     Bcrypt(#[from] bcrypt::BcryptError),
+    /// The hashing threads could not be started.
+    #[error("cannot start the hashing threads: {0}")]
+    Threads(#[from] std::io::Error),
     /// The blocking task panicked or was cancelled.
     #[error("hashing task failed: {0}")]
     Task(String),
@@ -47,7 +54,7 @@ pub enum HashError {
 
 impl PasswordHasher {
     /// Builds the hasher and its dummy hash (one bcrypt run at `cost`).
-    pub fn new(cost: u32) -> Result<Self, bcrypt::BcryptError> {
+    pub fn new(cost: u32) -> Result<Self, HashError> {
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
         let dummy_hash = bcrypt::hash(random, cost)?;
@@ -57,6 +64,7 @@ impl PasswordHasher {
                 cost,
                 dummy_hash,
                 permits: Semaphore::new(cpus),
+                threads: BlockingThreads::new("gatehouse-bcrypt", cpus)?,
                 verifications: AtomicU64::new(0),
             }),
         })
@@ -66,9 +74,9 @@ impl PasswordHasher {
         self.inner.cost
     }
 
-    /// Runs `f` in a hashing slot on the blocking pool: waits (FIFO) for one
-    /// of the slots, at most one per CPU, so sign-in storms queue here instead
-    /// of starving the async workers.
+    /// Runs `f` in a hashing slot on the hasher's threads: waits (FIFO) for
+    /// one of the slots, at most one per CPU, so sign-in storms queue here
+    /// instead of starving the async workers.
     pub async fn in_slot<T, F>(&self, f: F) -> Result<T, HashError>
     where
         F: FnOnce(&Self) -> T + Send + 'static,
@@ -81,7 +89,9 @@ impl PasswordHasher {
             .await
             .expect("the hashing semaphore is never closed");
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
+        self.inner
+            .threads
+            .spawn(move || f(&this))
             .await
             .map_err(|e| HashError::Task(e.to_string()))
     }

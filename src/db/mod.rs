@@ -22,6 +22,8 @@ use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tokio::sync::Semaphore;
 
+use crate::threads::BlockingThreads;
+
 /// The connection every query function takes: SQLite or PostgreSQL, chosen by
 /// `DATABASE_URL`. Query functions are written once, for both.
 #[derive(diesel::MultiConnection)]
@@ -30,14 +32,15 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-/// The connection pool, and as many permits as it has connections: work for
-/// the database waits for a permit on the async side, so a burst of requests
-/// queues there instead of parking one blocking thread per request on a
-/// connection checkout.
+/// The connection pool, as many permits as it has connections, and as many
+/// threads: work for the database waits for a permit on the async side, so a
+/// burst of requests queues there instead of parking one blocking thread per
+/// request on a connection checkout, and runs on the pool's own threads.
 #[derive(Clone)]
 pub struct DbPool {
     pool: Pool<Manager>,
     permits: Arc<Semaphore>,
+    threads: BlockingThreads,
     timeout: Duration,
 }
 
@@ -176,6 +179,8 @@ pub enum DbSetupError {
     Connect(#[from] diesel::ConnectionError),
     #[error("cannot open the database: {0}")]
     Establish(#[from] diesel::r2d2::Error),
+    #[error("cannot start the database threads: {0}")]
+    Threads(#[from] std::io::Error),
     #[error("cannot apply migrations: {0}")]
     Migrations(String),
     /// `MIGRATE_ON_START=false` and the database is behind the binary.
@@ -217,7 +222,7 @@ impl DbError {
     }
 }
 
-/// Takes a pooled connection and runs `f` with it on tokio's blocking pool, so
+/// Takes a pooled connection and runs `f` with it on the pool's threads, so
 /// neither the checkout (which can wait) nor the queries hold up an async
 /// worker. Every database call of the crate goes through here.
 pub async fn run<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
@@ -232,18 +237,19 @@ where
             Ok(Err(closed)) => return Err(DbError::Task(closed.to_string()).into()),
             Err(_) => return Err(DbError::Busy.into()),
         };
-    let pool = pool.pool.clone();
+    let (threads, pool) = (&pool.threads, pool.pool.clone());
     // Lines the work logs carry the id of the request it is done for.
     let request = crate::telemetry::RequestId::current();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        crate::telemetry::in_request(request, || {
-            let mut conn = pool.get().map_err(DbError::Unavailable)?;
-            f(&mut conn)
+    threads
+        .spawn(move || {
+            let _permit = permit;
+            crate::telemetry::in_request(request, || {
+                let mut conn = pool.get().map_err(DbError::Unavailable)?;
+                f(&mut conn)
+            })
         })
-    })
-    .await
-    .map_err(|e| DbError::Task(e.to_string()))?
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
 }
 
 /// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.
@@ -288,6 +294,7 @@ pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, Db
     Ok(DbPool {
         pool,
         permits: Arc::new(Semaphore::new(options.size as usize)),
+        threads: BlockingThreads::new("gatehouse-db", options.size as usize)?,
         timeout: options.timeout,
     })
 }

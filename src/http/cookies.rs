@@ -294,10 +294,10 @@ fn set_cookie_header(cookie: &Cookie<'_>) -> Result<HeaderValue, InvalidHeaderVa
 pub struct ApplyQueued;
 
 impl ResponseHook for ApplyQueued {
-    fn apply<B>(&self, res: &mut ServiceResponse<B>) -> Result<(), actix_web::Error> {
+    fn apply(&self, mut res: ServiceResponse) -> Result<ServiceResponse, actix_web::Error> {
         let queued = res.request().extensions_mut().remove::<QueuedCookies>();
         let Some(QueuedCookies(queued)) = queued else {
-            return Ok(());
+            return Ok(res);
         };
         let already: Vec<String> = res
             .response()
@@ -310,7 +310,7 @@ impl ResponseHook for ApplyQueued {
                 res.headers_mut().append(header::SET_COOKIE, value);
             }
         }
-        Ok(())
+        Ok(res)
     }
 }
 

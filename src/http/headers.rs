@@ -88,10 +88,10 @@ impl SecurityHeaders {
 }
 
 impl ResponseHook for SecurityHeaders {
-    fn apply<B>(&self, res: &mut ServiceResponse<B>) -> Result<(), actix_web::Error> {
+    fn apply(&self, mut res: ServiceResponse) -> Result<ServiceResponse, actix_web::Error> {
         let status = res.status();
         self.set(res.headers_mut(), status);
-        Ok(())
+        Ok(res)
     }
 }
 

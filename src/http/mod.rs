@@ -40,6 +40,17 @@ pub fn request_id(req: &actix_web::HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// Gives every error response that is not already a page the site's error
+/// page (or JSON body), actix's own 404, 405 and 413 included. A
+/// [`ResponseHook`](on_response::ResponseHook): `OnResponse::new(ErrorPages)`.
+pub struct ErrorPages;
+
+impl on_response::ResponseHook for ErrorPages {
+    fn apply(&self, res: ServiceResponse) -> Result<ServiceResponse, actix_web::Error> {
+        Ok(crate::errors::render_error_page(res))
+    }
+}
+
 /// Middleware: answers `HEAD` wherever `GET` is answered. The request is
 /// routed as a `GET`; the connection still knows it was a `HEAD` and sends
 /// the status and headers (with the body's length) but no body. Written as
