@@ -16,8 +16,10 @@ use std::time::Duration;
 
 /// How long the writer waits after the first line of a batch for more.
 pub const GATHER: Duration = Duration::from_millis(10);
-/// Bytes waiting, at most, before the logging thread writes them itself.
-pub const MAX_BUFFERED: usize = 1 << 20;
+/// Bytes waiting, at most, before the logging thread writes them itself; each
+/// of the two buffers (the one filling, the one being written) holds less than
+/// twice this.
+pub const MAX_BUFFERED: usize = 256 * 1024;
 
 struct Buffer {
     bytes: Vec<u8>,
