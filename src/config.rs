@@ -269,12 +269,12 @@ pub struct DatabaseSettings {
     )]
     pub database_url: String,
 
-    /// Connections each instance keeps open at most
+    /// Connections each instance keeps open at most (each has a thread)
     #[arg(
         long,
         env = "DB_POOL_SIZE",
         value_name = "DB_POOL_SIZE",
-        default_value = "8",
+        default_value = "4",
         value_parser = Trimmed(parse_count),
         hide_env_values = true
     )]

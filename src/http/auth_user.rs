@@ -7,14 +7,15 @@
 //! the refresh token; the new cookies ride on whatever response the handler
 //! gives, so a GET page and a POSTed form are both served without a detour.
 //!
-//! A handler that takes `AuthUser` is protected; one that takes
-//! `Option<AuthUser>` serves both. Failure sends pages to `/login?next=…` (and
-//! clears bad cookies in the same response); a request answered in JSON
-//! ([`ResponseFormat`]) gets a 401 instead.
+//! A handler that takes `AuthUser` is protected; one that takes [`MaybeUser`]
+//! serves both. Failure sends pages to `/login?next=…` (and clears bad cookies
+//! in the same response); a request answered in JSON ([`ResponseFormat`]) gets
+//! a 401 instead.
 
-use std::future::Future;
+use std::future::{Future, Ready, ready};
 use std::ops::Deref;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use actix_web::cookie::Cookie;
 use actix_web::dev::Payload;
@@ -55,6 +56,54 @@ impl FromRequest for AuthUser {
     }
 }
 
+/// The visitor, signed in or not: `MaybeUser(Some(user))` exactly when
+/// `AuthUser` would have let the request through. A visitor without session
+/// cookies costs a look at the `Cookie` header; bad cookies are cleared as
+/// with `AuthUser`. Taken as `MaybeUser(user): MaybeUser`.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<AuthUser>);
+
+impl FromRequest for MaybeUser {
+    type Error = AppError;
+    type Future = MaybeUserFuture;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_out = match Site::of(req) {
+            Ok(site) => {
+                let cookies = &site.cookies;
+                cookies::read(req, cookies.access_name()).is_none()
+                    && cookies::read(req, cookies.refresh_name()).is_none()
+            }
+            Err(_) => false,
+        };
+        if signed_out {
+            MaybeUserFuture::Ready(ready(Ok(MaybeUser(None))))
+        } else {
+            let user = AuthUser::from_request(req, payload);
+            MaybeUserFuture::Checking(user)
+        }
+    }
+}
+
+/// [`MaybeUser`]'s future: ready at once without session cookies.
+pub enum MaybeUserFuture {
+    Ready(Ready<Result<MaybeUser, AppError>>),
+    Checking(<AuthUser as FromRequest>::Future),
+}
+
+impl Future for MaybeUserFuture {
+    type Output = Result<MaybeUser, AppError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(ready) => Pin::new(ready).poll(cx),
+            // Any failure (a rejected or unverifiable session) is a visitor
+            // who is not signed in, as `Option<AuthUser>` would have it.
+            Self::Checking(user) => user.as_mut().poll(cx).map(|user| Ok(MaybeUser(user.ok()))),
+        }
+    }
+}
+
 async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     let Some(accounts) = req.app_data::<Data<Accounts>>().cloned() else {
         return Err(AppError::internal("Accounts is not registered"));
@@ -92,7 +141,7 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
     }
     clear.dedup_by(|a, b| a.name() == b.name());
     // Queued as well, so pages that accept anonymous visitors
-    // (`Option<AuthUser>`) also drop the dead cookies.
+    // (`MaybeUser`) also drop the dead cookies.
     for cookie in &clear {
         cookies::queue(req, cookie.clone());
     }

@@ -23,7 +23,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 
-pub use auth_user::AuthUser;
+pub use auth_user::{AuthUser, MaybeUser};
 pub use client::ClientInfo;
 pub use site::Site;
 

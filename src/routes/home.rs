@@ -2,10 +2,10 @@
 
 use actix_web::HttpResponse;
 
-use crate::http::AuthUser;
+use crate::http::MaybeUser;
 use crate::http::layout::see_other;
 
-pub async fn home(user: Option<AuthUser>) -> HttpResponse {
+pub async fn home(MaybeUser(user): MaybeUser) -> HttpResponse {
     see_other(if user.is_some() {
         "/dashboard"
     } else {

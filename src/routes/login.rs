@@ -13,7 +13,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
-use crate::http::{AuthUser, ClientInfo, Site};
+use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,7 +50,7 @@ pub struct LoginPage {
 }
 
 pub async fn login_form(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     query: web::Query<LoginQuery>,
     csrf: Csrf,
     flash: FlashMessage,
@@ -69,7 +69,7 @@ pub async fn login_form(
 
 /// Signing in again ends the session this browser had.
 pub async fn login(
-    current: Option<AuthUser>,
+    MaybeUser(current): MaybeUser,
     form: CsrfForm<LoginForm>,
     client: ClientInfo,
     csrf: Csrf,

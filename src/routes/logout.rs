@@ -10,7 +10,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{self, Csrf};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
-use crate::http::{AuthUser, ClientInfo, Site};
+use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,7 +26,7 @@ pub struct LogoutPage {
 }
 
 pub async fn logout_page(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     csrf: Csrf,
     flash: FlashMessage,
 ) -> Result<HttpResponse, AppError> {
@@ -44,7 +44,7 @@ pub async fn logout_page(
 /// signed-in one must present its CSRF token.
 pub async fn logout(
     req: HttpRequest,
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     form: web::Form<LogoutForm>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,

@@ -13,7 +13,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
-use crate::http::{AuthUser, ClientInfo, Site, cookies};
+use crate::http::{ClientInfo, MaybeUser, Site, cookies};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
 
@@ -75,7 +75,7 @@ pub struct ExpiredPage {
 
 /// `GET /password/forgot`.
 pub async fn forgot_form(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     csrf: Csrf,
     flash: FlashMessage,
 ) -> Result<HttpResponse, AppError> {
@@ -112,7 +112,7 @@ pub async fn forgot(
 
 /// `GET /password/forgot/sent`.
 pub async fn sent(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     csrf: Csrf,
     flash: FlashMessage,
     accounts: web::Data<Accounts>,

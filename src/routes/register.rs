@@ -10,7 +10,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
-use crate::http::{AuthUser, ClientInfo, Site};
+use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 
 /// Every field defaults to empty, so a missing field is a validation message,
@@ -42,7 +42,7 @@ pub struct RegisterPage {
 }
 
 pub async fn register_form(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     csrf: Csrf,
     flash: FlashMessage,
 ) -> Result<HttpResponse, AppError> {
@@ -59,7 +59,7 @@ pub async fn register_form(
 }
 
 pub async fn register(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     form: CsrfForm<RegisterForm>,
     client: ClientInfo,
     csrf: Csrf,

@@ -13,7 +13,7 @@ use crate::accounts::{
 };
 use crate::errors::AppError;
 use crate::http::client::client_info;
-use crate::http::{AuthUser, ClientInfo, Site};
+use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 
 /// What `POST /api/login` takes.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -99,7 +99,7 @@ pub struct ApiDoc;
     )
 )]
 pub async fn login(
-    current: Option<AuthUser>,
+    MaybeUser(current): MaybeUser,
     body: web::Json<serde_json::Value>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
@@ -215,7 +215,7 @@ pub async fn refresh(
     )
 )]
 pub async fn logout(
-    user: Option<AuthUser>,
+    MaybeUser(user): MaybeUser,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
