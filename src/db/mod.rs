@@ -20,6 +20,7 @@ use diesel::connection::{SimpleConnection as _, TransactionManager as _};
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use scheduled_thread_pool::ScheduledThreadPool;
 use tokio::sync::Semaphore;
 
 use crate::threads::BlockingThreads;
@@ -289,6 +290,14 @@ pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, Db
     let pool = Pool::builder()
         .max_size(options.size)
         .min_idle(Some(options.size.min(2)))
+        // r2d2 opens and retires connections in the background; one thread
+        // does that for a pool this size (its default is three).
+        .thread_pool(Arc::new(
+            ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("gatehouse-db-upkeep")
+                .build(),
+        ))
         .connection_timeout(options.timeout)
         .build(manager)?;
     Ok(DbPool {
