@@ -12,7 +12,7 @@
 //! in the same response); a request answered in JSON ([`ResponseFormat`]) gets
 //! a 401 instead.
 
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -77,17 +77,16 @@ impl FromRequest for MaybeUser {
             Err(_) => false,
         };
         if signed_out {
-            MaybeUserFuture::Ready(ready(Ok(MaybeUser(None))))
+            MaybeUserFuture::SignedOut
         } else {
-            let user = AuthUser::from_request(req, payload);
-            MaybeUserFuture::Checking(user)
+            MaybeUserFuture::Checking(AuthUser::from_request(req, payload))
         }
     }
 }
 
 /// [`MaybeUser`]'s future: ready at once without session cookies.
 pub enum MaybeUserFuture {
-    Ready(Ready<Result<MaybeUser, AppError>>),
+    SignedOut,
     Checking(<AuthUser as FromRequest>::Future),
 }
 
@@ -96,7 +95,7 @@ impl Future for MaybeUserFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Self::Ready(ready) => Pin::new(ready).poll(cx),
+            Self::SignedOut => Poll::Ready(Ok(MaybeUser(None))),
             // Any failure (a rejected or unverifiable session) is a visitor
             // who is not signed in, as `Option<AuthUser>` would have it.
             Self::Checking(user) => user.as_mut().poll(cx).map(|user| Ok(MaybeUser(user.ok()))),
