@@ -291,6 +291,7 @@ fn site(settings: &Settings) -> Site {
 /// A token signed with `SECRET` and our `kid`, correct in every way but its
 /// `exp`, an hour gone.
 fn expired_token() -> String {
+    gatehouse::auth::hs256::install();
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         iss: jwt::ISSUER.to_owned(),

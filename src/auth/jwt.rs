@@ -78,6 +78,7 @@ pub struct JwtKeys {
 impl JwtKeys {
     /// `current` signs; `previous` secrets still verify (key rotation).
     pub fn new(current: &Secret, previous: &[Secret], ttl: Duration) -> Self {
+        super::hs256::install();
         let signing_kid = kid_for(current);
         let decoding = std::iter::once(current)
             .chain(previous)

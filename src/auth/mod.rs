@@ -5,6 +5,7 @@
 //! rules for where a visitor may be sent after signing in.
 
 pub mod csrf;
+pub mod hs256;
 pub mod jwt;
 pub mod password;
 pub mod redirect;

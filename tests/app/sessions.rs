@@ -137,6 +137,7 @@ async fn an_expired_access_token_is_renewed_transparently() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(gatehouse::auth::jwt::kid_for(&secret));
     let key = jsonwebtoken::EncodingKey::from_secret(secret.expose());
+    gatehouse::auth::hs256::install();
     let access = jsonwebtoken::encode(&header, &claims, &key).unwrap();
 
     let expired_alone = get_with(&app, "/dashboard", &[(ACCESS, &access)]).await;
