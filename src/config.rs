@@ -274,7 +274,7 @@ pub struct DatabaseSettings {
         long,
         env = "DB_POOL_SIZE",
         value_name = "DB_POOL_SIZE",
-        default_value = "4",
+        default_value = "2",
         value_parser = Trimmed(parse_count),
         hide_env_values = true
     )]
