@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::RngCore as _;
-use tokio::sync::Semaphore;
 
 use crate::threads::BlockingThreads;
 
@@ -32,8 +31,7 @@ struct Inner {
     /// Verified against when the e-mail is unknown, so that an unknown e-mail
     /// costs the same time as a wrong password.
     dummy_hash: String,
-    permits: Semaphore,
-    /// One thread per slot.
+    /// The hashing slots: one thread per CPU.
     threads: BlockingThreads,
     /// bcrypt verifications run so far.
     verifications: AtomicU64,
@@ -63,7 +61,6 @@ impl PasswordHasher {
             inner: Arc::new(Inner {
                 cost,
                 dummy_hash,
-                permits: Semaphore::new(cpus),
                 threads: BlockingThreads::new("gatehouse-bcrypt", cpus)?,
                 verifications: AtomicU64::new(0),
             }),
@@ -82,16 +79,10 @@ impl PasswordHasher {
         F: FnOnce(&Self) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("the hashing semaphore is never closed");
         let this = self.clone();
         self.inner
             .threads
-            .spawn(move || f(&this))
+            .run(None, move || f(&this))
             .await
             .map_err(|e| HashError::Task(e.to_string()))
     }

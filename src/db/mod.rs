@@ -21,9 +21,8 @@ use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use scheduled_thread_pool::ScheduledThreadPool;
-use tokio::sync::Semaphore;
 
-use crate::threads::BlockingThreads;
+use crate::threads::{BlockingThreads, RunError};
 
 /// The connection every query function takes: SQLite or PostgreSQL, chosen by
 /// `DATABASE_URL`. Query functions are written once, for both.
@@ -33,14 +32,13 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-/// The connection pool, as many permits as it has connections, and as many
-/// threads: work for the database waits for a permit on the async side, so a
-/// burst of requests queues there instead of parking one blocking thread per
-/// request on a connection checkout, and runs on the pool's own threads.
+/// The connection pool and as many threads as it has connections: work for
+/// the database waits for a free thread on the async side (at most the pool's
+/// timeout), so a burst of requests queues there instead of parking one
+/// thread per request on a connection checkout.
 #[derive(Clone)]
 pub struct DbPool {
     pool: Pool<Manager>,
-    permits: Arc<Semaphore>,
     threads: BlockingThreads,
     timeout: Duration,
 }
@@ -232,25 +230,21 @@ where
     T: Send + 'static,
     E: From<DbError> + Send + 'static,
 {
-    let permit =
-        match tokio::time::timeout(pool.timeout, pool.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(closed)) => return Err(DbError::Task(closed.to_string()).into()),
-            Err(_) => return Err(DbError::Busy.into()),
-        };
-    let (threads, pool) = (&pool.threads, pool.pool.clone());
+    let (threads, wait, pool) = (&pool.threads, pool.timeout, pool.pool.clone());
     // Lines the work logs carry the id of the request it is done for.
     let request = crate::telemetry::RequestId::current();
     threads
-        .spawn(move || {
-            let _permit = permit;
+        .run(Some(wait), move || {
             crate::telemetry::in_request(request, || {
                 let mut conn = pool.get().map_err(DbError::Unavailable)?;
                 f(&mut conn)
             })
         })
         .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        .map_err(|e| match e {
+            RunError::Busy(_) => DbError::Busy,
+            RunError::Failed(reason) => DbError::Task(reason),
+        })?
 }
 
 /// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.
@@ -302,7 +296,6 @@ pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, Db
         .build(manager)?;
     Ok(DbPool {
         pool,
-        permits: Arc::new(Semaphore::new(options.size as usize)),
         threads: BlockingThreads::new("gatehouse-db", options.size as usize)?,
         timeout: options.timeout,
     })
