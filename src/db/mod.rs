@@ -159,13 +159,17 @@ impl ManageConnection for Manager {
 
 /// Pragmas set on every SQLite connection. `busy_timeout` comes first so that
 /// even switching to WAL waits for a lock instead of failing with "database
-/// is locked".
+/// is locked". `cache_size` keeps at most 512 KB of pages per connection
+/// (SQLite's default is 2 MB, and a cache only ever grows): the pages a
+/// sign-in touches (index roots, the newest sessions) stay in it, and any
+/// other is one read from the OS page cache away.
 fn sqlite_pragmas(conn: &mut SqliteConnection) -> QueryResult<()> {
     conn.batch_execute(
         "PRAGMA busy_timeout = 5000;
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -512;",
     )
 }
 
