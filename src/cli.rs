@@ -289,8 +289,8 @@ pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "deleted {} ended session(s) and {} throttle row(s)",
-                    pruned.sessions, pruned.throttle_rows
+                    "deleted {} ended session(s), {} throttle row(s) and {} old reset request(s)",
+                    pruned.sessions, pruned.throttle_rows, pruned.reset_requests
                 );
                 Ok(())
             }

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use super::events::{self, event};
 use super::service::{Accounts, Requester, ServiceError, delta};
 use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW};
-use crate::db::{self, sessions, throttle, users};
+use crate::db::{self, resets, sessions, throttle, users};
 
 /// One account as `gatehouse user list` shows it.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct UserSummary {
 pub struct Pruned {
     pub sessions: usize,
     pub throttle_rows: usize,
+    /// Reset links that can no longer be used (used, superseded or expired).
+    pub reset_requests: usize,
 }
 
 /// Why an operator's change to an account did not happen.
@@ -127,7 +129,8 @@ impl Accounts {
     }
 
     /// Deletes sessions that ended (revoked, past their absolute end, or idle)
-    /// longer ago than any rule looks back, and throttle rows past their window.
+    /// longer ago than any rule looks back, throttle rows past their window,
+    /// and reset links that can no longer be used.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
         let now = db::now();
         let ended_before = now - delta(self.keys.ttl()) - REVOKED_KEPT;
@@ -136,6 +139,7 @@ impl Accounts {
             Ok(Pruned {
                 sessions: sessions::delete_ended(conn, ended_before, idle_before)?,
                 throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - IP_WINDOW)?,
+                reset_requests: resets::delete_dead(conn, now)?,
             })
         })
         .await

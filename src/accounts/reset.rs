@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::events::{self, event};
 use super::registration::normalize_email;
 use super::service::{Accounts, Requester, ServiceError, SessionUser, SignedIn, delta};
+use super::throttle;
 use crate::auth::password::{length_problem, strength_problem};
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::{self, resets, sessions, users};
@@ -58,14 +59,13 @@ impl From<crate::auth::password::HashError> for ResetError {
     }
 }
 
-const HOUR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
 impl Accounts {
-    /// Asks for a reset link for `email`. The work is the same whether or not
-    /// the address has an account (a row is written either way); the link
-    /// comes back only for an enabled account within its hourly limit and the
-    /// IP's. The caller answers alike in every case and mails the link off
-    /// the request path.
+    /// Asks for a reset link for `email`. The request is admitted against the
+    /// per-IP and per-address limits first (counted per normalised address
+    /// whether or not it has an account, so the work does not tell them
+    /// apart); a throttled request writes nothing. The link comes back only
+    /// for an enabled account. The caller answers alike in every case and
+    /// mails the link off the request path.
     pub async fn request_password_reset(
         &self,
         email: &str,
@@ -76,61 +76,55 @@ impl Accounts {
         let who = who.clone();
         let token = new_token();
         let token_hash = hash_token(&token);
-        let link = db::run(&self.pool, move |conn| {
-            db::write_transaction(conn, |conn| {
+        let admitted = db::run(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(throttle::admitting(conn, |conn| {
                 let now = db::now();
-                let from_ip = resets::count_from_ip(conn, &who.ip, now - HOUR)?;
+                let limits = (policy.max_per_ip_per_hour, policy.max_per_account_per_hour);
+                throttle::admit_reset_request(conn, limits, &email, &who.ip, now)?;
                 let user = users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none());
-                // The same statements run for every address (an empty id
-                // matches nothing), so timing does not tell them apart.
-                let user_id = user.as_ref().map_or("", |u| u.id.as_str());
-                let for_user = resets::count_for_user(conn, user_id, now - HOUR)?;
-                let throttled = from_ip >= i64::from(policy.max_per_ip_per_hour)
-                    || for_user >= i64::from(policy.max_per_account_per_hour);
-                let sending = user.as_ref().filter(|_| !throttled);
+                // The same statements run for every address admitted (an
+                // empty id matches nothing, a row without an account or a
+                // token is never a link), so timing does not tell them apart.
+                let user_id = user.as_ref().map(|u| u.id.as_str());
                 // A newer link supersedes older ones.
-                resets::invalidate_all(conn, sending.map_or("", |u| u.id.as_str()), now)?;
+                resets::invalidate_all(conn, user_id.unwrap_or(""), now)?;
                 resets::insert(
                     conn,
                     &resets::NewReset {
                         id: &uuid::Uuid::new_v4().to_string(),
-                        user_id: sending.map(|u| u.id.as_str()),
-                        token_hash: sending.map(|_| token_hash.as_str()),
+                        user_id,
+                        token_hash: user_id.map(|_| token_hash.as_str()),
                         ip: &who.ip,
                         created_at: now,
                         expires_at: now + delta(policy.ttl),
                     },
                 )?;
-                let kind = if throttled {
-                    event::PASSWORD_RESET_THROTTLED
-                } else {
-                    event::PASSWORD_RESET_REQUESTED
-                };
-                events::record(
-                    conn,
-                    user.as_ref().map(|u| u.id.as_str()),
-                    None,
-                    kind,
-                    &who,
-                    now,
-                )?;
-                Ok::<_, ServiceError>(sending.map(|u| ResetLink {
-                    email: u.email.clone(),
-                    name: u.name.clone(),
+                let kind = event::PASSWORD_RESET_REQUESTED;
+                events::record(conn, user_id, None, kind, &who, now)?;
+                Ok(user.map(|u| ResetLink {
+                    email: u.email,
+                    name: u.name,
                     token,
                     expires_in: policy.ttl,
                 }))
-            })
+            })?)
         })
         .await?;
-        match &link {
-            Some(_) => tracing::info!(event = event::PASSWORD_RESET_REQUESTED, "reset link made"),
-            None => tracing::info!(
+        match &admitted {
+            Ok(Some(Some(_))) => {
+                tracing::info!(event = event::PASSWORD_RESET_REQUESTED, "reset link made")
+            }
+            Ok(_) => tracing::info!(
                 event = "password_reset_not_sent",
-                "no reset link made (unknown, disabled or throttled)"
+                "no reset link made (unknown or disabled address)"
+            ),
+            Err(retry_after) => tracing::info!(
+                event = event::PASSWORD_RESET_THROTTLED,
+                retry_after = retry_after.as_secs(),
+                "no reset link made (too many requests)"
             ),
         }
-        Ok(link)
+        Ok(admitted.ok().flatten().flatten())
     }
 
     /// A reset link for support staff (`gatehouse user reset-link`): the same
@@ -245,10 +239,13 @@ impl Accounts {
         let (policy, who_owned, user_id) = (self.sessions.clone(), who.clone(), user.id.clone());
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
-                if !resets::use_link(conn, &hash, now)? {
+                // A link used meanwhile, or an account disabled meanwhile,
+                // changes nothing.
+                if !resets::use_link(conn, &hash, now)?
+                    || !users::replace_password(conn, &user_id, None, &new_hash, now)?
+                {
                     return Err(ResetError::InvalidLink);
                 }
-                users::update_password(conn, &user_id, &new_hash, now)?;
                 resets::invalidate_all(conn, &user_id, now)?;
                 let ended =
                     sessions::revoke_all_except(conn, &user_id, None, now, event::PASSWORD_RESET)?;

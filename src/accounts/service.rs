@@ -80,6 +80,8 @@ pub struct Accounts {
     pub(super) sessions: SessionPolicy,
     pub(super) throttle: ThrottlePolicy,
     pub(super) resets: ResetPolicy,
+    /// Sign-ins waiting for room in their pair's limit.
+    pub(super) waiters: super::throttle::PairWaiters,
 }
 
 impl Accounts {
@@ -91,7 +93,7 @@ impl Accounts {
         throttle: ThrottlePolicy,
         resets: ResetPolicy,
     ) -> Self {
-        let revoked = RevokedSessions::new(keys.ttl(), crate::db::now());
+        let revoked = RevokedSessions::new(keys.ttl());
         Self {
             pool,
             hasher,
@@ -100,6 +102,7 @@ impl Accounts {
             sessions,
             throttle,
             resets,
+            waiters: Default::default(),
         }
     }
 

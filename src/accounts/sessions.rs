@@ -325,9 +325,14 @@ impl Accounts {
         let now = db::now();
         let kind = event::PASSWORD_CHANGED;
         let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
+        let verified_hash = stored.password_hash;
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
-                users::update_password(conn, &user_id, &new_hash, now)?;
+                // A reset or a disable that committed since the current
+                // password was checked also ended this session.
+                if !users::replace_password(conn, &user_id, Some(&verified_hash), &new_hash, now)? {
+                    return Err(PasswordChangeError::SessionEnded);
+                }
                 // Any password change ends every outstanding reset link.
                 crate::db::resets::invalidate_all(conn, &user_id, now)?;
                 let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
@@ -398,14 +403,19 @@ impl Accounts {
     /// Reads revocations made elsewhere (other instances, an operator) into
     /// this instance's list; returns how many the database reported.
     pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
-        let since = self.revoked.poll_since();
         let now = db::now();
+        let (mark, horizon) = (self.revoked.mark(now), self.revoked.horizon(now));
         let found = db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(sessions::revoked_since(conn, since)?)
+            Ok::<_, ServiceError>(sessions::revocations_after(
+                conn,
+                mark.number,
+                mark.unnumbered_since,
+                horizon,
+            )?)
         })
         .await?;
-        let count = found.len();
-        self.revoked.absorb(found, now);
+        let count = found.sessions.len();
+        self.revoked.absorb(found.sessions, found.through, now);
         Ok(count)
     }
 }

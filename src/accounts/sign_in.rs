@@ -1,5 +1,6 @@
-//! Sign-in: throttle check → verify → record a failure, or re-hash at a raised
-//! cost and create the session.
+//! Sign-in: admit the attempt (throttling) → verify → record a failure, or
+//! re-hash at a raised cost and create the session, having checked again, in
+//! that transaction, that the password verified is still the account's.
 
 use super::events::{self, event};
 use super::registration::normalize_email;
@@ -39,22 +40,33 @@ impl Accounts {
         if email.is_empty() || credentials.password.is_empty() {
             return Err(SignInError::MissingCredentials);
         }
-        let (blocked, user) = {
-            let (limits, email, ip) = (self.throttle, email.clone(), who.ip.clone());
-            db::run(&self.pool, move |conn| {
-                let blocked = throttle::login_blocked_for(conn, &limits, &email, &ip, db::now())?;
-                let user = match blocked {
-                    Some(_) => None,
-                    None => users::find_by_email(conn, &email)?,
+        let started = std::time::Instant::now();
+        let (admission, user) = loop {
+            let (limits, key, ip) = (self.throttle, email.clone(), who.ip.clone());
+            let (admitted, user) = db::run(&self.pool, move |conn| {
+                let email = key;
+                let admitted = throttle::admitting(conn, |conn| {
+                    throttle::admit_sign_in(conn, &limits, &email, &ip, db::now())
+                })?;
+                let user = match admitted {
+                    Ok(Some(_)) => users::find_by_email(conn, &email)?,
+                    _ => None,
                 };
-                Ok::<_, ServiceError>((blocked, user))
+                Ok::<_, ServiceError>((admitted, user))
             })
-            .await?
-        };
-        if let Some(retry_after) = blocked {
+            .await?;
+            let retry_after = match admitted {
+                Ok(Some(admission)) => break (admission, user),
+                Ok(None) if started.elapsed() < throttle::MAX_WAIT => {
+                    self.waiters.wait(&email, &who.ip).await;
+                    continue;
+                }
+                Ok(None) => std::time::Duration::from_secs(1),
+                Err(retry_after) => retry_after,
+            };
             tracing::info!(event = "sign_in_throttled", ip = %who.ip, retry_after = retry_after.as_secs());
             return Err(SignInError::Throttled { retry_after });
-        }
+        };
 
         let password = credentials.password;
         let verified = self
@@ -68,22 +80,11 @@ impl Accounts {
             // A disabled account fails like a wrong password: the page says
             // nothing about which e-mails exist or what state they are in.
             Some(user) if verified && user.disabled_at.is_none() => user,
+            // Recorded for unknown e-mails too (without a user), so both
+            // failures do the same database work.
             found => {
                 let user_id = found.map(|u| u.id);
-                tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);
-                let (limits, who) = (self.throttle, who.clone());
-                db::run(&self.pool, move |conn| {
-                    let now = db::now();
-                    Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                        throttle::record_login_failure(conn, &limits, &email, &who.ip, now)?;
-                        // Recorded for unknown e-mails too (without a user), so
-                        // both failures do the same database work.
-                        let user = user_id.as_deref();
-                        events::record(conn, user, None, event::SIGN_IN_FAILED, &who, now)
-                    })?)
-                })
-                .await?;
-                return Err(SignInError::InvalidCredentials);
+                return Err(self.sign_in_failed(&email, user_id, who).await);
             }
         };
 
@@ -97,13 +98,28 @@ impl Accounts {
         let now = db::now();
         let tokens = {
             let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
+            let email = email.clone();
+            let verified_hash = user.password_hash.clone();
             let replaced = replacing.cloned();
             db::run(&self.pool, move |conn| {
                 Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                    throttle::record_login_success(conn, &email, &who.ip)?;
-                    if let Some(hash) = &rehashed {
-                        users::update_password(conn, &user_id, hash, now)?;
+                    // The password was checked outside any transaction; a
+                    // reset, password change or disable may have committed
+                    // since. Checked again here, holding the account's row.
+                    let current = match &rehashed {
+                        Some(hash) => users::replace_password(
+                            conn,
+                            &user_id,
+                            Some(&verified_hash),
+                            hash,
+                            now,
+                        )?,
+                        None => users::still_signs_in_with(conn, &user_id, &verified_hash)?,
+                    };
+                    if !current {
+                        return Ok(None);
                     }
+                    throttle::record_sign_in_success(conn, admission, &email, &who.ip)?;
                     if let Some(old) = &replaced {
                         sessions::revoke(
                             conn,
@@ -123,11 +139,19 @@ impl Accounts {
                     )?;
                     let sid = Some(tokens.id.as_str());
                     events::record(conn, Some(&user_id), sid, event::SIGNED_IN, &who, now)?;
-                    Ok::<_, diesel::result::Error>(tokens)
+                    Ok::<_, diesel::result::Error>(Some(tokens))
                 })?)
             })
             .await?
         };
+        let Some(tokens) = tokens else {
+            tracing::info!(
+                user_id = %user.id,
+                "the password changed or the account was disabled while the sign-in was checked"
+            );
+            return Err(self.sign_in_failed(&email, Some(user.id), who).await);
+        };
+        self.waiters.judged(&email, &who.ip);
         if let Some(old) = replacing {
             self.revoked.insert([old.session_id.clone()], now);
         }
@@ -145,5 +169,31 @@ impl Accounts {
             auth_time: now.and_utc().timestamp(),
         };
         Ok(self.issue(signed_in, tokens)?)
+    }
+
+    /// Records a failed sign-in in the pair's streak and the audit trail,
+    /// and returns the one answer every failure gets.
+    async fn sign_in_failed(
+        &self,
+        email: &str,
+        user_id: Option<String>,
+        who: &Requester,
+    ) -> SignInError {
+        tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);
+        let (limits, email_owned, who_owned) = (self.throttle, email.to_owned(), who.clone());
+        let recorded = db::run(&self.pool, move |conn| {
+            let now = db::now();
+            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
+                throttle::record_sign_in_failure(conn, &limits, &email_owned, &who_owned.ip, now)?;
+                let user = user_id.as_deref();
+                events::record(conn, user, None, event::SIGN_IN_FAILED, &who_owned, now)
+            })?)
+        })
+        .await;
+        self.waiters.judged(email, &who.ip);
+        match recorded {
+            Ok(()) => SignInError::InvalidCredentials,
+            Err(e) => SignInError::Failed(e),
+        }
     }
 }

@@ -115,12 +115,18 @@ async fn a_wrong_password_records_a_failure() {
 
     assert!(matches!(result, Err(SignInError::InvalidCredentials)));
     let mut conn = conn(&f.accounts);
-    let pair = throttle_rows::find_pair(&mut conn, "ada@example.com", &who().ip)
-        .unwrap()
+    use crate::db::schema::{login_throttles, rate_limits};
+    let pair: i32 = login_throttles::table
+        .find(("ada@example.com", &who().ip))
+        .select(login_throttles::failures)
+        .first(&mut conn)
         .unwrap();
-    assert_eq!(pair.failures, 1);
-    let since = db::now() - TimeDelta::minutes(1);
-    let (count, _) = throttle_rows::ip_failures_since(&mut conn, &who().ip, since).unwrap();
+    assert_eq!(pair, 1);
+    let count: i32 = rate_limits::table
+        .find(("sign_in_ip", &who().ip))
+        .select(rate_limits::hits)
+        .first(&mut conn)
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -331,16 +337,28 @@ async fn failures_count_atomically_and_stale_streaks_start_again() {
     let now = db::now();
     let stale_before = now - TimeDelta::minutes(15);
     let count = |conn: &mut crate::db::DbConnection, at| {
-        throttle_rows::count_failure(conn, "a@example.com", "192.0.2.1", at, stale_before).unwrap()
+        throttle_rows::count_failure(conn, "a@example.com", "192.0.2.1", at).unwrap()
     };
 
     assert_eq!(count(&mut conn, now), 1);
     assert_eq!(count(&mut conn, now), 2);
-    // A streak whose last failure is older than the window starts again.
+    // A streak whose last attempt is older than the window starts again at
+    // the next admission.
     diesel::update(crate::db::schema::login_throttles::table)
         .set(crate::db::schema::login_throttles::last_failure_at.eq(now - TimeDelta::hours(1)))
         .execute(&mut conn)
         .unwrap();
+    let lost_before = now - TimeDelta::minutes(1);
+    let streak = throttle_rows::count_attempt(
+        &mut conn,
+        "a@example.com",
+        "192.0.2.1",
+        now,
+        stale_before,
+        lost_before,
+    )
+    .unwrap();
+    assert_eq!((streak.failures, streak.in_flight), (0, 1));
     assert_eq!(count(&mut conn, now), 1);
 }
 

@@ -1,55 +1,212 @@
 //! Throttling counts in the database (the rules are in `auth::throttle`).
+//!
+//! A request is **admitted** before any password is checked or any link is
+//! made: one statement per limit counts it and answers whether it is within
+//! the limit, so requests sent together — to one instance or to many — are
+//! counted one after the other and no more than the limit get through. The
+//! admission runs in a transaction of its own that is rolled back when any
+//! limit refuses: a refused request counts nowhere and writes nothing.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 
 use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW, ThrottlePolicy, lock_for, remaining};
-use crate::db::{DbConnection, throttle, users};
+use crate::db::{self, DbConnection, throttle};
 
-/// When a sign-in for `email` from `ip` may be tried again, if it is locked now.
-pub(super) fn login_blocked_for(
+/// The counter of sign-in attempts per client IP.
+const SIGN_IN_PER_IP: &str = "sign_in_ip";
+/// The counters of reset requests per normalised address (registered or not)
+/// and per client IP.
+const RESET_PER_ADDRESS: &str = "reset_address";
+const RESET_PER_IP: &str = "reset_ip";
+
+/// Why an admission did not go through.
+pub(super) enum Refusal {
+    /// Over a limit: come back after this long.
+    Limited(Duration),
+    /// A sign-in pair's limit is taken by attempts in flight.
+    Full,
+    Failed(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Refusal {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Runs `admit` (counts, then whatever the admitted request writes) in a
+/// write transaction that is rolled back when it refuses. `Ok(Err(wait))`:
+/// refused, come back after `wait`; `Ok(Ok(None))`: no room yet (a sign-in
+/// pair full of attempts in flight).
+pub(super) fn admitting<T>(
+    conn: &mut DbConnection,
+    admit: impl FnOnce(&mut DbConnection) -> Result<T, Refusal>,
+) -> diesel::QueryResult<Result<Option<T>, Duration>> {
+    match db::write_transaction(conn, admit) {
+        Ok(admitted) => Ok(Ok(Some(admitted))),
+        Err(Refusal::Full) => Ok(Ok(None)),
+        Err(Refusal::Limited(wait)) => Ok(Err(wait)),
+        Err(Refusal::Failed(e)) => Err(e),
+    }
+}
+
+/// Counts a hit of `key` against `limit` per hour; returns the start of the
+/// window it was counted in.
+fn hit(
+    conn: &mut DbConnection,
+    bucket: &str,
+    key: &str,
+    limit: u32,
+    now: NaiveDateTime,
+) -> Result<NaiveDateTime, Refusal> {
+    let counted = throttle::count_hit(conn, bucket, key, now, now - IP_WINDOW)?;
+    if i64::from(counted.hits) > i64::from(limit) {
+        return Err(Refusal::Limited(remaining(
+            counted.window_start + IP_WINDOW - now,
+        )));
+    }
+    Ok(counted.window_start)
+}
+
+/// An admitted sign-in attempt, to be taken back out of the per-IP count if
+/// it succeeds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SignInAdmission {
+    ip_window: NaiveDateTime,
+}
+
+/// Attempts in flight whose pair saw no new attempt for this long are taken
+/// as lost (their process stopped before judging them); a sign-in, bcrypt
+/// queue included, takes seconds at most.
+const IN_FLIGHT_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// Admits one sign-in attempt for `email` from `ip`: counted against the
+/// IP's hourly cap, then against the pair's limit, which counts the failures
+/// judged in its streak and the attempts in flight together (after a lock
+/// has run out, one attempt at a time). So guesses sent together are never
+/// judged more often than the limit allows: those beyond it are told to wait
+/// ([`Refusal::Full`]) until the ones before them are judged, and then find
+/// the pair locked — or, after a success, cleared.
+pub(super) fn admit_sign_in(
     conn: &mut DbConnection,
     policy: &ThrottlePolicy,
     email: &str,
     ip: &str,
     now: NaiveDateTime,
-) -> diesel::QueryResult<Option<Duration>> {
-    if let Some(until) = throttle::find_pair(conn, email, ip)?.and_then(|t| t.locked_until)
+) -> Result<SignInAdmission, Refusal> {
+    let ip_window = hit(conn, SIGN_IN_PER_IP, ip, policy.max_failures_per_ip, now)?;
+    let streak = throttle::count_attempt(
+        conn,
+        email,
+        ip,
+        now,
+        now - PAIR_WINDOW,
+        now - IN_FLIGHT_LOST_AFTER,
+    )?;
+    if let Some(until) = streak.locked_until
         && until > now
     {
-        return Ok(Some(remaining(until - now)));
+        return Err(Refusal::Limited(remaining(until - now)));
     }
-    let (count, oldest) = throttle::ip_failures_since(conn, ip, now - IP_WINDOW)?;
-    if count >= i64::from(policy.max_failures_per_ip) {
-        let until = oldest.unwrap_or(now) + IP_WINDOW;
-        return Ok(Some(remaining(until - now)));
+    let max = i64::from(policy.max_failures);
+    let room = (max - i64::from(streak.failures)).max(1);
+    if i64::from(streak.in_flight) > room {
+        // Rolled back like a refusal: nothing of it is counted.
+        return Err(Refusal::Full);
     }
-    Ok(None)
+    Ok(SignInAdmission { ip_window })
 }
 
-/// Counts a failed sign-in against the pair (locking it past the limit) and the IP.
-pub(super) fn record_login_failure(
+/// A judged failure: counted in the pair's streak (locking it at the limit).
+/// It stays counted against the IP.
+pub(super) fn record_sign_in_failure(
     conn: &mut DbConnection,
     policy: &ThrottlePolicy,
     email: &str,
     ip: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
-    let failures = throttle::count_failure(conn, email, ip, now, now - PAIR_WINDOW)?;
+    let failures = throttle::count_failure(conn, email, ip, now)?;
     if let Some(lock) = lock_for(failures, policy.max_failures) {
         throttle::lock_pair(conn, email, ip, now + lock)?;
     }
-    throttle::record_ip_failure(conn, ip, now, now - IP_WINDOW)
+    Ok(())
 }
 
-/// A success forgets the pair's failures.
-pub(super) fn record_login_success(
+/// A success forgets the pair's streak and takes its own admission back out
+/// of the per-IP count, which so counts failures only (an office behind one
+/// address is not locked out by its own sign-ins). The IP's row first, as in
+/// the admission, so the two never wait for each other.
+pub(super) fn record_sign_in_success(
     conn: &mut DbConnection,
+    admission: SignInAdmission,
     email: &str,
     ip: &str,
 ) -> diesel::QueryResult<()> {
+    throttle::take_back_hit(conn, SIGN_IN_PER_IP, ip, admission.ip_window)?;
     throttle::clear_pair(conn, email, ip)
+}
+
+/// Sign-in attempts of this instance waiting for room in their pair's limit,
+/// woken one at a time as attempts of the pair are judged here. Attempts
+/// judged on other instances are noticed by asking again after
+/// [`WAIT_POLL`].
+#[derive(Default)]
+pub(super) struct PairWaiters {
+    waiting:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+}
+
+/// How often a waiting attempt asks again when nothing here wakes it.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+/// How long an attempt waits for room before it is told to come back.
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(10);
+
+impl PairWaiters {
+    fn key(email: &str, ip: &str) -> String {
+        format!("{ip} {email}")
+    }
+
+    /// Waits until an attempt of the pair is judged here, or [`WAIT_POLL`].
+    pub(super) async fn wait(&self, email: &str, ip: &str) {
+        let key = Self::key(email, ip);
+        let notify = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            waiting.entry(key.clone()).or_default().clone()
+        };
+        let _ = tokio::time::timeout(WAIT_POLL, notify.notified()).await;
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this one: nobody else waits on the pair.
+        if std::sync::Arc::strong_count(&notify) == 2 {
+            waiting.remove(&key);
+        }
+    }
+
+    /// An attempt of the pair was judged: one waiting attempt may go on.
+    pub(super) fn judged(&self, email: &str, ip: &str) {
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = waiting.get(&Self::key(email, ip)) {
+            notify.notify_one();
+        }
+    }
+}
+
+/// Admits one request for a reset link for `email` (normalised) from `ip`:
+/// counted per IP and per address, whether or not it has an account, so the
+/// work and the answer do not depend on it.
+pub(super) fn admit_reset_request(
+    conn: &mut DbConnection,
+    (max_per_ip, max_per_address): (u32, u32),
+    email: &str,
+    ip: &str,
+    now: NaiveDateTime,
+) -> Result<(), Refusal> {
+    hit(conn, RESET_PER_IP, ip, max_per_ip, now)?;
+    hit(conn, RESET_PER_ADDRESS, email, max_per_address, now)?;
+    Ok(())
 }
 
 /// When `ip` may register again, if it has reached the hourly limit.
@@ -59,7 +216,7 @@ pub(super) fn registration_blocked_for(
     ip: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Option<Duration>> {
-    let (count, oldest) = users::registered_from_ip_since(conn, ip, now - IP_WINDOW)?;
+    let (count, oldest) = crate::db::users::registered_from_ip_since(conn, ip, now - IP_WINDOW)?;
     if count >= i64::from(policy.register_max_per_hour) {
         let until = oldest.unwrap_or(now) + IP_WINDOW;
         return Ok(Some(remaining(until - now)));

@@ -4,8 +4,11 @@
 //! one back. Each instance therefore keeps the ids of sessions revoked within
 //! the last access-token lifetime: loaded at start-up, updated at once when this
 //! instance revokes, and refreshed from the database every poll interval, so a
-//! revocation made elsewhere (another instance, an operator's SQL) is honoured
-//! within about one interval. Older entries are dropped: any token of such a
+//! revocation made elsewhere (another instance, an operator's command) is
+//! honoured within about one interval. Polls read revocations by number, not
+//! by time: revocations are numbered in commit order (see
+//! `db::sessions::revocations_after`), so a revocation whose transaction
+//! committed late, or whose instance's clock is behind, is never skipped. Older entries are dropped: any token of such a
 //! session has expired anyway, which keeps memory bounded.
 
 use std::collections::HashMap;
@@ -17,9 +20,19 @@ use chrono::{NaiveDateTime, TimeDelta};
 /// Extra time kept beyond the token lifetime: JWT leeway plus clock skew
 /// between instances.
 const SLACK: Duration = Duration::from_secs(30);
-/// Polls re-read this far back, so a revocation committed by another instance
-/// while the previous poll ran (or stamped by a slightly slow clock) is not missed.
-const POLL_OVERLAP: TimeDelta = TimeDelta::seconds(5);
+/// Revocations written without a number (by hand, in SQL) are read by time,
+/// this far back from the previous poll: best effort, as a timestamp is fixed
+/// when the statement runs, not when it commits.
+const UNNUMBERED_OVERLAP: TimeDelta = TimeDelta::seconds(5);
+
+/// Where the next poll starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollMark {
+    /// The highest revocation number read so far.
+    pub number: i64,
+    /// Revocations without a number stamped from here on.
+    pub unnumbered_since: NaiveDateTime,
+}
 
 /// The list. Its locks are never left unusable: a thread that panicked while
 /// holding one cannot have left the map half-written (every write is a single
@@ -27,19 +40,19 @@ const POLL_OVERLAP: TimeDelta = TimeDelta::seconds(5);
 /// being dropped or a revoked session being reported live.
 pub struct RevokedSessions {
     entries: RwLock<HashMap<String, NaiveDateTime>>,
-    /// Start of the window the next poll reads.
-    next_since: Mutex<NaiveDateTime>,
+    /// Where the next poll starts reading.
+    mark: Mutex<Option<PollMark>>,
     retention: TimeDelta,
 }
 
 impl RevokedSessions {
-    /// An empty list that keeps entries for `access_ttl` plus slack, starting
-    /// its first poll that far before `now`.
-    pub fn new(access_ttl: Duration, now: NaiveDateTime) -> Self {
+    /// An empty list that keeps entries for `access_ttl` plus slack; its
+    /// first poll reads every numbered revocation within that time.
+    pub fn new(access_ttl: Duration) -> Self {
         let retention = TimeDelta::from_std(access_ttl + SLACK).unwrap_or(TimeDelta::MAX);
         Self {
             entries: RwLock::new(HashMap::new()),
-            next_since: Mutex::new(now.checked_sub_signed(retention).unwrap_or(now)),
+            mark: Mutex::new(None),
             retention,
         }
     }
@@ -63,28 +76,36 @@ impl RevokedSessions {
         }
     }
 
-    /// Where the next poll of the database should start reading.
-    pub fn poll_since(&self) -> NaiveDateTime {
-        *self
-            .next_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Where the next poll, at `now`, starts reading: above the highest
+    /// number read so far (the first poll reads every number).
+    pub fn mark(&self, now: NaiveDateTime) -> PollMark {
+        let mark = *self.mark.lock().unwrap_or_else(PoisonError::into_inner);
+        mark.unwrap_or(PollMark {
+            number: 0,
+            unnumbered_since: self.horizon(now),
+        })
     }
 
-    /// Takes in the revocations a poll read at `now` (from
-    /// [`poll_since`](Self::poll_since) on) and drops entries whose tokens
-    /// have expired anyway.
-    pub fn absorb(&self, found: Vec<(String, NaiveDateTime)>, now: NaiveDateTime) {
-        let horizon = now.checked_sub_signed(self.retention).unwrap_or(now);
+    /// Revocations stamped before this, at `now`, have no live token left.
+    pub fn horizon(&self, now: NaiveDateTime) -> NaiveDateTime {
+        now.checked_sub_signed(self.retention).unwrap_or(now)
+    }
+
+    /// Takes in the revocations a poll read at `now`, numbered up to
+    /// `through`, and drops entries whose tokens have expired anyway.
+    pub fn absorb(&self, found: Vec<(String, NaiveDateTime)>, through: i64, now: NaiveDateTime) {
+        let horizon = self.horizon(now);
         {
             let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
             entries.extend(found.into_iter().filter(|(_, at)| *at >= horizon));
             entries.retain(|_, at| *at >= horizon);
         }
-        *self
-            .next_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = now - POLL_OVERLAP;
+        let mut mark = self.mark.lock().unwrap_or_else(PoisonError::into_inner);
+        let number = mark.map_or(0, |m| m.number).max(through);
+        *mark = Some(PollMark {
+            number,
+            unnumbered_since: now - UNNUMBERED_OVERLAP,
+        });
     }
 }
 
@@ -95,7 +116,7 @@ mod tests {
     #[test]
     fn inserted_ids_are_revoked() {
         let now = chrono::Utc::now().naive_utc();
-        let list = RevokedSessions::new(Duration::from_secs(600), now);
+        let list = RevokedSessions::new(Duration::from_secs(600));
         assert!(!list.is_revoked("a"));
         list.insert(["a"], now);
         assert!(list.is_revoked("a"));
@@ -105,18 +126,21 @@ mod tests {
     #[test]
     fn polls_keep_recent_revocations_and_drop_old_ones() {
         let now = chrono::Utc::now().naive_utc();
-        let list = RevokedSessions::new(Duration::from_secs(60), now);
+        let list = RevokedSessions::new(Duration::from_secs(60));
         let old = now - TimeDelta::hours(1);
-        list.absorb(vec![("recent".into(), now), ("old".into(), old)], now);
+        assert_eq!(list.mark(now).number, 0);
+        list.absorb(vec![("recent".into(), now), ("old".into(), old)], 7, now);
         assert!(list.is_revoked("recent"));
         assert!(!list.is_revoked("old"));
-        assert_eq!(list.poll_since(), now - POLL_OVERLAP);
+        assert_eq!(list.mark(now).number, 7);
+        list.absorb(Vec::new(), 3, now);
+        assert_eq!(list.mark(now).number, 7, "the mark never moves back");
     }
 
     #[test]
     fn a_poisoned_lock_still_reports_revocations() {
         let now = chrono::Utc::now().naive_utc();
-        let list = std::sync::Arc::new(RevokedSessions::new(Duration::from_secs(60), now));
+        let list = std::sync::Arc::new(RevokedSessions::new(Duration::from_secs(60)));
         list.insert(["a"], now);
         let poisoner = list.clone();
         let _ = std::thread::spawn(move || {

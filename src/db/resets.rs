@@ -25,28 +25,6 @@ pub fn insert(conn: &mut DbConnection, reset: &NewReset<'_>) -> QueryResult<()> 
         .map(|_| ())
 }
 
-/// Requests from `ip` since `since`.
-pub fn count_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
-    password_resets::table
-        .filter(password_resets::ip.eq(ip))
-        .filter(password_resets::created_at.ge(since))
-        .count()
-        .get_result(conn)
-}
-
-/// Links made for `user_id` since `since`.
-pub fn count_for_user(
-    conn: &mut DbConnection,
-    user_id: &str,
-    since: NaiveDateTime,
-) -> QueryResult<i64> {
-    password_resets::table
-        .filter(password_resets::user_id.eq(user_id))
-        .filter(password_resets::created_at.ge(since))
-        .count()
-        .get_result(conn)
-}
-
 /// Ends every outstanding link of `user_id` (a newer link, or any password
 /// change); returns how many.
 pub fn invalidate_all(
@@ -94,4 +72,17 @@ pub fn use_link(
     .set(password_resets::used_at.eq(Some(now)))
     .execute(conn)
     .map(|n| n == 1)
+}
+
+/// Deletes links that can no longer be used: used (or superseded) or
+/// expired by `now`. Returns how many.
+pub fn delete_dead(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(
+        password_resets::table.filter(
+            password_resets::used_at
+                .is_not_null()
+                .or(password_resets::expires_at.le(now)),
+        ),
+    )
+    .execute(conn)
 }

@@ -13,20 +13,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    ip_login_failures (id) {
-        id -> Text,
-        ip -> Text,
-        created_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     login_throttles (email, ip) {
         email -> Text,
         ip -> Text,
         failures -> Integer,
         last_failure_at -> Timestamp,
         locked_until -> Nullable<Timestamp>,
+        in_flight -> Integer,
     }
 }
 
@@ -39,6 +32,22 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    rate_limits (bucket, key) {
+        bucket -> Text,
+        key -> Text,
+        window_start -> Timestamp,
+        hits -> Integer,
+    }
+}
+
+diesel::table! {
+    revocation_counter (id) {
+        id -> Integer,
+        last -> BigInt,
     }
 }
 
@@ -57,6 +66,7 @@ diesel::table! {
         remember -> Bool,
         expires_at -> Timestamp,
         revoke_reason -> Nullable<Text>,
+        revocation_seq -> Nullable<BigInt>,
     }
 }
 
@@ -79,9 +89,10 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
-    ip_login_failures,
     login_throttles,
     password_resets,
+    rate_limits,
+    revocation_counter,
     sessions,
     users,
 );

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::{NewSession, Session};
-use super::schema::{sessions, users};
+use super::schema::{revocation_counter, sessions, users};
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
@@ -23,7 +23,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Session>> {
 }
 
 /// The session whose current or previous refresh token has this hash, with
-/// its user's display name.
+/// its user's display name, if its account is enabled.
 pub fn find_by_refresh_hash(
     conn: &mut DbConnection,
     hash: &str,
@@ -35,6 +35,8 @@ pub fn find_by_refresh_hash(
                 .eq(hash)
                 .or(sessions::previous_refresh_hash.eq(hash)),
         )
+        // A disabled account's sessions refresh no more.
+        .filter(users::disabled_at.is_null())
         .select((Session::as_select(), users::name))
         .first(conn)
         .optional()
@@ -88,7 +90,7 @@ pub fn revoke(
     ))
     .execute(conn)?;
     if revoked > 0 {
-        super::notify::announce_revoked(conn, &[session_id.to_owned()])?;
+        announce(conn, &[session_id.to_owned()])?;
     }
     Ok(revoked > 0)
 }
@@ -118,9 +120,72 @@ pub fn revoke_all_except(
                 sessions::revoke_reason.eq(Some(reason)),
             ))
             .execute(conn)?;
-        super::notify::announce_revoked(conn, &ids)?;
+        announce(conn, &ids)?;
     }
     Ok(ids)
+}
+
+/// Numbers the revocation of `ids` (just revoked in the caller's
+/// transaction) and tells listening instances of it at commit.
+///
+/// The number comes from the one-row counter, incremented here: its row
+/// lock is held until the transaction ends, so a later revocation gets its
+/// number only after this one committed, and numbers are in commit order. A
+/// poll that has seen number `n` has seen every revocation numbered up to
+/// `n` (see [`revocations_after`]). Taken after the sessions' rows, always,
+/// so no two revoking transactions wait for each other in a circle.
+fn announce(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+    let counter = revocation_counter::table.find(1);
+    diesel::update(counter)
+        .set(revocation_counter::last.eq(revocation_counter::last + 1))
+        .execute(conn)?;
+    let number: i64 = counter.select(revocation_counter::last).first(conn)?;
+    diesel::update(sessions::table.filter(sessions::id.eq_any(ids)))
+        .set(sessions::revocation_seq.eq(Some(number)))
+        .execute(conn)?;
+    super::notify::announce_revoked(conn, ids)
+}
+
+/// Revocations numbered above `after`, what a poll reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocations {
+    /// Sessions revoked at or after the horizon, with when.
+    pub sessions: Vec<(String, NaiveDateTime)>,
+    /// The highest number read: the next poll starts above it.
+    pub through: i64,
+}
+
+/// Sessions whose revocation is numbered above `after` and was stamped at or
+/// after `horizon` (older ones have no live token left), and sessions revoked
+/// without a number (by hand, in SQL) stamped at or after `unnumbered_since`.
+/// The counter is read first: every revocation numbered up to it has
+/// committed, so the sessions read next include all of them, and the next
+/// poll starts above it.
+pub fn revocations_after(
+    conn: &mut DbConnection,
+    after: i64,
+    unnumbered_since: NaiveDateTime,
+    horizon: NaiveDateTime,
+) -> QueryResult<Revocations> {
+    let through: i64 = revocation_counter::table
+        .find(1)
+        .select(revocation_counter::last)
+        .first(conn)?;
+    let numbered = sessions::revocation_seq
+        .gt(after)
+        .and(sessions::revocation_seq.le(through));
+    let unnumbered = sessions::revocation_seq
+        .is_null()
+        .and(sessions::revoked_at.ge(unnumbered_since));
+    let sessions = sessions::table
+        .filter(sessions::revoked_at.ge(horizon))
+        .filter(numbered.or(unnumbered))
+        .select((sessions::id, sessions::revoked_at.assume_not_null()))
+        .load(conn)?;
+    Ok(Revocations {
+        sessions,
+        through: through.max(after),
+    })
 }
 
 /// Live sessions of a user, newest first.
@@ -135,17 +200,6 @@ pub fn list_active(
         .filter(sessions::expires_at.gt(now))
         .order((sessions::created_at.desc(), sessions::id.desc()))
         .select(Session::as_select())
-        .load(conn)
-}
-
-/// Sessions revoked at or after `since`, for the in-memory revocation list.
-pub fn revoked_since(
-    conn: &mut DbConnection,
-    since: NaiveDateTime,
-) -> QueryResult<Vec<(String, NaiveDateTime)>> {
-    sessions::table
-        .filter(sessions::revoked_at.ge(since))
-        .select((sessions::id, sessions::revoked_at.assume_not_null()))
         .load(conn)
 }
 

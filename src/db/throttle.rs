@@ -1,99 +1,149 @@
-//! Queries behind sign-in and registration throttling.
+//! Queries behind throttling. Each count is one statement that counts a hit
+//! and answers with the new count (`INSERT … ON CONFLICT DO UPDATE …
+//! RETURNING`, the same text on SQLite and PostgreSQL): concurrent hits on
+//! any number of instances queue on the row and each sees the ones before it.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 
 use super::DbConnection;
-use super::schema::{ip_login_failures, login_throttles};
+use super::schema::{login_throttles, rate_limits};
 
-/// Recent failures of one (e-mail, IP) pair.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = login_throttles)]
-#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
-pub struct LoginThrottle {
-    pub email: String,
-    pub ip: String,
+/// A window's count after a hit.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Hits {
+    #[diesel(sql_type = Integer)]
+    pub hits: i32,
+    #[diesel(sql_type = Timestamp)]
+    pub window_start: NaiveDateTime,
+}
+
+/// Counts one hit of `key` in `bucket` and returns the window's count and
+/// start. A window that started before `stale_before` starts again at `now`.
+pub fn count_hit(
+    conn: &mut DbConnection,
+    bucket: &str,
+    key: &str,
+    now: NaiveDateTime,
+    stale_before: NaiveDateTime,
+) -> QueryResult<Hits> {
+    // Parameters appear in the order they are bound ($1 first): SQLite
+    // numbers `$N` parameters by first appearance.
+    diesel::sql_query(
+        "INSERT INTO rate_limits (bucket, key, window_start, hits) VALUES ($1, $2, $3, 1) \
+         ON CONFLICT (bucket, key) DO UPDATE SET \
+           hits = CASE WHEN rate_limits.window_start < $4 THEN 1 \
+                       ELSE rate_limits.hits + 1 END, \
+           window_start = CASE WHEN rate_limits.window_start < $4 THEN $3 \
+                               ELSE rate_limits.window_start END \
+         RETURNING hits, window_start",
+    )
+    .bind::<Text, _>(bucket)
+    .bind::<Text, _>(key)
+    .bind::<Timestamp, _>(now)
+    .bind::<Timestamp, _>(stale_before)
+    .get_result(conn)
+}
+
+/// Takes one hit back out of `key`'s window in `bucket`, if that window is
+/// still the one that started at `window_start`.
+pub fn take_back_hit(
+    conn: &mut DbConnection,
+    bucket: &str,
+    key: &str,
+    window_start: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        rate_limits::table
+            .find((bucket, key))
+            .filter(rate_limits::window_start.eq(window_start))
+            .filter(rate_limits::hits.gt(0)),
+    )
+    .set(rate_limits::hits.eq(rate_limits::hits - 1))
+    .execute(conn)
+    .map(|_| ())
+}
+
+/// An (e-mail, IP) pair's streak as an admission finds it.
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub struct Streak {
+    /// Failures judged in the streak.
+    #[diesel(sql_type = Integer)]
     pub failures: i32,
-    pub last_failure_at: NaiveDateTime,
+    /// Attempts admitted and not yet judged, this one included.
+    #[diesel(sql_type = Integer)]
+    pub in_flight: i32,
+    #[diesel(sql_type = Nullable<Timestamp>)]
     pub locked_until: Option<NaiveDateTime>,
 }
 
-pub fn find_pair(
-    conn: &mut DbConnection,
-    email: &str,
-    ip: &str,
-) -> QueryResult<Option<LoginThrottle>> {
-    login_throttles::table
-        .find((email, ip))
-        .select(LoginThrottle::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// Counts one more failure for the pair and returns the streak's new length.
-///
-/// Atomic without `ON CONFLICT`: a streak whose last failure and lock both lie
-/// before `stale_before` starts again from zero, then `failures = failures + 1`
-/// runs as one statement; when no row exists one is inserted, and an insert
-/// that loses a race (unique violation, inside a savepoint) retries the update.
-pub fn count_failure(
+/// Counts one more attempt in flight for the pair and returns its streak. A
+/// streak whose last attempt and lock both lie before `stale_before` starts
+/// again; attempts still in flight when the last one was admitted before
+/// `lost_before` are taken as lost (their process stopped).
+pub fn count_attempt(
     conn: &mut DbConnection,
     email: &str,
     ip: &str,
     now: NaiveDateTime,
     stale_before: NaiveDateTime,
-) -> QueryResult<i32> {
-    let pair = || {
-        login_throttles::table
-            .filter(login_throttles::email.eq(email))
-            .filter(login_throttles::ip.eq(ip))
-    };
-    diesel::update(
-        pair()
-            .filter(login_throttles::last_failure_at.lt(stale_before))
-            .filter(
-                login_throttles::locked_until
-                    .is_null()
-                    .or(login_throttles::locked_until.lt(stale_before)),
-            ),
+    lost_before: NaiveDateTime,
+) -> QueryResult<Streak> {
+    diesel::sql_query(
+        "INSERT INTO login_throttles (email, ip, failures, last_failure_at, locked_until, in_flight) \
+         VALUES ($1, $2, 0, $3, NULL, 1) \
+         ON CONFLICT (email, ip) DO UPDATE SET \
+           failures = CASE WHEN login_throttles.last_failure_at < $4 \
+                            AND (login_throttles.locked_until IS NULL \
+                                 OR login_throttles.locked_until < $4) THEN 0 \
+                           ELSE login_throttles.failures END, \
+           locked_until = CASE WHEN login_throttles.last_failure_at < $4 \
+                                AND (login_throttles.locked_until IS NULL \
+                                     OR login_throttles.locked_until < $4) THEN NULL \
+                               ELSE login_throttles.locked_until END, \
+           in_flight = CASE WHEN login_throttles.last_failure_at < $5 THEN 1 \
+                            ELSE login_throttles.in_flight + 1 END, \
+           last_failure_at = $3 \
+         RETURNING failures, in_flight, locked_until",
     )
-    .set((
-        login_throttles::failures.eq(0),
-        login_throttles::locked_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
-    let increment = |conn: &mut DbConnection| {
-        diesel::update(pair())
-            .set((
-                login_throttles::failures.eq(login_throttles::failures + 1),
-                login_throttles::last_failure_at.eq(now),
-            ))
-            .execute(conn)
-    };
-    if increment(conn)? == 0 {
-        let inserted = conn.transaction(|conn| {
-            diesel::insert_into(login_throttles::table)
-                .values(&LoginThrottle {
-                    email: email.to_owned(),
-                    ip: ip.to_owned(),
-                    failures: 1,
-                    last_failure_at: now,
-                    locked_until: None,
-                })
-                .execute(conn)
-        });
-        match inserted {
-            Ok(_) => {}
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {
-                increment(conn)?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    pair().select(login_throttles::failures).first(conn)
+    .bind::<Text, _>(email)
+    .bind::<Text, _>(ip)
+    .bind::<Timestamp, _>(now)
+    .bind::<Timestamp, _>(stale_before)
+    .bind::<Timestamp, _>(lost_before)
+    .get_result(conn)
+}
+
+#[derive(QueryableByName)]
+struct Failures {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
+}
+
+/// Records a judged failure of the pair (one attempt less in flight) and
+/// returns the streak's failures. A streak a success cleared meanwhile
+/// starts again with this failure.
+pub fn count_failure(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i32> {
+    diesel::sql_query(
+        "INSERT INTO login_throttles (email, ip, failures, last_failure_at, locked_until, in_flight) \
+         VALUES ($1, $2, 1, $3, NULL, 0) \
+         ON CONFLICT (email, ip) DO UPDATE SET \
+           failures = login_throttles.failures + 1, \
+           in_flight = CASE WHEN login_throttles.in_flight > 0 \
+                            THEN login_throttles.in_flight - 1 ELSE 0 END \
+         RETURNING failures",
+    )
+    .bind::<Text, _>(email)
+    .bind::<Text, _>(ip)
+    .bind::<Timestamp, _>(now)
+    .get_result::<Failures>(conn)
+    .map(|f| f.failures)
 }
 
 /// Locks the pair until `until`.
@@ -115,53 +165,13 @@ pub fn clear_pair(conn: &mut DbConnection, email: &str, ip: &str) -> QueryResult
         .map(|_| ())
 }
 
-/// Records one failed sign-in from `ip` and forgets that IP's failures older
-/// than `keep_since`.
-pub fn record_ip_failure(
-    conn: &mut DbConnection,
-    ip: &str,
-    now: NaiveDateTime,
-    keep_since: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::delete(
-        ip_login_failures::table
-            .filter(ip_login_failures::ip.eq(ip))
-            .filter(ip_login_failures::created_at.lt(keep_since)),
-    )
-    .execute(conn)?;
-    diesel::insert_into(ip_login_failures::table)
-        .values((
-            ip_login_failures::id.eq(uuid::Uuid::new_v4().to_string()),
-            ip_login_failures::ip.eq(ip),
-            ip_login_failures::created_at.eq(now),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
-
-/// How many failures `ip` had since `since`, and the oldest of them.
-pub fn ip_failures_since(
-    conn: &mut DbConnection,
-    ip: &str,
-    since: NaiveDateTime,
-) -> QueryResult<(i64, Option<NaiveDateTime>)> {
-    ip_login_failures::table
-        .filter(ip_login_failures::ip.eq(ip))
-        .filter(ip_login_failures::created_at.ge(since))
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::min(ip_login_failures::created_at),
-        ))
-        .first(conn)
-}
-
 /// Deletes throttle rows no rule looks at any more: pair streaks whose last
-/// failure and lock are older than `pair_before`, IP failures older than
-/// `ip_before`. Returns how many.
+/// attempt and lock are older than `pair_before`, counters whose window
+/// started before `window_before`. Returns how many.
 pub fn delete_stale(
     conn: &mut DbConnection,
     pair_before: NaiveDateTime,
-    ip_before: NaiveDateTime,
+    window_before: NaiveDateTime,
 ) -> QueryResult<usize> {
     let pairs = diesel::delete(
         login_throttles::table
@@ -173,9 +183,8 @@ pub fn delete_stale(
             ),
     )
     .execute(conn)?;
-    let ips = diesel::delete(
-        ip_login_failures::table.filter(ip_login_failures::created_at.lt(ip_before)),
-    )
-    .execute(conn)?;
-    Ok(pairs + ips)
+    let counters =
+        diesel::delete(rate_limits::table.filter(rate_limits::window_start.lt(window_before)))
+            .execute(conn)?;
+    Ok(pairs + counters)
 }

@@ -31,19 +31,46 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
         .optional()
 }
 
-pub fn update_password(
+/// Inside a transaction that is about to start a session for `id`: locks the
+/// account's row until the transaction ends and answers whether it is still
+/// enabled and still has `verified_hash`, the hash the password was checked
+/// against. A reset, a password change or a disable committing meanwhile
+/// makes it `false`; one that comes later waits for this transaction, and
+/// then ends the session it made.
+pub fn still_signs_in_with(
     conn: &mut DbConnection,
     id: &str,
-    password_hash: &str,
+    verified_hash: &str,
+) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified_hash))
+            .filter(users::disabled_at.is_null()),
+    )
+    .set(users::password_hash.eq(users::password_hash))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Sets a new password hash while the account is enabled and, when
+/// `verified_hash` is given, still has that hash; returns whether it did.
+pub fn replace_password(
+    conn: &mut DbConnection,
+    id: &str,
+    verified_hash: Option<&str>,
+    new_hash: &str,
     now: chrono::NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::update(users::table.find(id))
-        .set((
-            users::password_hash.eq(password_hash),
-            users::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .map(|_| ())
+) -> QueryResult<bool> {
+    let enabled = users::table.find(id).filter(users::disabled_at.is_null());
+    let changes = (users::password_hash.eq(new_hash), users::updated_at.eq(now));
+    let updated = match verified_hash {
+        Some(hash) => diesel::update(enabled.filter(users::password_hash.eq(hash)))
+            .set(changes)
+            .execute(conn)?,
+        None => diesel::update(enabled).set(changes).execute(conn)?,
+    };
+    Ok(updated == 1)
 }
 
 /// How many accounts registered from `ip` since `since`, and the oldest of

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use diesel::prelude::*;
-use gatehouse::db::schema::{auth_events, ip_login_failures};
+use gatehouse::db::schema::{auth_events, login_throttles, rate_limits};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -111,10 +111,14 @@ async fn an_empty_sign_in_is_explained_and_not_counted() {
     let pool = app.pool.clone();
     let (failures, events) = tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().unwrap();
-        let failures: i64 = ip_login_failures::table
+        let failures: i64 = rate_limits::table
             .count()
-            .get_result(&mut conn)
-            .unwrap();
+            .get_result::<i64>(&mut conn)
+            .unwrap()
+            + login_throttles::table
+                .count()
+                .get_result::<i64>(&mut conn)
+                .unwrap();
         let events: i64 = auth_events::table
             .filter(auth_events::kind.eq("sign_in_failed"))
             .count()

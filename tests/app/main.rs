@@ -19,6 +19,7 @@ mod instances;
 mod logs;
 mod operator;
 mod password_reset;
+mod races;
 mod sessions;
 mod startup;
 mod throttling;

@@ -95,6 +95,17 @@ pub struct TestUser {
 
 /// Inserts a user directly (bcrypt cost 4).
 pub async fn seed_user(pool: &DbPool, name: &str, email: &str, password: &str) -> TestUser {
+    seed_user_at_cost(pool, name, email, password, 4).await
+}
+
+/// Inserts a user directly, the password hashed at bcrypt `cost`.
+pub async fn seed_user_at_cost(
+    pool: &DbPool,
+    name: &str,
+    email: &str,
+    password: &str,
+    cost: u32,
+) -> TestUser {
     let pool = pool.clone();
     let user = TestUser {
         id: uuid::Uuid::new_v4().to_string(),
@@ -109,7 +120,7 @@ pub async fn seed_user(pool: &DbPool, name: &str, email: &str, password: &str) -
         user.password.clone(),
     );
     tokio::task::spawn_blocking(move || {
-        let hash = bcrypt::hash(&password, 4).unwrap();
+        let hash = bcrypt::hash(&password, cost).unwrap();
         let now = db::now();
         let mut conn = pool.get().unwrap();
         db::users::insert(

@@ -1,0 +1,524 @@
+//! Requests sent together to win a race: a sign-in in flight while a reset, a
+//! password change or a disable commits; parallel guesses against the
+//! throttle; parallel reset requests against their limits. On SQLite, and on
+//! PostgreSQL when `TEST_DATABASE_URL` is set.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use gatehouse::db::schema::{auth_events, password_resets, users};
+use reqwest::{Response, StatusCode};
+use tokio::task::JoinSet;
+
+use crate::helpers::*;
+
+const OLD_PASSWORD: &str = "the password before the change";
+const NEW_PASSWORD: &str = "an entirely different passphrase";
+
+/// The bcrypt cost at which one hash takes about `target` in this build, and
+/// how long one hash at that cost takes.
+fn cost_taking(target: Duration) -> (u32, Duration) {
+    let started = Instant::now();
+    bcrypt::hash("calibration", 6).unwrap();
+    let mut took = started.elapsed();
+    let mut cost = 6;
+    while took * 3 < target * 2 && cost < 16 {
+        cost += 1;
+        took *= 2;
+    }
+    (cost, took)
+}
+
+/// Offsets from `-step` to `(n - 2) * step`: where the sign-in starts relative
+/// to the competing request (negative: the sign-in starts first).
+fn offsets(step: Duration, n: i32) -> Vec<i64> {
+    let step = i64::try_from(step.as_millis()).unwrap().max(1);
+    (-1..n - 1).map(|k| i64::from(k) * step).collect()
+}
+
+/// Runs `sign_in` and `other` together, the later one starting `offset_ms`
+/// after the earlier (positive: `other` first).
+async fn together<A, B>(offset_ms: i64, sign_in: A, other: B) -> (A::Output, B::Output)
+where
+    A: Future,
+    B: Future,
+{
+    let delay = |ms: i64| tokio::time::sleep(Duration::from_millis(ms.unsigned_abs()));
+    let (late_sign_in, late_other) = if offset_ms >= 0 {
+        (offset_ms, 0)
+    } else {
+        (0, -offset_ms)
+    };
+    tokio::join!(
+        async {
+            delay(late_sign_in).await;
+            sign_in.await
+        },
+        async {
+            delay(late_other).await;
+            other.await
+        }
+    )
+}
+
+/// A client on the sign-in page, holding its form's CSRF token.
+async fn ready_to_sign_in(app: &TestApp) -> (Client, String) {
+    let client = app.new_client();
+    let csrf = app.csrf_token_as(&client, "/login").await;
+    (client, csrf)
+}
+
+async fn sign_in(
+    app: &TestApp,
+    client: &Client,
+    csrf: &str,
+    email: &str,
+    password: &str,
+) -> Response {
+    app.post_form_as(
+        client,
+        "/login",
+        &[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", csrf),
+        ],
+    )
+    .await
+}
+
+/// Whether `client` holds a session that still works: a page opens (with its
+/// access token, or by trading its refresh cookie), or the API trades the
+/// refresh cookie.
+async fn holds_a_working_session(app: &TestApp, client: &Client) -> bool {
+    let page = app.get_as(client, "/dashboard").await.status();
+    let api = client
+        .http
+        .post(app.url("/api/refresh"))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    page == StatusCode::OK || api == StatusCode::OK
+}
+
+/// A user whose password hashes at `cost`.
+async fn user_at_cost(app: &TestApp, n: usize, cost: u32) -> TestUser {
+    let email = format!("racer{n}@example.com");
+    seed_user_at_cost(&app.pool, "Racer", &email, OLD_PASSWORD, cost).await
+}
+
+/// A live reset link for `user_id`, made directly in the database.
+async fn reset_token(app: &TestApp, user_id: &str) -> String {
+    let token = gatehouse::auth::token::new_token();
+    let (pool, user_id, hash) = (
+        app.pool.clone(),
+        user_id.to_owned(),
+        gatehouse::auth::token::hash_token(&token),
+    );
+    tokio::task::spawn_blocking(move || {
+        let now = gatehouse::db::now();
+        gatehouse::db::resets::insert(
+            &mut pool.get().unwrap(),
+            &gatehouse::db::resets::NewReset {
+                id: &uuid::Uuid::new_v4().to_string(),
+                user_id: Some(&user_id),
+                token_hash: Some(&hash),
+                ip: "192.0.2.1",
+                created_at: now,
+                expires_at: now + chrono::TimeDelta::hours(1),
+            },
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    token
+}
+
+#[tokio::test]
+async fn a_sign_in_in_flight_while_a_reset_commits_keeps_no_session() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(200));
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = cost).await;
+    let mut outcomes = Vec::new();
+    for (n, offset) in offsets(hash_time / 4, 8).into_iter().enumerate() {
+        let user = user_at_cost(&app, n, cost).await;
+        let resetter = app.new_client();
+        let token = reset_token(&app, &user.id).await;
+        let opened = app
+            .get_as(&resetter, &format!("/password/reset/{token}"))
+            .await;
+        assert_redirects_to(&opened, "/password/reset");
+        let reset_csrf = app.csrf_token_as(&resetter, "/password/reset").await;
+        let (guesser, csrf) = ready_to_sign_in(&app).await;
+
+        let (signed_in, reset) = together(
+            offset,
+            sign_in(&app, &guesser, &csrf, &user.email, OLD_PASSWORD),
+            app.post_form_as(
+                &resetter,
+                "/password/reset",
+                &[("new_password", NEW_PASSWORD), ("csrf_token", &reset_csrf)],
+            ),
+        )
+        .await;
+
+        assert_redirects_to(&reset, "/dashboard");
+        outcomes.push((offset, signed_in.status().as_u16()));
+        assert!(
+            !holds_a_working_session(&app, &guesser).await,
+            "a sign-in with the old password starting {offset} ms after the reset kept a session ({outcomes:?})"
+        );
+    }
+    eprintln!(
+        "reset race, bcrypt cost {cost} ({hash_time:?} a hash): (offset ms, sign-in status) {outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_in_flight_while_the_password_changes_keeps_no_session() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(200));
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = cost).await;
+    let mut outcomes = Vec::new();
+    for (n, offset) in offsets(hash_time / 3, 10).into_iter().enumerate() {
+        let user = user_at_cost(&app, n, cost).await;
+        let owner = app.new_client();
+        assert_redirects_to(
+            &app.login_as(&owner, &user.email, OLD_PASSWORD).await,
+            "/dashboard",
+        );
+        let change_csrf = app.csrf_token_as(&owner, "/account").await;
+        let (guesser, csrf) = ready_to_sign_in(&app).await;
+
+        let (signed_in, changed) = together(
+            offset,
+            sign_in(&app, &guesser, &csrf, &user.email, OLD_PASSWORD),
+            app.post_form_as(
+                &owner,
+                "/account/password",
+                &[
+                    ("current_password", OLD_PASSWORD),
+                    ("new_password", NEW_PASSWORD),
+                    ("csrf_token", &change_csrf),
+                ],
+            ),
+        )
+        .await;
+
+        assert_redirects_to(&changed, "/account");
+        outcomes.push((offset, signed_in.status().as_u16()));
+        assert!(
+            !holds_a_working_session(&app, &guesser).await,
+            "a sign-in with the old password starting {offset} ms after the change kept a session ({outcomes:?})"
+        );
+        assert!(holds_a_working_session(&app, &owner).await);
+    }
+    eprintln!("password-change race, bcrypt cost {cost} ({hash_time:?} a hash): {outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_sign_in_in_flight_while_the_account_is_disabled_keeps_no_session() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(200));
+    let poll = Duration::from_millis(100);
+    let app = spawn_app_with(|s| {
+        s.sessions.bcrypt_cost = cost;
+        s.sessions.revocation_poll_interval = poll;
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    // The command is a process of its own: it commits some time after it
+    // starts, so the sign-in starts from well before it to a little after.
+    for (n, offset) in offsets(hash_time / 4, 8).into_iter().enumerate() {
+        let offset = -offset - i64::try_from(hash_time.as_millis() / 2).unwrap();
+        let user = user_at_cost(&app, n, cost).await;
+        let (guesser, csrf) = ready_to_sign_in(&app).await;
+        let (url, email) = (app.database.url.clone(), user.email.clone());
+        let disable = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .args(["user", "disable", &email])
+                .output()
+                .unwrap()
+        });
+
+        let (signed_in, disabled) = together(
+            offset,
+            sign_in(&app, &guesser, &csrf, &user.email, OLD_PASSWORD),
+            disable,
+        )
+        .await;
+
+        assert!(disabled.unwrap().status.success());
+        outcomes.push((offset, signed_in.status().as_u16()));
+        // The site hears of a revocation made by another process at its next
+        // poll of the database.
+        tokio::time::sleep(poll * 3).await;
+        assert!(
+            !holds_a_working_session(&app, &guesser).await,
+            "a sign-in starting {offset} ms after `user disable` kept a session ({outcomes:?})"
+        );
+    }
+    eprintln!("disable race, bcrypt cost {cost} ({hash_time:?} a hash): {outcomes:?}");
+}
+
+#[tokio::test]
+async fn refresh_refuses_a_session_whose_account_is_disabled() {
+    let app = spawn_app().await;
+    app.login_test_user().await;
+    // Disabled behind the session's back (its row stays live), as a sign-in
+    // racing a disable could once leave it.
+    let (pool, id) = (app.pool.clone(), app.test_user.id.clone());
+    tokio::task::spawn_blocking(move || {
+        diesel::update(users::table.find(id))
+            .set(users::disabled_at.eq(Some(gatehouse::db::now())))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let refresh = app.cookie_in(&app.client, "gatehouse_refresh").unwrap();
+
+    let api = app
+        .client
+        .http
+        .post(app.url("/api/refresh"))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let page = app
+        .get_with_cookie("/dashboard", &format!("gatehouse_refresh={refresh}"))
+        .await;
+
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert_redirects_to(&page, "/login?next=%2Fdashboard");
+}
+
+/// Fires `count` sign-ins at once, each from a client of its own with its
+/// form's token, `email(i)` and `password(i)`; returns their statuses.
+async fn sign_ins_at_once(
+    address: &str,
+    count: usize,
+    email: impl Fn(usize) -> String,
+    password: impl Fn(usize) -> String,
+) -> Vec<StatusCode> {
+    let mut ready = Vec::new();
+    for i in 0..count {
+        let client = Client::new("guesser");
+        let page = client
+            .http
+            .get(format!("{address}/login"))
+            .send()
+            .await
+            .unwrap();
+        let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
+        ready.push((client, csrf, email(i), password(i)));
+    }
+    let mut set = JoinSet::new();
+    for (client, csrf, email, password) in ready {
+        let address = address.to_owned();
+        set.spawn(async move {
+            client
+                .http
+                .post(format!("{address}/login"))
+                .header("Origin", &address)
+                .form(&[
+                    ("email", email.as_str()),
+                    ("password", password.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    set.join_all().await
+}
+
+fn judged(statuses: &[StatusCode]) -> usize {
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    statuses.len() - refused
+}
+
+#[tokio::test]
+async fn thirty_guesses_at_once_are_judged_at_most_as_often_as_the_limit() {
+    let (cost, _) = cost_taking(Duration::from_millis(50));
+    let app = spawn_app_with(|s| {
+        s.throttle.login_max_failures = 5;
+        s.sessions.bcrypt_cost = cost;
+    })
+    .await;
+    let user = user_at_cost(&app, 0, cost).await;
+
+    let statuses = sign_ins_at_once(
+        &app.address,
+        30,
+        |_| user.email.clone(),
+        |i| format!("wrong guess number {i}"),
+    )
+    .await;
+    let (client, csrf) = ready_to_sign_in(&app).await;
+    let right = sign_in(&app, &client, &csrf, &user.email, OLD_PASSWORD).await;
+
+    eprintln!("30 guesses at once, limit 5: {} judged", judged(&statuses));
+    assert!(judged(&statuses) <= 5, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn forty_guesses_at_once_over_ten_emails_are_judged_at_most_as_often_as_the_ip_cap() {
+    let (cost, _) = cost_taking(Duration::from_millis(50));
+    let app = spawn_app_with(|s| {
+        s.throttle.login_max_failures_per_ip = 10;
+        s.sessions.bcrypt_cost = cost;
+    })
+    .await;
+
+    let statuses = sign_ins_at_once(
+        &app.address,
+        40,
+        |i| format!("someone{}@example.com", i % 10),
+        |_| "a wrong password".to_owned(),
+    )
+    .await;
+
+    eprintln!(
+        "40 guesses at once over 10 e-mails, IP cap 10: {} judged",
+        judged(&statuses)
+    );
+    assert!(judged(&statuses) <= 10, "{statuses:?}");
+}
+
+/// How many rows of `password_resets` belong to `user_id`, and how many
+/// `password_reset_requested` events there are.
+async fn reset_rows(app: &TestApp, user_id: &str) -> (i64, i64) {
+    let (pool, user_id) = (app.pool.clone(), user_id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().unwrap();
+        let links = password_resets::table
+            .filter(password_resets::user_id.eq(user_id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        let requested = auth_events::table
+            .filter(auth_events::kind.eq("password_reset_requested"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        (links, requested)
+    })
+    .await
+    .unwrap()
+}
+
+/// Fires `count` requests for a reset link at once, for `email(i)`.
+async fn reset_requests_at_once(app: &TestApp, count: usize, email: impl Fn(usize) -> String) {
+    let mut ready = Vec::new();
+    for i in 0..count {
+        let client = Client::new("forgetful");
+        let csrf = app.csrf_token_as(&client, "/password/forgot").await;
+        ready.push((client, csrf, email(i)));
+    }
+    let mut set = JoinSet::new();
+    for (client, csrf, email) in ready {
+        let address = app.address.clone();
+        set.spawn(async move {
+            client
+                .http
+                .post(format!("{address}/password/forgot"))
+                .header("Origin", &address)
+                .form(&[("email", email.as_str()), ("csrf_token", csrf.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    for status in set.join_all().await {
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
+async fn reset_requests_at_once_stay_within_the_account_and_ip_limits() {
+    let app = spawn_app_with(|s| {
+        s.throttle.password_reset_max_per_hour = 3;
+        s.throttle.password_reset_max_per_ip = 6;
+    })
+    .await;
+
+    reset_requests_at_once(&app, 12, |_| app.test_user.email.clone()).await;
+    let (links, _) = reset_rows(&app, &app.test_user.id).await;
+    reset_requests_at_once(&app, 12, |i| format!("nobody{i}@example.com")).await;
+    let (_, requested) = reset_rows(&app, &app.test_user.id).await;
+
+    eprintln!(
+        "12 reset requests at once, limit 3: {links} links; then 12 more, IP limit 6: {requested} admitted in all"
+    );
+    assert!(links <= 3, "{links} links");
+    assert!(requested <= 6, "{requested} requests admitted");
+}
+
+#[tokio::test]
+async fn throttled_reset_requests_write_nothing() {
+    let app = spawn_app_with(|s| s.throttle.password_reset_max_per_hour = 2).await;
+    let client = Client::new("forgetful");
+    let ask = |email: String| {
+        let client = &client;
+        let address = app.address.clone();
+        async move {
+            let response = client
+                .submit(
+                    &address,
+                    "/password/forgot",
+                    "/password/forgot",
+                    &[("email", email.as_str())],
+                )
+                .await;
+            assert_redirects_to(&response, "/password/forgot/sent");
+        }
+    };
+    for _ in 0..2 {
+        ask(app.test_user.email.clone()).await;
+        ask("nobody@example.com".to_owned()).await;
+    }
+    let before = all_rows(&app).await;
+
+    for _ in 0..3 {
+        ask(app.test_user.email.clone()).await;
+        ask("nobody@example.com".to_owned()).await;
+    }
+
+    assert_eq!(all_rows(&app).await, before);
+}
+
+/// Rows in `password_resets` and `auth_events`.
+async fn all_rows(app: &TestApp) -> (i64, i64) {
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().unwrap();
+        (
+            password_resets::table
+                .count()
+                .get_result(&mut conn)
+                .unwrap(),
+            auth_events::table.count().get_result(&mut conn).unwrap(),
+        )
+    })
+    .await
+    .unwrap()
+}
