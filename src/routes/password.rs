@@ -9,6 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts::{Accounts, ResetError};
+use crate::auth::token::is_token_shaped;
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
@@ -127,19 +128,32 @@ pub async fn sent(
 /// `GET /password/reset/{token}`: the mailed link. Keeps the token in a
 /// short-lived cookie and moves on to the form's address, so the token never
 /// stays in the address bar, the history or a `Referer`.
+///
+/// Only a token of the shape the site issues is copied into the cookie:
+/// anything else (`abc; Domain=…` would add attributes, a CR LF would break
+/// the header) is no link of ours and gets the expired page, leaving the
+/// browser's cookies as they were.
 pub async fn link(
     token: web::Path<String>,
+    csrf: Csrf,
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
-) -> HttpResponse {
-    let cookie = site
-        .cookies
-        .reset(token.into_inner(), accounts.reset_link_lifetime());
-    HttpResponse::SeeOther()
+) -> Result<HttpResponse, AppError> {
+    let token = token.into_inner();
+    if !is_token_shaped(&token) {
+        let mut response = expired_page(&csrf)?;
+        response.headers_mut().insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("no-referrer"),
+        );
+        return Ok(response);
+    }
+    let cookie = site.cookies.reset(token, accounts.reset_link_lifetime());
+    Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/password/reset"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .cookie(cookie)
-        .finish()
+        .finish())
 }
 
 /// `GET /password/reset`: the new-password form, for a live link.
@@ -217,12 +231,17 @@ pub async fn reset(
 /// The one answer for a used, expired, superseded or unknown link (400),
 /// which also drops the dead token.
 fn expired(csrf: &Csrf, site: &Site) -> Result<HttpResponse, AppError> {
-    let page = ExpiredPage {
-        layout: page_layout(None, csrf, FlashMessage::default()),
-    };
-    let mut response = render(StatusCode::BAD_REQUEST, &page)?;
+    let mut response = expired_page(csrf)?;
     response
         .add_cookie(&site.cookies.reset_removal())
         .map_err(|e| AppError::internal(e.to_string()))?;
     Ok(response)
+}
+
+/// The expired-link page (400), cookies untouched.
+fn expired_page(csrf: &Csrf) -> Result<HttpResponse, AppError> {
+    let page = ExpiredPage {
+        layout: page_layout(None, csrf, FlashMessage::default()),
+    };
+    render(StatusCode::BAD_REQUEST, &page)
 }

@@ -338,3 +338,40 @@ async fn the_file_transport_writes_a_readable_eml() {
     assert!(eml.contains("To: user@example.com"), "{eml}");
     assert!(reset_link(&eml).is_some(), "{eml}");
 }
+
+#[tokio::test]
+async fn a_reset_link_not_shaped_like_one_of_ours_sets_no_cookie() {
+    let app = spawn_app().await;
+
+    for token in [
+        "abc;%20Domain=evil.example",
+        "abc%0d%0aSet-Cookie:%20planted=1",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3B",
+        &"A".repeat(44),
+        &format!("{}+", "A".repeat(42)),
+    ] {
+        let client = Client::new("lured");
+        let response = client
+            .http
+            .get(app.url(&format!("/password/reset/{token}")))
+            .send()
+            .await
+            .unwrap();
+
+        let set: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        for cookie in &set {
+            let lower = cookie.to_ascii_lowercase();
+            assert!(
+                !lower.contains("domain=") && !lower.contains("abc") && !lower.contains("planted"),
+                "{token}: {set:?}"
+            );
+            assert!(!cookie.contains("AAAA"), "{token}: {set:?}");
+        }
+        expect_expired(response).await;
+    }
+}
