@@ -65,6 +65,8 @@ pub struct SentPage {
 #[template(path = "password_reset.html")]
 pub struct ResetPage {
     layout: Layout,
+    /// The account the link resets, named on the form.
+    email: String,
     error: Option<String>,
 }
 
@@ -165,15 +167,16 @@ pub async fn reset_form(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let token = cookies::read(&req, site.cookies.reset_name()).map(str::to_owned);
-    let live = match token {
-        Some(token) => accounts.reset_link_is_live(&token).await?,
-        None => false,
+    let account = match token {
+        Some(token) => accounts.reset_link_account(&token).await?,
+        None => None,
     };
-    if !live {
+    let Some(email) = account else {
         return expired(&csrf, &site);
-    }
+    };
     let page = ResetPage {
         layout: page_layout(None, &csrf, flash),
+        email,
         error: None,
     };
     render(StatusCode::OK, &page)
@@ -194,7 +197,7 @@ pub async fn reset(
     };
     let form = form.into_inner();
     match accounts
-        .reset_password(token, form.new_password, &client)
+        .reset_password(token.clone(), form.new_password, &client)
         .await
     {
         Ok((signed_in, notice)) => {
@@ -218,8 +221,12 @@ pub async fn reset(
         }
         Err(ResetError::InvalidLink) => expired(&csrf, &site),
         Err(ResetError::Weak(message)) => {
+            let Some(email) = accounts.reset_link_account(&token).await? else {
+                return expired(&csrf, &site);
+            };
             let page = ResetPage {
                 layout: page_layout(None, &csrf, FlashMessage::default()),
+                email,
                 error: Some(message),
             };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)

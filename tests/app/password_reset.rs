@@ -375,3 +375,43 @@ async fn a_reset_link_not_shaped_like_one_of_ours_sets_no_cookie() {
         expect_expired(response).await;
     }
 }
+
+#[tokio::test]
+async fn the_new_password_form_names_the_account_it_is_for() {
+    let (app, inbox) = reset_app().await;
+    let owner = seed_user(
+        &app.pool,
+        "Mallory",
+        "mallory&co@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+    let victim = Client::new("lured");
+    ask(&app, &victim, &owner.email).await;
+    let link = reset_link(&inbox.wait_for(1).await[0]).unwrap();
+
+    let opened = victim.http.get(&link).send().await.unwrap();
+    assert_redirects_to(&opened, "/password/reset");
+    let form = victim
+        .http
+        .get(app.url("/password/reset"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(form.status(), StatusCode::OK);
+    let body = form.text().await.unwrap();
+    assert!(body.contains("mallory&#38;co@example.com"), "{body}");
+    assert!(!body.contains("mallory&co"), "escaped as usual: {body}");
+    let weak = victim
+        .submit(
+            &app.address,
+            "/password/reset",
+            "/password/reset",
+            &[("new_password", "password1234")],
+        )
+        .await;
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let again = weak.text().await.unwrap();
+    assert!(again.contains("mallory&#38;co@example.com"), "{again}");
+}
