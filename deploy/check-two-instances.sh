@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Two Gatehouse instances on one PostgreSQL database behind nginx
-# (deploy/nginx.conf): register through nginx, stop one instance the hard way,
-# and stay signed in through the other. One line per check; exits non-zero on
+# (deploy/nginx.conf): register through nginx, open a reset link and find its
+# token nowhere in nginx's access log (PREFIX/logs/access.log, under this run's
+# directory), stop one instance the hard way, and stay signed in through the
+# other. One line per check; exits non-zero on
 # the first failure and always removes its processes, files and database.
 #
 # Needs PostgreSQL at $PG_URL and a built binary (`cargo build`); installs
@@ -130,6 +132,31 @@ check_dashboard() {
 }
 check_dashboard "after registering"
 pass "GET /dashboard: 200 with the user's name"
+
+# A reset link through nginx: its token (a one-time password) must not reach
+# nginx's access log, nor the query string, whichever way the path is spelt.
+access_log="$work/nginx/logs/access.log"
+token="CHECK$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 37)A"
+encoded="CHECK$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 37)A"
+query="QUERY$suffix"
+[ ${#token} = 43 ] || fail "made a token of ${#token} characters, expected 43"
+headers=$(through_nginx -o /dev/null -D - "$ORIGIN/password/reset/$token?q=$query" | tr -d '\r')
+status=$(head -n 1 <<<"$headers" | cut -d ' ' -f 2)
+location=$(grep -i '^location:' <<<"$headers" | cut -d ' ' -f 2 || true)
+[ "$status" = 303 ] && [ "$location" = /password/reset ] ||
+  fail "GET /password/reset/TOKEN answered $status ${location:-(no Location)}, expected 303 to /password/reset"
+through_nginx -o /dev/null "$ORIGIN/password/reset%2F$encoded" ||
+  fail "GET /password/reset%2FTOKEN through nginx failed"
+[ -s "$access_log" ] || fail "nginx wrote no access log at $access_log"
+for secret in "$token" "$encoded" "$query"; do
+  ! grep -qF "$secret" "$access_log" ||
+    fail "nginx's access log contains a reset token or query string: $(grep -F "$secret" "$access_log")"
+done
+grep -q '"GET /password/reset/\.\.\. HTTP/1.1" 303 ' "$access_log" ||
+  fail "nginx's access log has no redacted line for the reset link: $(tail -n 3 "$access_log")"
+grep -q '"GET /dashboard HTTP/1.1" 200 ' "$access_log" ||
+  fail "nginx's access log does not show other paths: $(tail -n 3 "$access_log")"
+pass "nginx's access log names the reset link without its token or query string"
 
 dashboard_lines() {
   grep -c 'method=GET path=/dashboard status=200' "$work/app2.log" || true

@@ -158,10 +158,31 @@ where
     match actix_web::rt::System::new().block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("gatehouse: {message}");
+            // Messages name addresses and other values typed or stored by
+            // someone else; only their own line breaks are kept.
+            let lines: Vec<String> = message.split('\n').map(shown).collect();
+            eprintln!("gatehouse: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` as an operator's terminal should show it: printable characters
+/// (letters of every script, punctuation, quotes) as they are; control
+/// characters (ESC, BEL, CR, …), invisible ones (bidirectional overrides,
+/// zero-width characters) and the backslash escaped the way Rust writes
+/// them (`\u{1b}`, `\r`, `\\`). A name or an address from the database can
+/// then neither move the cursor, nor recolour or rewrite the listing, nor
+/// pass for another row.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // `escape_debug` also escapes quotes, which a terminal shows harmlessly.
+    for piece in text.split_inclusive(['"', '\'']) {
+        let body = piece.strip_suffix(['"', '\'']).unwrap_or(piece);
+        out.extend(body.escape_debug());
+        out.push_str(&piece[body.len()..]);
+    }
+    out
 }
 
 /// `gatehouse migrate`: applies pending migrations and lists them.
@@ -195,12 +216,12 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 let accounts = accounts(settings).await?;
                 let account = NewAccount {
                     name,
-                    email: email.clone(),
+                    email,
                     password,
                 };
                 match accounts.create_user(account, &operator()).await {
-                    Ok(_) => {
-                        println!("created {}", crate::accounts::normalize_email(&email));
+                    Ok(created) => {
+                        println!("created {}", shown(&created.email));
                         Ok(())
                     }
                     Err(RegisterError::Invalid(errors)) => Err([
@@ -233,7 +254,11 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     let created = u.created_at.format("%Y-%m-%d %H:%M");
                     println!(
                         "{:<40} {:<30} {:<20} {:<9} {}",
-                        u.email, u.name, created, state, u.live_sessions
+                        shown(&u.email),
+                        shown(&u.name),
+                        created,
+                        state,
+                        u.live_sessions
                     );
                 }
                 Ok(())
@@ -244,7 +269,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .disable_user(&email, &operator())
                     .await
                     .map_err(|e| e.to_string())?;
-                println!("disabled {email}; {ended} session(s) ended");
+                println!("disabled {}; {ended} session(s) ended", shown(&email));
                 Ok(())
             }
             UserAction::ResetLink { email } => {
@@ -260,7 +285,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 println!("{site}/password/reset/{}", link.token);
                 eprintln!(
                     "gatehouse: a one-time link for {}, valid for {} minutes; it ends older links",
-                    link.email,
+                    shown(&link.email),
                     link.expires_in.as_secs().div_ceil(60)
                 );
                 Ok(())
@@ -271,7 +296,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .enable_user(&email, &operator())
                     .await
                     .map_err(|e| e.to_string())?;
-                println!("enabled {email}");
+                println!("enabled {}", shown(&email));
                 Ok(())
             }
         }
@@ -459,6 +484,20 @@ mod tests {
     #[test]
     fn settings_before_the_command_are_refused_rather_than_ignored() {
         assert!(Cli::try_parse_from(["gatehouse", "--port", "1", "serve"]).is_err());
+    }
+
+    #[test]
+    fn printed_values_keep_printable_text_and_escape_the_rest() {
+        assert_eq!(
+            shown("Zoë \"Zed\" O'Hara, 日本"),
+            "Zoë \"Zed\" O'Hara, 日本"
+        );
+        assert_eq!(shown("Eve\u{1b}[2J\u{7}\rroot"), r"Eve\u{1b}[2J\u{7}\rroot");
+        assert_eq!(shown("a\tb\nc"), r"a\tb\nc");
+        assert_eq!(shown("admin\u{202e}moc"), r"admin\u{202e}moc");
+        assert_eq!(shown(r"not\u{1b}"), r"not\\u{1b}");
+        assert_eq!(shown("'\""), "'\"");
+        assert_eq!(shown(""), "");
     }
 
     #[test]

@@ -21,7 +21,9 @@ mod tests;
 
 pub use events::{Event, event};
 pub use operator::{OperatorError, Pruned, UserSummary};
-pub use registration::{EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount, normalize_email};
+pub use registration::{
+    CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount, normalize_email,
+};
 pub use reset::{PasswordChanged, ResetError, ResetLink};
 pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,

@@ -25,6 +25,14 @@ pub struct NewAccount {
     pub password: String,
 }
 
+/// An account an operator created.
+#[derive(Debug, Clone)]
+pub struct CreatedUser {
+    pub id: String,
+    /// The address as stored (normalised).
+    pub email: String,
+}
+
 /// A registration that passed validation: trimmed name, normalised e-mail.
 struct Valid {
     name: String,
@@ -53,7 +61,7 @@ impl Accounts {
             tracing::info!(event = "registration_throttled", ip = %who.ip);
             return Err(RegisterError::Throttled { retry_after });
         }
-        let (user_id, name, session) = self.insert_account(account, who, true).await?;
+        let (user_id, name, _, session) = self.insert_account(account, who, true).await?;
         let Some(session) = session else {
             return Err(ServiceError::Inconsistent("a registration made no session").into());
         };
@@ -74,25 +82,26 @@ impl Accounts {
 
     /// Creates an account for an operator (`gatehouse user create`): the same
     /// validation and password policy as the form, no session, and not
-    /// counted by the hourly registration limit. Returns the user's id.
+    /// counted by the hourly registration limit.
     pub async fn create_user(
         &self,
         account: NewAccount,
         who: &Requester,
-    ) -> Result<String, RegisterError> {
-        let (user_id, _, _) = self.insert_account(account, who, false).await?;
-        tracing::info!(event = event::REGISTERED, user_id = %user_id, by = "operator");
-        Ok(user_id)
+    ) -> Result<CreatedUser, RegisterError> {
+        let (id, _, email, _) = self.insert_account(account, who, false).await?;
+        tracing::info!(event = event::REGISTERED, user_id = %id, by = "operator");
+        Ok(CreatedUser { id, email })
     }
 
     /// Validates, hashes and inserts an account with its `registered` event,
     /// and for a self-registration its first session, in one transaction.
+    /// Returns its id, name and e-mail as stored, and the session.
     async fn insert_account(
         &self,
         account: NewAccount,
         who: &Requester,
         self_service: bool,
-    ) -> Result<(String, String, Option<NewTokens>), RegisterError> {
+    ) -> Result<(String, String, String, Option<NewTokens>), RegisterError> {
         let valid = self
             .hasher
             .in_slot(move |_| validate(account))
@@ -133,7 +142,7 @@ impl Accounts {
             .await?
         };
         match inserted {
-            Ok(session) => Ok((user_id, name, session)),
+            Ok(session) => Ok((user_id, name, email, session)),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 Err(RegisterError::EmailTaken { email })
             }
@@ -179,15 +188,61 @@ fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
     }
 }
 
-/// E-mail addresses are compared trimmed and lower-cased.
+/// E-mail addresses are stored and compared trimmed and lower-cased; a new
+/// address is normalised once, before it is validated, and stored as it came
+/// out.
 pub fn normalize_email(raw: &str) -> String {
     raw.trim().to_lowercase()
 }
 
+/// A plain `local@domain` and nothing else. The crate's defaults also accept
+/// display text (`Support Team <mallory@example.com>`, whose display part may
+/// hold anything, control characters included) and domain literals
+/// (`a@[127.0.0.1]`); a quoted local part may hold spaces and tabs. An address
+/// is shown to people (pages, mails, the operator's terminal) and compared as
+/// a key, so none of that is accepted: no display text, no domain literal, a
+/// dot in the domain, and no whitespace or control character anywhere.
 fn is_valid_email(email: &str) -> bool {
+    let plain = email_address::Options::default()
+        .without_display_text()
+        .without_domain_literal()
+        .with_required_tld();
     email.len() <= MAX_EMAIL_BYTES
-        && email_address::EmailAddress::is_valid(email)
-        && email
-            .rsplit_once('@')
-            .is_some_and(|(_, domain)| domain.contains('.') && !domain.starts_with('['))
+        && !email.chars().any(|c| c.is_control() || c.is_whitespace())
+        && email_address::EmailAddress::parse_with_options(email, plain).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_addresses_are_valid_emails() {
+        for email in [
+            "ada@example.com",
+            "ada.lovelace+gatehouse@mail.example.co.uk",
+            "o'hara@example.com",
+            "zoë@example.com",
+            "ada@xn--bcher-kva.example",
+        ] {
+            assert!(is_valid_email(email), "{email}");
+        }
+    }
+
+    #[test]
+    fn display_text_whitespace_and_control_characters_are_not_emails() {
+        for email in [
+            "Support Team <mallory@example.com>",
+            "<mallory@example.com>",
+            "mallory@example.com <ada@example.com>",
+            "\"mallory example\"@example.com",
+            "\"mallory\texample\"@example.com",
+            "mallory\u{1b}@example.com",
+            "mallory@example.com\r\nBcc: ada@example.com",
+            "mallory@[127.0.0.1]",
+            "mallory@localhost",
+        ] {
+            assert!(!is_valid_email(email), "{email:?}");
+        }
+    }
 }

@@ -184,14 +184,20 @@ impl Accounts {
         self.resets.ttl
     }
 
-    /// Whether `token` is a live link (for showing the new-password form).
-    pub async fn reset_link_is_live(&self, token: &str) -> Result<bool, ServiceError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Ok(false);
+    /// The e-mail of the account `token` resets, while the link is live.
+    /// The new-password form names it, so that someone lured into another
+    /// person's link (to be signed in to the attacker's account afterwards)
+    /// can see that it is not theirs.
+    pub async fn reset_link_account(&self, token: &str) -> Result<Option<String>, ServiceError> {
+        if !crate::auth::token::is_token_shaped(token) {
+            return Ok(None);
         }
         let hash = hash_token(token);
         db::run(&self.pool, move |conn| {
-            Ok(resets::live_user(conn, &hash, db::now())?.is_some())
+            let Some(user_id) = resets::live_user(conn, &hash, db::now())? else {
+                return Ok(None);
+            };
+            Ok(users::find(conn, &user_id)?.map(|user| user.email))
         })
         .await
     }

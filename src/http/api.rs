@@ -11,6 +11,7 @@ use actix_web::web::{self, Data};
 
 use super::site::Site;
 use crate::errors::{AppError, ForeignOrigin};
+use crate::telemetry::Untrusted;
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 16 * 1024;
@@ -72,7 +73,7 @@ fn refusal(req: &ServiceRequest) -> Result<Option<AppError>, AppError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("\u{0}").to_ascii_lowercase();
         if !site.api_accepts(&origin) {
-            tracing::warn!(received = %origin, expected = %site.origin, "API call refused: it came from another origin");
+            tracing::warn!(received = %Untrusted(&origin), expected = %site.origin, "API call refused: it came from another origin");
             return Ok(Some(AppError::ForeignOrigin(Box::new(ForeignOrigin {
                 received: origin,
                 expected: site.origin.clone(),

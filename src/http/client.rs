@@ -44,32 +44,35 @@ impl FromRequest for ClientInfo {
     }
 }
 
-/// The client's address: the socket peer, unless the peer is a trusted proxy,
-/// in which case the right-most `X-Forwarded-For` entry that is not itself a
-/// trusted proxy. Entries further left are written by the client and ignored.
+/// The client's address: the socket peer, unless the peer is a trusted proxy.
+/// Then `X-Forwarded-For` is walked from the right (the entry our own proxy
+/// wrote) past every trusted proxy; the first entry that is not one is the
+/// client if it is an address. If it is junk (not an address, or a header
+/// value that is not text), the client is the last trusted hop passed: entries
+/// left of junk were written by whoever sent the junk and are never believed.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     let site = req.app_data::<Data<Site>>();
     let Some(trusted) = site.map(|s| &s.proxies).filter(|t| t.contains(&peer)) else {
         return Some(peer);
     };
-    let forwarded: Vec<IpAddr> = req
-        .headers()
-        .get_all(header::X_FORWARDED_FOR)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|entry| entry.trim().parse::<IpAddr>())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    Some(
-        forwarded
-            .iter()
-            .rev()
-            .find(|ip| !trusted.contains(ip))
-            .or(forwarded.first())
-            .copied()
-            .unwrap_or(peer),
-    )
+    // `None` stands for a header value that is not text: junk as a whole.
+    let mut entries: Vec<Option<&str>> = Vec::new();
+    for value in req.headers().get_all(header::X_FORWARDED_FOR) {
+        match value.to_str() {
+            Ok(text) => entries.extend(text.split(',').map(Some)),
+            Err(_) => entries.push(None),
+        }
+    }
+    let mut last_trusted_hop = peer;
+    for entry in entries.into_iter().rev() {
+        match entry.and_then(|e| e.trim().parse::<IpAddr>().ok()) {
+            Some(ip) if trusted.contains(&ip) => last_trusted_hop = ip,
+            Some(ip) => return Some(ip),
+            None => break,
+        }
+    }
+    Some(last_trusted_hop)
 }
 
 /// Who is asking, for domain calls.
@@ -177,6 +180,11 @@ mod tests {
     }
 
     fn ip_of(peer: &str, forwarded: Option<&str>, trusted: &[&str]) -> String {
+        let values: Vec<_> = forwarded.iter().map(|f| f.as_bytes()).collect();
+        ip_of_headers(peer, &values, trusted)
+    }
+
+    fn ip_of_headers(peer: &str, forwarded: &[&[u8]], trusted: &[&str]) -> String {
         let site = Site {
             cookies: super::super::cookies::CookieConfig::new(
                 false,
@@ -196,8 +204,9 @@ mod tests {
         let mut req = TestRequest::default()
             .peer_addr(peer.parse().unwrap())
             .app_data(Data::new(site));
-        if let Some(f) = forwarded {
-            req = req.insert_header((header::X_FORWARDED_FOR, f));
+        for f in forwarded {
+            let value = header::HeaderValue::from_bytes(f).unwrap();
+            req = req.append_header((header::X_FORWARDED_FOR, value));
         }
         client_ip(&req.to_http_request()).unwrap().to_string()
     }
@@ -228,6 +237,76 @@ mod tests {
         assert_eq!(
             ip_of("10.0.0.2:1234", Some("garbage"), &["10.0.0.0/8"]),
             "10.0.0.2"
+        );
+    }
+
+    #[test]
+    fn a_junk_forwarded_entry_hides_only_what_lies_left_of_it() {
+        let trusted = &["10.0.0.0/8"];
+        assert_eq!(
+            ip_of("10.0.0.2:1234", Some("garbage, 203.0.113.9"), trusted),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            ip_of("10.0.0.2:1234", Some("203.0.113.9, garbage"), trusted),
+            "10.0.0.2"
+        );
+        assert_eq!(
+            ip_of(
+                "10.0.0.2:1234",
+                Some("203.0.113.9, garbage, 10.0.0.9"),
+                trusted
+            ),
+            "10.0.0.9"
+        );
+        assert_eq!(
+            ip_of("10.0.0.2:1234", Some("198.51.100.7, , 10.0.0.9"), trusted),
+            "10.0.0.9"
+        );
+        assert_eq!(
+            ip_of(
+                "10.0.0.2:1234",
+                Some("6.6.6.6, garbage, 198.51.100.7, 10.0.0.9"),
+                trusted
+            ),
+            "198.51.100.7"
+        );
+    }
+
+    #[test]
+    fn forwarded_entries_from_separate_headers_are_read_in_order() {
+        let site_trusted = &["10.0.0.0/8"];
+        assert_eq!(
+            ip_of_headers(
+                "10.0.0.2:1234",
+                &[b"garbage", b"203.0.113.9, 10.0.0.9"],
+                site_trusted
+            ),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            ip_of_headers(
+                "10.0.0.2:1234",
+                &[b"203.0.113.9", b"garbage, 10.0.0.9"],
+                site_trusted
+            ),
+            "10.0.0.9"
+        );
+        assert_eq!(
+            ip_of_headers(
+                "10.0.0.2:1234",
+                &[b"203.0.113.9", b"\xff198.51.100.7", b"10.0.0.9"],
+                site_trusted
+            ),
+            "10.0.0.9"
+        );
+    }
+
+    #[test]
+    fn a_chain_of_trusted_proxies_only_names_its_first_hop() {
+        assert_eq!(
+            ip_of("10.0.0.2:1234", Some("10.0.0.7, 10.0.0.9"), &["10.0.0.0/8"]),
+            "10.0.0.7"
         );
     }
 

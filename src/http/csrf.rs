@@ -26,6 +26,7 @@ use super::cookies::{self, CookieConfig};
 use super::deferred::{Deferred, defer};
 use super::site::Site;
 use crate::errors::{AppError, ForeignOrigin};
+use crate::telemetry::Untrusted;
 
 /// Length of the base64url cookie value (32 random bytes).
 const COOKIE_VALUE_LEN: usize = 43;
@@ -171,7 +172,7 @@ pub fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
         .unwrap_or("another site")
         .to_owned();
     tracing::warn!(
-        received = %received,
+        received = %Untrusted(&received),
         expected = %site.origin,
         cross_site,
         "form refused: it came from another origin"

@@ -9,6 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts::{Accounts, ResetError};
+use crate::auth::token::is_token_shaped;
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
@@ -64,6 +65,8 @@ pub struct SentPage {
 #[template(path = "password_reset.html")]
 pub struct ResetPage {
     layout: Layout,
+    /// The account the link resets, named on the form.
+    email: String,
     error: Option<String>,
 }
 
@@ -127,19 +130,32 @@ pub async fn sent(
 /// `GET /password/reset/{token}`: the mailed link. Keeps the token in a
 /// short-lived cookie and moves on to the form's address, so the token never
 /// stays in the address bar, the history or a `Referer`.
+///
+/// Only a token of the shape the site issues is copied into the cookie:
+/// anything else (`abc; Domain=…` would add attributes, a CR LF would break
+/// the header) is no link of ours and gets the expired page, leaving the
+/// browser's cookies as they were.
 pub async fn link(
     token: web::Path<String>,
+    csrf: Csrf,
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
-) -> HttpResponse {
-    let cookie = site
-        .cookies
-        .reset(token.into_inner(), accounts.reset_link_lifetime());
-    HttpResponse::SeeOther()
+) -> Result<HttpResponse, AppError> {
+    let token = token.into_inner();
+    if !is_token_shaped(&token) {
+        let mut response = expired_page(&csrf)?;
+        response.headers_mut().insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("no-referrer"),
+        );
+        return Ok(response);
+    }
+    let cookie = site.cookies.reset(token, accounts.reset_link_lifetime());
+    Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/password/reset"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .cookie(cookie)
-        .finish()
+        .finish())
 }
 
 /// `GET /password/reset`: the new-password form, for a live link.
@@ -151,15 +167,16 @@ pub async fn reset_form(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let token = cookies::read(&req, site.cookies.reset_name()).map(str::to_owned);
-    let live = match token {
-        Some(token) => accounts.reset_link_is_live(&token).await?,
-        None => false,
+    let account = match token {
+        Some(token) => accounts.reset_link_account(&token).await?,
+        None => None,
     };
-    if !live {
+    let Some(email) = account else {
         return expired(&csrf, &site);
-    }
+    };
     let page = ResetPage {
         layout: page_layout(None, &csrf, flash),
+        email,
         error: None,
     };
     render(StatusCode::OK, &page)
@@ -180,7 +197,7 @@ pub async fn reset(
     };
     let form = form.into_inner();
     match accounts
-        .reset_password(token, form.new_password, &client)
+        .reset_password(token.clone(), form.new_password, &client)
         .await
     {
         Ok((signed_in, notice)) => {
@@ -204,8 +221,12 @@ pub async fn reset(
         }
         Err(ResetError::InvalidLink) => expired(&csrf, &site),
         Err(ResetError::Weak(message)) => {
+            let Some(email) = accounts.reset_link_account(&token).await? else {
+                return expired(&csrf, &site);
+            };
             let page = ResetPage {
                 layout: page_layout(None, &csrf, FlashMessage::default()),
+                email,
                 error: Some(message),
             };
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
@@ -217,12 +238,17 @@ pub async fn reset(
 /// The one answer for a used, expired, superseded or unknown link (400),
 /// which also drops the dead token.
 fn expired(csrf: &Csrf, site: &Site) -> Result<HttpResponse, AppError> {
-    let page = ExpiredPage {
-        layout: page_layout(None, csrf, FlashMessage::default()),
-    };
-    let mut response = render(StatusCode::BAD_REQUEST, &page)?;
+    let mut response = expired_page(csrf)?;
     response
         .add_cookie(&site.cookies.reset_removal())
         .map_err(|e| AppError::internal(e.to_string()))?;
     Ok(response)
+}
+
+/// The expired-link page (400), cookies untouched.
+fn expired_page(csrf: &Csrf) -> Result<HttpResponse, AppError> {
+    let page = ExpiredPage {
+        layout: page_layout(None, csrf, FlashMessage::default()),
+    };
+    render(StatusCode::BAD_REQUEST, &page)
 }

@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::fmt::Write as _;
 use std::future::{Future, Ready, ready};
 use std::io::Write as _;
 use std::pin::Pin;
@@ -241,6 +242,34 @@ pub fn in_request<R>(id: Option<RequestId>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A value from outside (a header, a path, an address) as a log field's
+/// value: written as it is when it is one plain word, else quoted and escaped
+/// the way Rust writes a string (`"http://x user_id=1"`, `"\u{1b}"`). Either
+/// way it stays one field: it can neither start another (`… user_id=1`) nor
+/// end its line, and it shows no terminal escapes. Log with `%Untrusted(…)`.
+pub struct Untrusted<'a>(pub &'a str);
+
+impl fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_plain_word(self.0) {
+            f.write_str(self.0)
+        } else {
+            fmt::Debug::fmt(self.0, f)
+        }
+    }
+}
+
+/// Non-empty, and nothing that a field's value may not hold bare: no
+/// whitespace, quote, backslash, control or invisible character.
+fn is_plain_word(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().all(|c| match c {
+            '"' | '\'' | '\\' => false,
+            '!'..='~' => true,
+            c => !c.is_ascii() && !c.is_whitespace() && c.escape_debug().len() == 1,
+        })
+}
+
 /// Paths whose remaining segment is a secret (it authorises something by
 /// itself being known) and is never logged.
 const SECRET_PATH_PREFIXES: &[&str] = &["/password/reset/"];
@@ -333,8 +362,9 @@ impl AccessLine {
     /// Formatted by hand and written straight to the log's stream: this line
     /// is written for every request, and going through the event machinery
     /// (field visitors, escaping) would cost more than the request itself.
-    /// Every part is safe to write as it is: a method is a token, a path is
-    /// percent-encoded and a status is three digits.
+    /// A method is a token and a status three digits; the path comes from the
+    /// client (without spaces or control characters, which the parser
+    /// refuses, but it may hold quotes), so it goes through [`Untrusted`].
     fn write(self, status: StatusCode) {
         if !tracing::enabled!(target: "access", Level::INFO) {
             return;
@@ -350,7 +380,7 @@ impl AccessLine {
             line.push_str("request method=");
             line.push_str(self.method.as_str());
             line.push_str(" path=");
-            line.push_str(&loggable_path(self.uri.path()));
+            let _ = write!(line, "{}", Untrusted(&loggable_path(self.uri.path())));
             line.push_str(" status=");
             line.push_str(status.as_str());
             line.push_str(" duration_ms=");
@@ -403,6 +433,30 @@ mod tests {
         assert_eq!(loggable_path("/password/reset/abc123"), "/password/reset/…");
         assert_eq!(loggable_path("/password/reset/"), "/password/reset/");
         assert_eq!(loggable_path("/dashboard"), "/dashboard");
+    }
+
+    #[test]
+    fn untrusted_values_stay_one_field() {
+        let shown = |text: &str| Untrusted(text).to_string();
+        for plain in [
+            "http://evil.example",
+            "/password/reset/…",
+            "/a=b",
+            "ada@example.com",
+            "zoë",
+        ] {
+            assert_eq!(shown(plain), plain);
+        }
+        assert_eq!(
+            shown("http://x expected=http://127.0.0.1 user_id=1"),
+            r#""http://x expected=http://127.0.0.1 user_id=1""#
+        );
+        assert_eq!(shown("a\r\nb"), r#""a\r\nb""#);
+        assert_eq!(shown("\u{1b}[31m"), r#""\u{1b}[31m""#);
+        assert_eq!(shown("/a\"b"), r#""/a\"b""#);
+        assert_eq!(shown("a\u{2028}b"), r#""a\u{2028}b""#);
+        assert_eq!(shown("a\u{3000}b"), r#""a\u{3000}b""#);
+        assert_eq!(shown(""), r#""""#);
     }
 
     #[test]

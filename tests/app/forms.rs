@@ -104,6 +104,34 @@ async fn bad_names_and_emails_get_messages_beside_their_fields() {
 }
 
 #[tokio::test]
+async fn only_a_plain_address_is_an_email_not_display_text_or_control_characters() {
+    let app = spawn_app().await;
+
+    for email in [
+        "Support Team <mallory@example.com>",
+        "<mallory@example.com>",
+        "Evil\u{1b}[2J\u{7} <mallory@example.com>",
+        "row\r\nforged <mallory@example.com>",
+        "\"mallory example\"@example.com",
+        "\"mallory\texample\"@example.com",
+        "mallory@[127.0.0.1]",
+    ] {
+        let response = app.register("Mallory", email, GOOD_PASSWORD).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{email:?}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("Enter a valid email address, like name@example.com."),
+            "{email:?}: {body}"
+        );
+    }
+    assert_eq!(user_count(&app).await, 1);
+}
+
+#[tokio::test]
 async fn a_taken_email_is_reported_beside_the_email_field_whatever_its_case() {
     let app = spawn_app().await;
 

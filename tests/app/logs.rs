@@ -116,11 +116,13 @@ async fn each_request_gets_one_access_line_without_query_strings_or_secret_segme
     let base = server.address.clone();
     let client = Client::new("access-log-test");
 
-    // The mailed reset link: its token is a secret path segment.
+    // The mailed reset link: its token is a secret path segment (shaped
+    // like the site's tokens, so it is taken as a link).
     let link = client
         .http
         .get(format!(
-            "{base}/password/reset/SECRETRESETTOKEN?q=QUERYSECRET"
+            "{base}/password/reset/SECRETRESETTOKEN{}?q=QUERYSECRET",
+            "A".repeat(27)
         ))
         .send()
         .await
@@ -214,5 +216,87 @@ async fn each_request_gets_one_access_line_without_query_strings_or_secret_segme
         "public_origin=http://",
     ] {
         assert!(log.contains(said), "start-up does not log {said:?}: {log}");
+    }
+}
+
+/// The `key=value` fields of a log line: words split at spaces, a value that
+/// opens with `"` running to its closing (unescaped) quote.
+fn fields(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut rest = line;
+    while let Some(start) = rest.find(|c: char| c != ' ') {
+        rest = &rest[start..];
+        let (word, after) = match rest.find(['=', ' ']) {
+            Some(eq) if rest.as_bytes()[eq] == b'=' && rest[eq + 1..].starts_with('"') => {
+                let value = &rest[eq + 2..];
+                let mut escaped = false;
+                let close = value
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        let end = c == '"' && !escaped;
+                        escaped = c == '\\' && !escaped;
+                        end
+                    })
+                    .map_or(value.len(), |(i, _)| i + 1);
+                rest.split_at(eq + 2 + close)
+            }
+            _ => rest.split_at(rest.find(' ').unwrap_or(rest.len())),
+        };
+        if let Some((key, value)) = word.split_once('=') {
+            fields.push((key.to_owned(), value.to_owned()));
+        }
+        rest = after;
+    }
+    fields
+}
+
+#[tokio::test]
+async fn a_forged_origin_cannot_add_fields_to_the_log_line() {
+    let server = RunningBinary::start(&[]);
+    let base = server.address.clone();
+    let forged = "http://x expected=http://127.0.0.1:1 user_id=forged";
+    let http = reqwest::Client::new();
+
+    let form = http
+        .post(format!("{base}/login"))
+        .header("Origin", forged)
+        .form(&[("email", "x@example.com"), ("password", "y")])
+        .send()
+        .await
+        .unwrap();
+    let api = http
+        .post(format!("{base}/api/login"))
+        .header("Origin", forged)
+        .header("Content-Type", "application/json")
+        .body(r#"{"email":"x@example.com","password":"y"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api.status(), StatusCode::FORBIDDEN);
+    let log = server.stop();
+
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("refused"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{log}");
+    for line in refusals {
+        let fields = fields(line);
+        assert!(
+            fields.iter().all(|(key, _)| key != "user_id"),
+            "a forged field: {line}"
+        );
+        let expected: Vec<&String> = fields
+            .iter()
+            .filter(|(key, _)| key == "expected")
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(expected, [&base], "{line}");
+        let received = fields.iter().find(|(key, _)| key == "received");
+        assert!(
+            received.is_some_and(|(_, value)| value.contains("user_id=forged")),
+            "the whole origin stays one value: {line}"
+        );
     }
 }

@@ -165,6 +165,65 @@ async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
 }
 
 #[tokio::test]
+async fn the_command_line_refuses_an_email_with_display_text() {
+    let app = spawn_app().await;
+
+    let output = cli(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "Support Team <mallory@example.com>",
+            "--name",
+            "Mallory",
+        ],
+        "correct horse battery staple\n",
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("--email: Enter a valid email address"),
+        "{}",
+        describe(&output)
+    );
+    let count = accounts_with_email(&app.pool, "support team <mallory@example.com>").await;
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn the_user_list_prints_control_characters_escaped() {
+    let app = spawn_app().await;
+    seed_user(
+        &app.pool,
+        "Eve\u{1b}[2J\u{7}\rroot",
+        "eve\u{1b}[8m@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+    seed_user(
+        &app.pool,
+        "Zoë \"Zed\" O'Hara",
+        "zoë@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+
+    let list = cli(&app, &["user", "list"], "").await;
+
+    assert!(list.status.success(), "{}", describe(&list));
+    let stdout = text(&list.stdout);
+    for raw in ['\u{1b}', '\u{7}', '\r'] {
+        assert!(!stdout.contains(raw), "{raw:?} printed raw: {stdout:?}");
+    }
+    assert!(stdout.contains(r"Eve\u{1b}[2J\u{7}\rroot"), "{stdout}");
+    assert!(stdout.contains(r"eve\u{1b}[8m@example.com"), "{stdout}");
+    assert!(stdout.contains("Zoë \"Zed\" O'Hara"), "{stdout}");
+    assert!(stdout.contains("zoë@example.com"), "{stdout}");
+}
+
+#[tokio::test]
 async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
     let app = spawn_app().await;
     app.login_test_user().await;

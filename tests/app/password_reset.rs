@@ -340,3 +340,80 @@ async fn the_file_transport_writes_a_readable_eml() {
     assert!(eml.contains("To: user@example.com"), "{eml}");
     assert!(reset_link(&eml).is_some(), "{eml}");
 }
+
+#[tokio::test]
+async fn a_reset_link_not_shaped_like_one_of_ours_sets_no_cookie() {
+    let app = spawn_app().await;
+
+    for token in [
+        "abc;%20Domain=evil.example",
+        "abc%0d%0aSet-Cookie:%20planted=1",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3B",
+        &"A".repeat(44),
+        &format!("{}+", "A".repeat(42)),
+    ] {
+        let client = Client::new("lured");
+        let response = client
+            .http
+            .get(app.url(&format!("/password/reset/{token}")))
+            .send()
+            .await
+            .unwrap();
+
+        let set: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        for cookie in &set {
+            let lower = cookie.to_ascii_lowercase();
+            assert!(
+                !lower.contains("domain=") && !lower.contains("abc") && !lower.contains("planted"),
+                "{token}: {set:?}"
+            );
+            assert!(!cookie.contains("AAAA"), "{token}: {set:?}");
+        }
+        expect_expired(response).await;
+    }
+}
+
+#[tokio::test]
+async fn the_new_password_form_names_the_account_it_is_for() {
+    let (app, inbox) = reset_app().await;
+    let owner = seed_user(
+        &app.pool,
+        "Mallory",
+        "mallory&co@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+    let victim = Client::new("lured");
+    ask(&app, &victim, &owner.email).await;
+    let link = reset_link(&inbox.wait_for(1).await[0]).unwrap();
+
+    let opened = victim.http.get(&link).send().await.unwrap();
+    assert_redirects_to(&opened, "/password/reset");
+    let form = victim
+        .http
+        .get(app.url("/password/reset"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(form.status(), StatusCode::OK);
+    let body = form.text().await.unwrap();
+    assert!(body.contains("mallory&#38;co@example.com"), "{body}");
+    assert!(!body.contains("mallory&co"), "escaped as usual: {body}");
+    let weak = victim
+        .submit(
+            &app.address,
+            "/password/reset",
+            "/password/reset",
+            &[("new_password", "password1234")],
+        )
+        .await;
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let again = weak.text().await.unwrap();
+    assert!(again.contains("mallory&#38;co@example.com"), "{again}");
+}
