@@ -178,6 +178,85 @@ async fn throttling_counts_failures_on_both_instances_together() {
 }
 
 #[tokio::test]
+async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times() {
+    // Cost 8: each check takes long enough for the guesses to overlap.
+    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
+
+    let statuses = sign_ins_at_once(
+        &addresses,
+        30,
+        |_| "ada@example.com".to_owned(),
+        |i| format!("wrong guess number {i}"),
+    )
+    .await;
+    let right = sign_in(
+        &Client::new("owner"),
+        &pair.b.address,
+        "ada@example.com",
+        "correct horse battery staple",
+    )
+    .await;
+
+    eprintln!(
+        "30 guesses at once on two instances, limit 5: {} judged",
+        judged(&statuses)
+    );
+    assert!(judged(&statuses) <= 5, "{statuses:?}");
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times() {
+    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")])
+    else {
+        return;
+    };
+    let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
+
+    let statuses = sign_ins_at_once(
+        &addresses,
+        40,
+        |i| format!("someone{}@example.com", i % 10),
+        |_| "a wrong password".to_owned(),
+    )
+    .await;
+
+    eprintln!(
+        "40 guesses at once over 10 e-mails on two instances, IP cap 10: {} judged",
+        judged(&statuses)
+    );
+    assert!(judged(&statuses) <= 10, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
+    let Some(pair) = two_instances(&[("BCRYPT_COST", "8")]) else {
+        return;
+    };
+    let client = Client::new("instances");
+    register(&client, &pair.a.address, "ada@example.com").await;
+    let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
+
+    let statuses = sign_ins_at_once(
+        &addresses,
+        20,
+        |_| "ada@example.com".to_owned(),
+        |_| "correct horse battery staple".to_owned(),
+    )
+    .await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other() {
     let Some(pair) = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]) else {
         return;

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
+use gatehouse::auth::revocation::RevokedSessions;
 use gatehouse::db::schema::{auth_events, password_resets, users};
 use reqwest::{Response, StatusCode};
 use tokio::task::JoinSet;
@@ -298,56 +299,6 @@ async fn refresh_refuses_a_session_whose_account_is_disabled() {
     assert_redirects_to(&page, "/login?next=%2Fdashboard");
 }
 
-/// Fires `count` sign-ins at once, each from a client of its own with its
-/// form's token, `email(i)` and `password(i)`; returns their statuses.
-async fn sign_ins_at_once(
-    address: &str,
-    count: usize,
-    email: impl Fn(usize) -> String,
-    password: impl Fn(usize) -> String,
-) -> Vec<StatusCode> {
-    let mut ready = Vec::new();
-    for i in 0..count {
-        let client = Client::new("guesser");
-        let page = client
-            .http
-            .get(format!("{address}/login"))
-            .send()
-            .await
-            .unwrap();
-        let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
-        ready.push((client, csrf, email(i), password(i)));
-    }
-    let mut set = JoinSet::new();
-    for (client, csrf, email, password) in ready {
-        let address = address.to_owned();
-        set.spawn(async move {
-            client
-                .http
-                .post(format!("{address}/login"))
-                .header("Origin", &address)
-                .form(&[
-                    ("email", email.as_str()),
-                    ("password", password.as_str()),
-                    ("csrf_token", csrf.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
-    set.join_all().await
-}
-
-fn judged(statuses: &[StatusCode]) -> usize {
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
-    statuses.len() - refused
-}
-
 #[tokio::test]
 async fn thirty_guesses_at_once_are_judged_at_most_as_often_as_the_limit() {
     let (cost, _) = cost_taking(Duration::from_millis(50));
@@ -359,7 +310,7 @@ async fn thirty_guesses_at_once_are_judged_at_most_as_often_as_the_limit() {
     let user = user_at_cost(&app, 0, cost).await;
 
     let statuses = sign_ins_at_once(
-        &app.address,
+        &[&app.address],
         30,
         |_| user.email.clone(),
         |i| format!("wrong guess number {i}"),
@@ -389,7 +340,7 @@ async fn forty_guesses_at_once_over_ten_emails_are_judged_at_most_as_often_as_th
     .await;
 
     let statuses = sign_ins_at_once(
-        &app.address,
+        &[&app.address],
         40,
         |i| format!("someone{}@example.com", i % 10),
         |_| "a wrong password".to_owned(),
@@ -521,4 +472,88 @@ async fn all_rows(app: &TestApp) -> (i64, i64) {
     })
     .await
     .unwrap()
+}
+
+/// Polls the database for revocations into `list`, as each instance does.
+fn poll(conn: &mut gatehouse::db::DbConnection, list: &RevokedSessions) {
+    let now = gatehouse::db::now();
+    let mark = list.mark(now);
+    let found = gatehouse::db::sessions::revocations_after(
+        conn,
+        mark.number,
+        mark.unnumbered_since,
+        list.horizon(now),
+    )
+    .unwrap();
+    list.absorb(found.sessions, found.through, now);
+}
+
+#[tokio::test]
+async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
+    use gatehouse::db::{self, sessions as session_rows};
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let client = app.new_client();
+        let response = app
+            .login_as(&client, &app.test_user.email, &app.test_user.password)
+            .await;
+        assert_redirects_to(&response, "/dashboard");
+    }
+    let (pool, user_id) = (app.pool.clone(), app.test_user.id.clone());
+
+    let (first, second, list) = tokio::task::spawn_blocking(move || {
+        let ids: Vec<String> = gatehouse::db::schema::sessions::table
+            .select(gatehouse::db::schema::sessions::id)
+            .load(&mut pool.get().unwrap())
+            .unwrap();
+        let (first, second) = (ids[0].clone(), ids[1].clone());
+        let list = RevokedSessions::new(Duration::from_secs(600));
+        let mut poller = pool.get().unwrap();
+        poll(&mut poller, &list);
+
+        // One revoking transaction stays open (stamped 10 s back, as by an
+        // instance whose clock is behind) while a later one tries to commit.
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (go, may_go) = std::sync::mpsc::channel::<()>();
+        let earlier = std::thread::spawn({
+            let (pool, user_id, id) = (pool.clone(), user_id.clone(), first.clone());
+            move || {
+                let mut conn = pool.get().unwrap();
+                db::write_transaction(&mut conn, |conn| {
+                    let at = db::now() - chrono::TimeDelta::seconds(10);
+                    session_rows::revoke(conn, &id, &user_id, at, "signed_out")?;
+                    held.send(()).unwrap();
+                    may_go.recv().unwrap();
+                    Ok::<_, diesel::result::Error>(())
+                })
+                .unwrap();
+            }
+        });
+        is_held.recv().unwrap();
+        let later = std::thread::spawn({
+            let (pool, user_id, id) = (pool.clone(), user_id.clone(), second.clone());
+            move || {
+                let mut conn = pool.get().unwrap();
+                db::write_transaction(&mut conn, |conn| {
+                    session_rows::revoke(conn, &id, &user_id, db::now(), "signed_out")
+                })
+                .unwrap();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        poll(&mut poller, &list);
+        go.send(()).unwrap();
+        earlier.join().unwrap();
+        later.join().unwrap();
+        poll(&mut poller, &list);
+        (first, second, list)
+    })
+    .await
+    .unwrap();
+
+    assert!(
+        list.is_revoked(&first),
+        "the revocation that committed last"
+    );
+    assert!(list.is_revoked(&second));
 }

@@ -56,3 +56,55 @@ pub fn assert_clears_cookie(response: &Response, name: &str) {
     assert!(cookie.contains("Max-Age=0"), "{cookie}");
     assert!(cookie.contains("Path=/"), "{cookie}");
 }
+
+/// Fires `count` sign-ins at once, each from a client of its own with its
+/// form's token, `email(i)` and `password(i)`, spread over the instances at
+/// `addresses`; returns their statuses.
+pub async fn sign_ins_at_once(
+    addresses: &[&str],
+    count: usize,
+    email: impl Fn(usize) -> String,
+    password: impl Fn(usize) -> String,
+) -> Vec<StatusCode> {
+    let mut ready = Vec::new();
+    for i in 0..count {
+        let address = addresses[i % addresses.len()].to_owned();
+        let client = Client::new("guesser");
+        let page = client
+            .http
+            .get(format!("{address}/login"))
+            .send()
+            .await
+            .unwrap();
+        let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
+        ready.push((address, client, csrf, email(i), password(i)));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (address, client, csrf, email, password) in ready {
+        set.spawn(async move {
+            client
+                .http
+                .post(format!("{address}/login"))
+                .header("Origin", &address)
+                .form(&[
+                    ("email", email.as_str()),
+                    ("password", password.as_str()),
+                    ("csrf_token", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    set.join_all().await
+}
+
+/// How many of these sign-ins had their password checked (not 429).
+pub fn judged(statuses: &[StatusCode]) -> usize {
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    statuses.len() - refused
+}
