@@ -6,6 +6,7 @@ use super::events::{self, event};
 use super::registration::normalize_email;
 use super::service::{Accounts, Requester, ServiceError, SessionUser, SignInError, SignedIn};
 use super::throttle;
+use crate::db::models::User;
 use crate::db::{self, sessions, users};
 
 /// The one message for every failed sign-in, so no door tells whether an
@@ -27,7 +28,8 @@ pub struct Credentials {
 
 impl Accounts {
     /// Signs a person in. A locked (e-mail, IP) pair or IP is refused before
-    /// any hashing, right password or not; an unknown e-mail costs the same
+    /// any hashing, right password or not, and an attempt beyond what the
+    /// pair's limit leaves waits for those being checked; an unknown e-mail costs the same
     /// bcrypt work and database writes as a wrong password. `replacing` is the
     /// session this client had, which the new one ends.
     pub async fn sign_in(
@@ -40,33 +42,7 @@ impl Accounts {
         if email.is_empty() || credentials.password.is_empty() {
             return Err(SignInError::MissingCredentials);
         }
-        let started = std::time::Instant::now();
-        let (admission, user) = loop {
-            let (limits, key, ip) = (self.throttle, email.clone(), who.ip.clone());
-            let (admitted, user) = db::run(&self.pool, move |conn| {
-                let email = key;
-                let admitted = throttle::admitting(conn, |conn| {
-                    throttle::admit_sign_in(conn, &limits, &email, &ip, db::now())
-                })?;
-                let user = match admitted {
-                    Ok(Some(_)) => users::find_by_email(conn, &email)?,
-                    _ => None,
-                };
-                Ok::<_, ServiceError>((admitted, user))
-            })
-            .await?;
-            let retry_after = match admitted {
-                Ok(Some(admission)) => break (admission, user),
-                Ok(None) if started.elapsed() < throttle::MAX_WAIT => {
-                    self.waiters.wait(&email, &who.ip).await;
-                    continue;
-                }
-                Ok(None) => std::time::Duration::from_secs(1),
-                Err(retry_after) => retry_after,
-            };
-            tracing::info!(event = "sign_in_throttled", ip = %who.ip, retry_after = retry_after.as_secs());
-            return Err(SignInError::Throttled { retry_after });
-        };
+        let (admission, user) = self.admit(&email, who).await?;
 
         let password = credentials.password;
         let verified = self
@@ -169,6 +145,50 @@ impl Accounts {
             auth_time: now.and_utc().timestamp(),
         };
         Ok(self.issue(signed_in, tokens)?)
+    }
+
+    /// Admits the attempt (see [`throttle::admit_sign_in`]), waiting in the
+    /// pair's queue while its limit is taken by attempts being checked, and
+    /// finds the account when admitted.
+    async fn admit(
+        &self,
+        email: &str,
+        who: &Requester,
+    ) -> Result<(throttle::SignInAdmission, Option<User>), SignInError> {
+        let started = std::time::Instant::now();
+        let mut queued = None;
+        loop {
+            let (limits, key, ip) = (self.throttle, email.to_owned(), who.ip.clone());
+            let (admitted, user) = db::run(&self.pool, move |conn| {
+                let email = key;
+                let admitted = throttle::admitting(conn, |conn| {
+                    throttle::admit_sign_in(conn, &limits, &email, &ip, db::now())
+                })?;
+                let user = match admitted {
+                    Ok(Some(_)) => users::find_by_email(conn, &email)?,
+                    _ => None,
+                };
+                Ok::<_, ServiceError>((admitted, user))
+            })
+            .await?;
+            if !matches!(admitted, Ok(None)) {
+                // Out of the queue at once: a wake-up meant for the next
+                // attempt must not be spent on this one.
+                queued = None;
+            }
+            let retry_after = match admitted {
+                Ok(Some(admission)) => return Ok((admission, user)),
+                Ok(None) if started.elapsed() < throttle::MAX_WAIT => {
+                    let turn = queued.get_or_insert_with(|| self.waiters.queue(email, &who.ip));
+                    turn.wait().await;
+                    continue;
+                }
+                Ok(None) => std::time::Duration::from_secs(1),
+                Err(retry_after) => retry_after,
+            };
+            tracing::info!(event = "sign_in_throttled", ip = %who.ip, retry_after = retry_after.as_secs());
+            return Err(SignInError::Throttled { retry_after });
+        }
     }
 
     /// Records a failed sign-in in the pair's streak and the audit trail,

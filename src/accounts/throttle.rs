@@ -7,10 +7,14 @@
 //! admission runs in a transaction of its own that is rolled back when any
 //! limit refuses: a refused request counts nowhere and writes nothing.
 
-use std::sync::PoisonError;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW, ThrottlePolicy, lock_for, remaining};
 use crate::db::{self, DbConnection, throttle};
@@ -151,13 +155,12 @@ pub(super) fn record_sign_in_success(
 }
 
 /// Sign-in attempts of this instance waiting for room in their pair's limit,
-/// woken one at a time as attempts of the pair are judged here. Attempts
-/// judged on other instances are noticed by asking again after
-/// [`WAIT_POLL`].
+/// woken one at a time, in the order they started waiting, as attempts of the
+/// pair are judged here. Attempts judged on other instances are noticed by
+/// asking again every [`WAIT_POLL`].
 #[derive(Default)]
 pub(super) struct PairWaiters {
-    waiting:
-        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+    waiting: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// How often a waiting attempt asks again when nothing here wakes it.
@@ -165,31 +168,70 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 /// How long an attempt waits for room before it is told to come back.
 pub(super) const MAX_WAIT: Duration = Duration::from_secs(10);
 
-impl PairWaiters {
-    fn key(email: &str, ip: &str) -> String {
-        format!("{ip} {email}")
-    }
+fn pair_key(email: &str, ip: &str) -> String {
+    format!("{ip} {email}")
+}
 
-    /// Waits until an attempt of the pair is judged here, or [`WAIT_POLL`].
-    pub(super) async fn wait(&self, email: &str, ip: &str) {
-        let key = Self::key(email, ip);
-        let notify = {
-            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            waiting.entry(key.clone()).or_default().clone()
-        };
-        let _ = tokio::time::timeout(WAIT_POLL, notify.notified()).await;
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and this one: nobody else waits on the pair.
-        if std::sync::Arc::strong_count(&notify) == 2 {
-            waiting.remove(&key);
+impl PairWaiters {
+    /// A place in the pair's queue, kept until it is dropped.
+    pub(super) fn queue<'a>(&'a self, email: &str, ip: &str) -> PairTurn<'a> {
+        let key = pair_key(email, ip);
+        let notify = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        PairTurn {
+            waiters: self,
+            key,
+            turn: Some(Box::pin(notify.clone().notified_owned())),
+            notify,
         }
     }
 
-    /// An attempt of the pair was judged: one waiting attempt may go on.
+    /// An attempt of the pair was judged: the attempt waiting longest may go on.
     pub(super) fn judged(&self, email: &str, ip: &str) {
         let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(notify) = waiting.get(&Self::key(email, ip)) {
+        if let Some(notify) = waiting.get(&pair_key(email, ip)) {
             notify.notify_one();
+        }
+    }
+}
+
+/// One attempt's place in its pair's queue.
+pub(super) struct PairTurn<'a> {
+    waiters: &'a PairWaiters,
+    key: String,
+    notify: Arc<Notify>,
+    turn: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl PairTurn<'_> {
+    /// Waits until this attempt's turn comes or [`WAIT_POLL`] has passed;
+    /// a wait that times out keeps its place.
+    pub(super) async fn wait(&mut self) {
+        let turn = self
+            .turn
+            .get_or_insert_with(|| Box::pin(self.notify.clone().notified_owned()));
+        if tokio::time::timeout(WAIT_POLL, turn.as_mut()).await.is_ok() {
+            self.turn = None;
+        }
+    }
+}
+
+impl Drop for PairTurn<'_> {
+    fn drop(&mut self) {
+        self.turn = None;
+        let mut waiting = self
+            .waiters
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and this one: nobody else waits on the pair.
+        if Arc::strong_count(&self.notify) == 2 {
+            waiting.remove(&self.key);
         }
     }
 }
