@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use gatehouse::db::schema::sessions;
+use gatehouse::db::schema::{password_resets, sessions};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -259,6 +259,56 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
         text(&output.stdout)
     );
     assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn prune_deletes_reset_links_that_can_no_longer_be_used_and_says_how_many() {
+    let app = spawn_app().await;
+    let (pool, user_id) = (app.pool.clone(), app.test_user.id.clone());
+    tokio::task::spawn_blocking(move || {
+        let now = gatehouse::db::now();
+        let hour = chrono::TimeDelta::hours(1);
+        let mut conn = pool.get().unwrap();
+        for (id, expires_at, used_at) in [
+            ("expired", now - hour, None),
+            ("used", now + hour, Some(now - hour)),
+            ("live", now + hour, None),
+        ] {
+            diesel::insert_into(password_resets::table)
+                .values((
+                    password_resets::id.eq(id),
+                    password_resets::user_id.eq(Some(&user_id)),
+                    password_resets::token_hash.eq(Some(id)),
+                    password_resets::ip.eq("192.0.2.1"),
+                    password_resets::created_at.eq(now - hour * 2),
+                    password_resets::expires_at.eq(expires_at),
+                    password_resets::used_at.eq(used_at),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    let output = cli(&app, &["sessions", "prune"], "").await;
+
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).contains("2 old reset request(s)"),
+        "{}",
+        text(&output.stdout)
+    );
+    let pool = app.pool.clone();
+    let left: Vec<String> = tokio::task::spawn_blocking(move || {
+        password_resets::table
+            .select(password_resets::id)
+            .load(&mut pool.get().unwrap())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(left, ["live"]);
 }
 
 #[test]
