@@ -276,8 +276,15 @@ const SECRET_PATH_PREFIXES: &[&str] = &["/password/reset/"];
 
 /// `path` as the log may show it: a secret segment becomes `…`.
 pub fn loggable_path(path: &str) -> Cow<'_, str> {
+    // Judged as decoded (`/password/reset%2FTOKEN` hides a token too); only
+    // a path with an escape pays for decoding.
+    let decoded = if path.contains('%') {
+        percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(path)
+    };
     for prefix in SECRET_PATH_PREFIXES {
-        if let Some(rest) = path.strip_prefix(prefix)
+        if let Some(rest) = decoded.strip_prefix(prefix)
             && !rest.is_empty()
         {
             return Cow::Owned(format!("{prefix}…"));
@@ -433,6 +440,15 @@ mod tests {
         assert_eq!(loggable_path("/password/reset/abc123"), "/password/reset/…");
         assert_eq!(loggable_path("/password/reset/"), "/password/reset/");
         assert_eq!(loggable_path("/dashboard"), "/dashboard");
+        assert_eq!(
+            loggable_path("/password/reset%2Fabc123"),
+            "/password/reset/…"
+        );
+        assert_eq!(
+            loggable_path("/password%2freset%2Fabc123"),
+            "/password/reset/…"
+        );
+        assert_eq!(loggable_path("/a%20b"), "/a%20b");
     }
 
     #[test]
