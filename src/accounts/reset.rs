@@ -246,9 +246,11 @@ impl Accounts {
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
                 // A link used meanwhile, or an account disabled meanwhile,
-                // changes nothing.
-                if !resets::use_link(conn, &hash, now)?
-                    || !users::replace_password(conn, &user_id, None, &new_hash, now)?
+                // changes nothing. The account's row first, as every
+                // transaction that changes a password takes it, so none of
+                // them waits for another in a circle.
+                if !users::replace_password(conn, &user_id, None, &new_hash, now)?
+                    || !resets::use_link(conn, &hash, now)?
                 {
                     return Err(ResetError::InvalidLink);
                 }
