@@ -93,7 +93,9 @@ const IN_FLIGHT_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// has run out, one attempt at a time). So guesses sent together are never
 /// judged more often than the limit allows: those beyond it are told to wait
 /// ([`Refusal::Full`]) until the ones before them are judged, and then find
-/// the pair locked — or, after a success, cleared.
+/// the pair locked — or, after a success, cleared. An attempt whose outcome
+/// is never recorded (its client left while it waited for bcrypt) counts as a
+/// failure until the pair has been quiet for a minute.
 pub(super) fn admit_sign_in(
     conn: &mut DbConnection,
     policy: &ThrottlePolicy,
@@ -140,7 +142,8 @@ pub(super) fn record_sign_in_failure(
     Ok(())
 }
 
-/// A success forgets the pair's streak and takes its own admission back out
+/// A success forgets the pair's streak (failures and lock; the attempts
+/// still in flight stay counted) and takes its own admission back out
 /// of the per-IP count, which so counts failures only (an office behind one
 /// address is not locked out by its own sign-ins). The IP's row first, as in
 /// the admission, so the two never wait for each other.
@@ -164,7 +167,7 @@ pub(super) struct PairWaiters {
 }
 
 /// How often a waiting attempt asks again when nothing here wakes it.
-const WAIT_POLL: Duration = Duration::from_millis(250);
+const WAIT_POLL: Duration = Duration::from_millis(500);
 /// How long an attempt waits for room before it is told to come back.
 pub(super) const MAX_WAIT: Duration = Duration::from_secs(10);
 

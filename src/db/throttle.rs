@@ -159,10 +159,19 @@ pub fn lock_pair(
         .map(|_| ())
 }
 
+/// Records a success of the pair: its streak of failures and any lock are
+/// forgotten, and the attempt is no longer in flight. The row stays, so the
+/// other attempts in flight stay counted.
 pub fn clear_pair(conn: &mut DbConnection, email: &str, ip: &str) -> QueryResult<()> {
-    diesel::delete(login_throttles::table.find((email, ip)))
-        .execute(conn)
-        .map(|_| ())
+    diesel::sql_query(
+        "UPDATE login_throttles SET failures = 0, locked_until = NULL, \
+           in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END \
+         WHERE email = $1 AND ip = $2",
+    )
+    .bind::<Text, _>(email)
+    .bind::<Text, _>(ip)
+    .execute(conn)
+    .map(|_| ())
 }
 
 /// Deletes throttle rows no rule looks at any more: pair streaks whose last
