@@ -156,7 +156,11 @@ impl Accounts {
         who: &Requester,
     ) -> Result<(throttle::SignInAdmission, Option<User>), SignInError> {
         let started = std::time::Instant::now();
-        let mut queued = None;
+        // Behind the attempts of the pair already waiting here, not ahead.
+        let mut queued = self.waiters.queue_behind_others(email, &who.ip);
+        if let Some(turn) = queued.as_mut() {
+            turn.wait().await;
+        }
         loop {
             let (limits, key, ip) = (self.throttle, email.to_owned(), who.ip.clone());
             let (admitted, user) = db::run(&self.pool, move |conn| {

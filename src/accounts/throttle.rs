@@ -194,6 +194,16 @@ impl PairWaiters {
         }
     }
 
+    /// A place in the pair's queue if other attempts of the pair wait in it.
+    pub(super) fn queue_behind_others<'a>(&'a self, email: &str, ip: &str) -> Option<PairTurn<'a>> {
+        let others = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&pair_key(email, ip));
+        others.then(|| self.queue(email, ip))
+    }
+
     /// An attempt of the pair was judged: the attempt waiting longest may go on.
     pub(super) fn judged(&self, email: &str, ip: &str) {
         let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
