@@ -266,6 +266,80 @@ async fn a_sign_in_in_flight_while_the_account_is_disabled_keeps_no_session() {
 }
 
 #[tokio::test]
+async fn a_reset_and_a_password_change_at_once_leave_exactly_one_new_password() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(40));
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = cost).await;
+    let other = "yet another entirely new passphrase";
+    let mut outcomes = Vec::new();
+    // The change checks the current password before hashing the new one: it
+    // commits about one hash later than a reset that starts with it.
+    for (n, offset) in offsets(hash_time / 4, 12).into_iter().enumerate() {
+        let user = user_at_cost(&app, n, cost).await;
+        let owner = app.new_client();
+        assert_redirects_to(
+            &app.login_as(&owner, &user.email, OLD_PASSWORD).await,
+            "/dashboard",
+        );
+        let change_csrf = app.csrf_token_as(&owner, "/account").await;
+        let resetter = app.new_client();
+        let token = reset_token(&app, &user.id).await;
+        let opened = app
+            .get_as(&resetter, &format!("/password/reset/{token}"))
+            .await;
+        assert_redirects_to(&opened, "/password/reset");
+        let reset_csrf = app.csrf_token_as(&resetter, "/password/reset").await;
+
+        let (changed, reset) = together(
+            -offset,
+            app.post_form_as(
+                &owner,
+                "/account/password",
+                &[
+                    ("current_password", OLD_PASSWORD),
+                    ("new_password", other),
+                    ("csrf_token", &change_csrf),
+                ],
+            ),
+            app.post_form_as(
+                &resetter,
+                "/password/reset",
+                &[("new_password", NEW_PASSWORD), ("csrf_token", &reset_csrf)],
+            ),
+        )
+        .await;
+
+        let location = |r: &Response| {
+            r.headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned())
+        };
+        let (changed_to, reset_to) = (location(&changed), location(&reset));
+        outcomes.push((changed.status().as_u16(), reset.status().as_u16()));
+        // The loser is told so (signed out, or the link is spent), never a
+        // 500: the two transactions cannot deadlock.
+        assert!(
+            [Some("/account"), Some("/login")].contains(&changed_to.as_deref()),
+            "{outcomes:?} {changed_to:?}"
+        );
+        assert!(
+            reset_to.as_deref() == Some("/dashboard") || reset.status() == StatusCode::BAD_REQUEST,
+            "{outcomes:?} {reset_to:?}"
+        );
+        let change_won = changed_to.as_deref() == Some("/account");
+        let reset_won = reset_to.as_deref() == Some("/dashboard");
+        assert!(
+            change_won != reset_won,
+            "exactly one may change the password: {outcomes:?} {changed_to:?} {reset_to:?}"
+        );
+        let winner = if change_won { other } else { NEW_PASSWORD };
+        let (client, csrf) = ready_to_sign_in(&app).await;
+        let signed_in = sign_in(&app, &client, &csrf, &user.email, winner).await;
+        assert_redirects_to(&signed_in, "/dashboard");
+    }
+    eprintln!("reset against password change: (change status, reset status) {outcomes:?}");
+}
+
+#[tokio::test]
 async fn refresh_refuses_a_session_whose_account_is_disabled() {
     let app = spawn_app().await;
     app.login_test_user().await;
