@@ -463,7 +463,7 @@ pub struct ThrottleSettings {
     )]
     pub register_max_per_hour: u32,
 
-    /// Password-reset links per account per hour
+    /// Password-reset requests per e-mail address (registered or not) per hour
     #[arg(
         long,
         env = "PASSWORD_RESET_MAX_PER_HOUR",

@@ -197,7 +197,8 @@ impl Accounts {
             let Some(user_id) = resets::live_user(conn, &hash, db::now())? else {
                 return Ok(None);
             };
-            Ok(users::find(conn, &user_id)?.map(|user| user.email))
+            let user = users::find(conn, &user_id)?.filter(|u| u.disabled_at.is_none());
+            Ok(user.map(|user| user.email))
         })
         .await
     }

@@ -269,6 +269,10 @@ impl Accounts {
         let (user_id, keep, who) = (user_id.to_owned(), keep.map(str::to_owned), who.clone());
         let ended = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
+                // The account's row first, as a password change, a reset and
+                // a disable take it, so none of them waits for this one in
+                // a circle over the sessions' rows.
+                users::lock(conn, &user_id)?;
                 let ended =
                     sessions::revoke_all_except(conn, &user_id, keep.as_deref(), now, kind)?;
                 events::record(conn, Some(&user_id), keep.as_deref(), kind, &who, now)?;
@@ -325,19 +329,22 @@ impl Accounts {
         let now = db::now();
         let kind = event::PASSWORD_CHANGED;
         let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
-        let verified_hash = stored.password_hash;
+        let verified_version = stored.password_version;
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
                 // A reset or a disable that committed since the current
                 // password was checked also ended this session.
-                if !users::replace_password(conn, &user_id, Some(&verified_hash), &new_hash, now)? {
+                if !users::replace_password(conn, &user_id, Some(verified_version), &new_hash, now)?
+                {
                     return Err(PasswordChangeError::SessionEnded);
                 }
                 // Any password change ends every outstanding reset link.
                 crate::db::resets::invalidate_all(conn, &user_id, now)?;
-                let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
-                // Rolls the whole change back when this session ended meanwhile.
+                // Rolls the whole change back when this session ended
+                // meanwhile. Before the others are revoked: sessions' rows
+                // before the revocation counter, in every transaction.
                 let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;
+                let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
                 events::record(conn, Some(&user_id), Some(&keep), kind, &who, now)?;
                 Ok::<_, PasswordChangeError>((ended, tokens))
             })

@@ -44,6 +44,28 @@ impl Accounts {
         }
         let (admission, user) = self.admit(&email, who).await?;
 
+        let judged = self
+            .judge(credentials, replacing, who, &email, admission, user)
+            .await;
+        if matches!(judged, Err(SignInError::Failed(_))) {
+            // Our failure, not a judgement: the attempt leaves the pair's
+            // count of attempts being checked.
+            self.release_attempt(&email, who).await;
+        }
+        judged
+    }
+
+    /// Checks the password of an admitted attempt and, when it is right and
+    /// still the account's, creates the session.
+    async fn judge(
+        &self,
+        credentials: Credentials,
+        replacing: Option<&SessionUser>,
+        who: &Requester,
+        email: &str,
+        admission: throttle::SignInAdmission,
+        user: Option<User>,
+    ) -> Result<SignedIn, SignInError> {
         let password = credentials.password;
         let verified = self
             .hasher
@@ -60,7 +82,7 @@ impl Accounts {
             // failures do the same database work.
             found => {
                 let user_id = found.map(|u| u.id);
-                return Err(self.sign_in_failed(&email, user_id, who).await);
+                return Err(self.sign_in_failed(email, user_id, who).await);
             }
         };
 
@@ -74,8 +96,8 @@ impl Accounts {
         let now = db::now();
         let tokens = {
             let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
-            let email = email.clone();
-            let verified_hash = user.password_hash.clone();
+            let email = email.to_owned();
+            let verified_version = user.password_version;
             let replaced = replacing.cloned();
             db::run(&self.pool, move |conn| {
                 Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
@@ -83,14 +105,8 @@ impl Accounts {
                     // reset, password change or disable may have committed
                     // since. Checked again here, holding the account's row.
                     let current = match &rehashed {
-                        Some(hash) => users::replace_password(
-                            conn,
-                            &user_id,
-                            Some(&verified_hash),
-                            hash,
-                            now,
-                        )?,
-                        None => users::still_signs_in_with(conn, &user_id, &verified_hash)?,
+                        Some(hash) => users::rehash(conn, &user_id, verified_version, hash)?,
+                        None => users::still_signs_in_with(conn, &user_id, verified_version)?,
                     };
                     if !current {
                         return Ok(None);
@@ -125,9 +141,9 @@ impl Accounts {
                 user_id = %user.id,
                 "the password changed or the account was disabled while the sign-in was checked"
             );
-            return Err(self.sign_in_failed(&email, Some(user.id), who).await);
+            return Err(self.sign_in_failed(email, Some(user.id), who).await);
         };
-        self.waiters.judged(&email, &who.ip);
+        self.waiters.judged(email, &who.ip);
         if let Some(old) = replacing {
             self.revoked.insert([old.session_id.clone()], now);
         }
@@ -193,6 +209,20 @@ impl Accounts {
             tracing::info!(event = "sign_in_throttled", ip = %who.ip, retry_after = retry_after.as_secs());
             return Err(SignInError::Throttled { retry_after });
         }
+    }
+
+    /// Takes an attempt that was never judged out of its pair's count of
+    /// attempts being checked (it stays counted against the IP).
+    async fn release_attempt(&self, email: &str, who: &Requester) {
+        let (email_owned, ip) = (email.to_owned(), who.ip.clone());
+        let released = db::run(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(throttle::release_sign_in(conn, &email_owned, &ip)?)
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "an unjudged sign-in attempt stays counted until its pair is quiet");
+        }
+        self.waiters.judged(email, &who.ip);
     }
 
     /// Records a failed sign-in in the pair's streak and the audit trail,

@@ -94,8 +94,9 @@ const IN_FLIGHT_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 /// judged more often than the limit allows: those beyond it are told to wait
 /// ([`Refusal::Full`]) until the ones before them are judged, and then find
 /// the pair locked — or, after a success, cleared. An attempt whose outcome
-/// is never recorded (its client left while it waited for bcrypt) counts as a
-/// failure until the pair has been quiet for a minute.
+/// is never recorded (its client left while it waited for bcrypt, or the
+/// process stopped) counts as a failure until the pair has been quiet for a
+/// minute.
 pub(super) fn admit_sign_in(
     conn: &mut DbConnection,
     policy: &ThrottlePolicy,
@@ -155,6 +156,16 @@ pub(super) fn record_sign_in_success(
 ) -> diesel::QueryResult<()> {
     throttle::take_back_hit(conn, SIGN_IN_PER_IP, ip, admission.ip_window)?;
     throttle::clear_pair(conn, email, ip)
+}
+
+/// An admitted attempt that was never judged (our failure, not the user's)
+/// leaves the pair's count of attempts in flight.
+pub(super) fn release_sign_in(
+    conn: &mut DbConnection,
+    email: &str,
+    ip: &str,
+) -> diesel::QueryResult<()> {
+    throttle::release_attempt(conn, email, ip)
 }
 
 /// Sign-in attempts of this instance waiting for room in their pair's limit,

@@ -3,10 +3,13 @@
 //!
 //! * Per (e-mail, client IP): after `max_failures` failures within 15 minutes
 //!   the pair is locked, even for the right password: 1 minute, then 2, 4, …
-//!   up to an hour for each further failure. The streak is forgotten 15 minutes
-//!   after its last failure or lock, and a success clears it at once.
-//! * Per client IP: at most `max_failures_per_ip` failures in any hour, across
-//!   all e-mails; past it, every sign-in from that IP waits until the hour has
+//!   up to an hour for each further failure. Attempts being checked count
+//!   with the failures, so guesses sent together never get more checks than
+//!   the limit (the ones beyond it wait). The streak is forgotten 15 minutes
+//!   after its last attempt or lock, and a success clears it at once.
+//! * Per client IP: at most `max_failures_per_ip` failures (and attempts being
+//!   checked) in an hour that starts at the IP's first attempt, across all
+//!   e-mails; past it, every sign-in from that IP waits until that hour has
 //!   passed.
 //! * Registrations: at most `register_max_per_hour` per client IP.
 //!

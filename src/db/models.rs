@@ -17,6 +17,8 @@ pub struct User {
     pub updated_at: NaiveDateTime,
     /// Set while an operator has the account disabled.
     pub disabled_at: Option<NaiveDateTime>,
+    /// Counts password changes and resets (not re-hashes at a raised cost).
+    pub password_version: i32,
 }
 
 #[derive(Debug, Insertable)]

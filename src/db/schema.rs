@@ -80,6 +80,7 @@ diesel::table! {
         updated_at -> Timestamp,
         registration_ip -> Nullable<Text>,
         disabled_at -> Nullable<Timestamp>,
+        password_version -> Integer,
     }
 }
 

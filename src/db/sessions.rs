@@ -132,8 +132,9 @@ pub fn revoke_all_except(
 /// lock is held until the transaction ends, so a later revocation gets its
 /// number only after this one committed, and numbers are in commit order. A
 /// poll that has seen number `n` has seen every revocation numbered up to
-/// `n` (see [`revocations_after`]). Taken after the sessions' rows, always,
-/// so no two revoking transactions wait for each other in a circle.
+/// `n` (see [`revocations_after`]). Every transaction takes the account's
+/// row (when it takes it) first, then sessions' rows, then the counter, so
+/// no two wait for each other in a circle.
 fn announce(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
     let counter = revocation_counter::table.find(1);
     diesel::update(counter)

@@ -146,6 +146,19 @@ pub fn count_failure(
     .map(|f| f.failures)
 }
 
+/// One attempt of the pair less in flight, without a judgement.
+pub fn release_attempt(conn: &mut DbConnection, email: &str, ip: &str) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE login_throttles \
+         SET in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END \
+         WHERE email = $1 AND ip = $2",
+    )
+    .bind::<Text, _>(email)
+    .bind::<Text, _>(ip)
+    .execute(conn)
+    .map(|_| ())
+}
+
 /// Locks the pair until `until`.
 pub fn lock_pair(
     conn: &mut DbConnection,

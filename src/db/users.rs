@@ -33,39 +33,71 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
 
 /// Inside a transaction that is about to start a session for `id`: locks the
 /// account's row until the transaction ends and answers whether it is still
-/// enabled and still has `verified_hash`, the hash the password was checked
-/// against. A reset, a password change or a disable committing meanwhile
+/// enabled and still at `verified_version`, the password version that was
+/// checked. A reset, a password change or a disable committing meanwhile
 /// makes it `false`; one that comes later waits for this transaction, and
 /// then ends the session it made.
 pub fn still_signs_in_with(
     conn: &mut DbConnection,
     id: &str,
-    verified_hash: &str,
+    verified_version: i32,
 ) -> QueryResult<bool> {
     diesel::update(
         users::table
             .find(id)
-            .filter(users::password_hash.eq(verified_hash))
+            .filter(users::password_version.eq(verified_version))
             .filter(users::disabled_at.is_null()),
     )
-    .set(users::password_hash.eq(users::password_hash))
+    .set(users::password_version.eq(users::password_version))
     .execute(conn)
     .map(|n| n == 1)
 }
 
-/// Sets a new password hash while the account is enabled and, when
-/// `verified_hash` is given, still has that hash; returns whether it did.
+/// [`still_signs_in_with`], storing `new_hash` (the same password hashed at
+/// a raised cost) as it locks the row.
+pub fn rehash(
+    conn: &mut DbConnection,
+    id: &str,
+    verified_version: i32,
+    new_hash: &str,
+) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_version.eq(verified_version))
+            .filter(users::disabled_at.is_null()),
+    )
+    .set(users::password_hash.eq(new_hash))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Locks the account's row until the transaction ends.
+pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::password_version.eq(users::password_version))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Sets a new password (a new version) while the account is enabled and,
+/// when `verified_version` is given, still at that version; returns whether
+/// it did.
 pub fn replace_password(
     conn: &mut DbConnection,
     id: &str,
-    verified_hash: Option<&str>,
+    verified_version: Option<i32>,
     new_hash: &str,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<bool> {
     let enabled = users::table.find(id).filter(users::disabled_at.is_null());
-    let changes = (users::password_hash.eq(new_hash), users::updated_at.eq(now));
-    let updated = match verified_hash {
-        Some(hash) => diesel::update(enabled.filter(users::password_hash.eq(hash)))
+    let changes = (
+        users::password_hash.eq(new_hash),
+        users::password_version.eq(users::password_version + 1),
+        users::updated_at.eq(now),
+    );
+    let updated = match verified_version {
+        Some(version) => diesel::update(enabled.filter(users::password_version.eq(version)))
             .set(changes)
             .execute(conn)?,
         None => diesel::update(enabled).set(changes).execute(conn)?,

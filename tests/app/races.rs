@@ -405,6 +405,26 @@ async fn thirty_guesses_at_once_are_judged_at_most_as_often_as_the_limit() {
 }
 
 #[tokio::test]
+async fn right_sign_ins_at_once_after_the_cost_was_raised_all_succeed() {
+    // The stored hash is at cost 4; the first sign-in re-hashes it at 6, and
+    // that is no password change for the sign-ins checked beside it.
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = 6).await;
+
+    let statuses = sign_ins_at_once(
+        &[&app.address],
+        8,
+        |_| app.test_user.email.clone(),
+        |_| app.test_user.password.clone(),
+    )
+    .await;
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn forty_guesses_at_once_over_ten_emails_are_judged_at_most_as_often_as_the_ip_cap() {
     let (cost, _) = cost_taking(Duration::from_millis(50));
     let app = spawn_app_with(|s| {

@@ -1,3 +1,8 @@
+-- Each password change or reset counts up the account's password version;
+-- re-hashing the same password at a raised cost does not. A sign-in creates
+-- its session only while the version it verified is still the account's.
+ALTER TABLE users ADD COLUMN password_version INTEGER NOT NULL DEFAULT 0;
+
 -- Sign-in attempts of a pair that are admitted and not yet judged: the pair's
 -- limit counts them with its failures, so guesses sent together cannot all
 -- be judged; attempts beyond it wait for a judged one (see accounts::throttle).

@@ -9,3 +9,4 @@ CREATE TABLE ip_login_failures (
 CREATE INDEX ip_login_failures_ip_created ON ip_login_failures (ip, created_at);
 DROP TABLE rate_limits;
 ALTER TABLE login_throttles DROP COLUMN in_flight;
+ALTER TABLE users DROP COLUMN password_version;
