@@ -139,6 +139,19 @@ async fn reset_token(app: &TestApp, user_id: &str) -> String {
     token
 }
 
+/// A client that opened a live reset link for `user_id`, on the new-password
+/// form, holding its CSRF token.
+async fn ready_to_reset(app: &TestApp, user_id: &str) -> (Client, String) {
+    let resetter = app.new_client();
+    let token = reset_token(app, user_id).await;
+    let opened = app
+        .get_as(&resetter, &format!("/password/reset/{token}"))
+        .await;
+    assert_redirects_to(&opened, "/password/reset");
+    let csrf = app.csrf_token_as(&resetter, "/password/reset").await;
+    (resetter, csrf)
+}
+
 #[tokio::test]
 async fn a_sign_in_in_flight_while_a_reset_commits_keeps_no_session() {
     let (cost, hash_time) = cost_taking(Duration::from_millis(200));
@@ -146,13 +159,7 @@ async fn a_sign_in_in_flight_while_a_reset_commits_keeps_no_session() {
     let mut outcomes = Vec::new();
     for (n, offset) in offsets(hash_time / 4, 8).into_iter().enumerate() {
         let user = user_at_cost(&app, n, cost).await;
-        let resetter = app.new_client();
-        let token = reset_token(&app, &user.id).await;
-        let opened = app
-            .get_as(&resetter, &format!("/password/reset/{token}"))
-            .await;
-        assert_redirects_to(&opened, "/password/reset");
-        let reset_csrf = app.csrf_token_as(&resetter, "/password/reset").await;
+        let (resetter, reset_csrf) = ready_to_reset(&app, &user.id).await;
         let (guesser, csrf) = ready_to_sign_in(&app).await;
 
         let (signed_in, reset) = together(
@@ -294,13 +301,7 @@ async fn a_reset_and_a_password_change_at_once_leave_exactly_one_new_password() 
             "/dashboard",
         );
         let change_csrf = app.csrf_token_as(&owner, "/account").await;
-        let resetter = app.new_client();
-        let token = reset_token(&app, &user.id).await;
-        let opened = app
-            .get_as(&resetter, &format!("/password/reset/{token}"))
-            .await;
-        assert_redirects_to(&opened, "/password/reset");
-        let reset_csrf = app.csrf_token_as(&resetter, "/password/reset").await;
+        let (resetter, reset_csrf) = ready_to_reset(&app, &user.id).await;
 
         let (changed, reset) = together(
             -offset,
