@@ -104,10 +104,12 @@ impl Accounts {
                     // The password was checked outside any transaction; a
                     // reset, password change or disable may have committed
                     // since. Checked again here, holding the account's row.
-                    let current = match &rehashed {
-                        Some(hash) => users::rehash(conn, &user_id, verified_version, hash)?,
-                        None => users::still_signs_in_with(conn, &user_id, verified_version)?,
-                    };
+                    let current = users::still_signs_in_with(
+                        conn,
+                        &user_id,
+                        verified_version,
+                        rehashed.as_deref(),
+                    )?;
                     if !current {
                         return Ok(None);
                     }

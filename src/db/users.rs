@@ -36,40 +36,29 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
 /// enabled and still at `verified_version`, the password version that was
 /// checked. A reset, a password change or a disable committing meanwhile
 /// makes it `false`; one that comes later waits for this transaction, and
-/// then ends the session it made.
+/// then ends the session it made. `rehashed`: the same password hashed at a
+/// raised cost, to store.
 pub fn still_signs_in_with(
     conn: &mut DbConnection,
     id: &str,
     verified_version: i32,
+    rehashed: Option<&str>,
 ) -> QueryResult<bool> {
-    diesel::update(
-        users::table
-            .find(id)
-            .filter(users::password_version.eq(verified_version))
-            .filter(users::disabled_at.is_null()),
-    )
-    .set(users::password_version.eq(users::password_version))
-    .execute(conn)
-    .map(|n| n == 1)
-}
-
-/// [`still_signs_in_with`], storing `new_hash` (the same password hashed at
-/// a raised cost) as it locks the row.
-pub fn rehash(
-    conn: &mut DbConnection,
-    id: &str,
-    verified_version: i32,
-    new_hash: &str,
-) -> QueryResult<bool> {
-    diesel::update(
-        users::table
-            .find(id)
-            .filter(users::password_version.eq(verified_version))
-            .filter(users::disabled_at.is_null()),
-    )
-    .set(users::password_hash.eq(new_hash))
-    .execute(conn)
-    .map(|n| n == 1)
+    let current = users::table
+        .find(id)
+        .filter(users::password_version.eq(verified_version))
+        .filter(users::disabled_at.is_null());
+    // A re-hash at a raised cost is stored as the row is locked; otherwise
+    // the update writes nothing new and only takes the lock.
+    let updated = match rehashed {
+        Some(hash) => diesel::update(current)
+            .set(users::password_hash.eq(hash))
+            .execute(conn)?,
+        None => diesel::update(current)
+            .set(users::password_version.eq(users::password_version))
+            .execute(conn)?,
+    };
+    Ok(updated == 1)
 }
 
 /// Locks the account's row until the transaction ends.
