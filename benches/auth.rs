@@ -30,12 +30,6 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use gatehouse::accounts::{Accounts, Requester, ResetPolicy, SessionPolicy};
-use gatehouse::auth::csrf::CsrfKey;
-use gatehouse::auth::jwt::{self, Claims, JwtKeys, TokenError};
-use gatehouse::auth::password::PasswordHasher;
-use gatehouse::auth::throttle::ThrottlePolicy;
-use gatehouse::auth::token::new_token;
 use gatehouse::config::{Secret, Settings};
 use gatehouse::errors::AppError;
 use gatehouse::http::cookies::CookieConfig;
@@ -45,6 +39,12 @@ use gatehouse::http::{AuthUser, ClientInfo};
 use gatehouse::layout::{Layout, NavUser};
 use gatehouse::routes::dashboard::DashboardPage;
 use gatehouse::startup;
+use gatehouse_core::accounts::{Accounts, Requester, ResetPolicy, SessionPolicy};
+use gatehouse_core::auth::csrf::CsrfKey;
+use gatehouse_core::auth::jwt::{self, Claims, JwtKeys, TokenError};
+use gatehouse_core::auth::password::PasswordHasher;
+use gatehouse_core::auth::throttle::ThrottlePolicy;
+use gatehouse_core::auth::token::new_token;
 
 const SECRET: &str = "benchmark-signing-secret-0123456789abcdef";
 const USER_ID: &str = "0190f1d2-7c3a-7b4e-9a61-3f2d8c4b5e6f";
@@ -291,7 +291,7 @@ fn site(settings: &Settings) -> Site {
 /// A token signed with `SECRET` and our `kid`, correct in every way but its
 /// `exp`, an hour gone.
 fn expired_token() -> String {
-    gatehouse::auth::hs256::install();
+    gatehouse_core::auth::hs256::install();
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         iss: jwt::ISSUER.to_owned(),

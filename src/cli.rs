@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::accounts::{Accounts, NewAccount, RegisterError, Requester};
 use crate::config::{self, DatabaseSettings, Settings};
 use crate::startup::{self, Application, StartupError};
+use gatehouse_core::accounts::{Accounts, NewAccount, RegisterError, Requester};
 
 /// Browser sign-in done right. Every setting can also be given in the
 /// environment or in `.env`; the command line wins, then the environment.

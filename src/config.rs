@@ -13,13 +13,14 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ffi::OsStr;
-use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::builder::{EnumValueParser, PossibleValue, StringValueParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, Args, Command, FromArgMatches as _, ValueEnum};
+
+pub use gatehouse_core::secret::Secret;
 
 /// Shortest accepted signing secret, in bytes (HS256 wants at least its 256-bit output).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -47,26 +48,6 @@ const WELL_KNOWN_SECRETS: &[&str] = &[
 pub enum AppEnv {
     Development,
     Production,
-}
-
-/// Key material whose `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret([redacted; {} bytes])", self.0.len())
-    }
 }
 
 /// A start-up error that names the variable at fault.

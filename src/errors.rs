@@ -288,7 +288,7 @@ pub fn render_error_page(res: ServiceResponse) -> ServiceResponse {
         .extensions()
         .get::<ErrorMessage>()
         .map_or_else(|| Cow::Borrowed(default_message(status)), |m| m.0.clone());
-    let request_id = crate::telemetry::RequestId::of(res.request())
+    let request_id = crate::telemetry::request_id_of(res.request())
         .map(|id| id.to_string())
         .unwrap_or_default();
     let format = ResponseFormat::of(res.request());

@@ -1,14 +1,12 @@
-//! Gatehouse: browser sign-in done right.
+//! Gatehouse: browser sign-in done right. The web site, the JSON API and the
+//! command line over the domain in `gatehouse_core`.
 //!
 //! Layers, top to bottom; a module only uses modules below it:
-//! `cli` → `startup` → `routes` → `http` → `accounts` → `auth`, `db` →
-//! the leaves `config`, `errors`, `layout`, `telemetry`, `threads`.
+//! `cli` → `startup` → `routes` → `http` → `gatehouse_core` (accounts → auth,
+//! db), beside the leaves `config`, `errors`, `layout`, `mail`, `telemetry`.
 
-pub mod accounts;
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod db;
 pub mod errors;
 pub mod http;
 pub mod layout;
@@ -16,7 +14,6 @@ pub mod mail;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
-pub mod threads;
 
 #[cfg(test)]
 mod tests;

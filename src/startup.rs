@@ -11,13 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 
-use crate::accounts::{Accounts, ResetPolicy, SessionPolicy};
-use crate::auth::csrf::CsrfKey;
-use crate::auth::jwt::JwtKeys;
-use crate::auth::password::PasswordHasher;
-use crate::auth::throttle::ThrottlePolicy;
 use crate::config::{ConfigError, DatabaseSettings, Secret, Settings, check_secret};
-use crate::db::{self, DbPool};
 use crate::errors::AppError;
 use crate::http;
 use crate::http::cookies::{self, CookieConfig};
@@ -26,6 +20,12 @@ use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry;
+use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy};
+use gatehouse_core::auth::csrf::CsrfKey;
+use gatehouse_core::auth::jwt::JwtKeys;
+use gatehouse_core::auth::password::PasswordHasher;
+use gatehouse_core::auth::throttle::ThrottlePolicy;
+use gatehouse_core::db::{self, DbPool};
 
 /// Largest accepted request body (forms are far smaller).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -44,9 +44,9 @@ pub enum StartupError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("cannot prepare password hashing: {0}")]
-    Hashing(#[from] crate::auth::password::HashError),
+    Hashing(#[from] gatehouse_core::auth::password::HashError),
     #[error("cannot load revoked sessions: {0}")]
-    Revocations(#[from] crate::accounts::ServiceError),
+    Revocations(#[from] gatehouse_core::accounts::ServiceError),
     #[error("start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
@@ -297,7 +297,7 @@ pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupE
     let (pool, _) = open_database(&settings.database, false).await?;
     let cost = settings.sessions.bcrypt_cost;
     let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??;
-    let unused_key = Secret::new(crate::auth::token::new_token());
+    let unused_key = Secret::new(gatehouse_core::auth::token::new_token());
     Ok(Accounts::new(
         pool,
         hasher,

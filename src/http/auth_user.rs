@@ -26,9 +26,9 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use super::client::client_info;
 use super::cookies;
 use super::site::Site;
-use crate::accounts::{Accounts, SessionUser};
-use crate::auth::redirect;
 use crate::errors::{AppError, LoginRequired, ResponseFormat};
+use gatehouse_core::accounts::{Accounts, SessionUser};
+use gatehouse_core::auth::redirect;
 
 /// A visitor with a valid session.
 #[derive(Debug, Clone)]

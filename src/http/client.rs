@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest};
 
 use super::deferred::{Deferred, defer};
 use super::site::Site;
-use crate::accounts::Requester;
+use gatehouse_core::accounts::Requester;
 
 /// Longest user agent kept (stored with sessions, shown on the account page).
 const MAX_USER_AGENT: usize = 512;
@@ -190,7 +190,7 @@ mod tests {
                 false,
                 std::time::Duration::from_secs(60),
             ),
-            csrf: crate::auth::csrf::CsrfKey::derive(&crate::config::Secret::new(
+            csrf: gatehouse_core::auth::csrf::CsrfKey::derive(&crate::config::Secret::new(
                 "an-unguessable-test-secret-of-32-bytes!",
             )),
             origin: "http://127.0.0.1".into(),

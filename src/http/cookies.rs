@@ -13,9 +13,9 @@ use actix_web::http::header::{self, HeaderValue, InvalidHeaderValue};
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::on_response::ResponseHook;
-use crate::accounts::IssuedSession;
-use crate::auth::token::new_token;
 use crate::config::SameSitePolicy;
+use gatehouse_core::accounts::IssuedSession;
+use gatehouse_core::auth::token::new_token;
 
 const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";

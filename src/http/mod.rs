@@ -27,15 +27,15 @@ pub use auth_user::{AuthUser, MaybeUser};
 pub use client::ClientInfo;
 pub use site::Site;
 
-use crate::accounts::{
+use crate::errors::{AppError, ResponseFormat};
+use crate::telemetry::request_id_of;
+use gatehouse_core::accounts::{
     INVALID_CREDENTIALS, PasswordChangeError, RegisterError, RevokeError, ServiceError, SignInError,
 };
-use crate::errors::{AppError, ResponseFormat};
-use crate::telemetry::RequestId;
 
 /// The request's id (as in its log lines and on its error pages).
 pub fn request_id(req: &actix_web::HttpRequest) -> String {
-    RequestId::of(req)
+    request_id_of(req)
         .map(|id| id.to_string())
         .unwrap_or_default()
 }

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::cookies::CookieConfig;
-use crate::auth::csrf::CsrfKey;
 use crate::errors::AppError;
+use gatehouse_core::auth::csrf::CsrfKey;
 
 /// The adapters' own settings, registered once as `web::Data<Site>`.
 pub struct Site {

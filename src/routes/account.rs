@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{Accounts, PasswordChangeError, PasswordErrors};
 use crate::errors::AppError;
 use crate::http::client::describe_device;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
@@ -14,6 +13,7 @@ use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
 use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
+use gatehouse_core::accounts::{Accounts, PasswordChangeError, PasswordErrors};
 
 /// A form whose only field is the CSRF token (revoke buttons).
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::accounts::Accounts;
+use gatehouse_core::accounts::Accounts;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")

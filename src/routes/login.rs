@@ -5,16 +5,16 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{
-    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, SignInError,
-};
-use crate::auth::redirect::safe_next;
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
+use gatehouse_core::accounts::{
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, SignInError,
+};
+use gatehouse_core::auth::redirect::safe_next;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

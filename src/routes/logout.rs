@@ -5,13 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::Accounts;
 use crate::errors::AppError;
 use crate::http::csrf::{self, Csrf};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
+use gatehouse_core::accounts::Accounts;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

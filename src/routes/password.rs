@@ -8,8 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{Accounts, ResetError};
-use crate::auth::token::is_token_shaped;
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
@@ -17,6 +15,8 @@ use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site, cookies};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
+use gatehouse_core::accounts::{Accounts, ResetError};
+use gatehouse_core::auth::token::is_token_shaped;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

@@ -5,13 +5,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError};
 use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
+use gatehouse_core::accounts::{Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError};
 
 /// Every field defaults to empty, so a missing field is a validation message,
 /// not a deserialisation error.

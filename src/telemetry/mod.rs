@@ -12,7 +12,7 @@
 //! thread of their own, in batches when they come fast.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::fmt::Write as _;
 use std::future::{Future, Ready, ready};
@@ -25,12 +25,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::{Error, HttpMessage as _, HttpRequest};
+pub use gatehouse_core::request_id::{RequestId, in_request};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
-use uuid::Uuid;
 
 mod batch;
 
@@ -198,48 +198,9 @@ fn write_padded(writer: &mut impl fmt::Write, number: u64, width: usize) -> fmt:
     writer.write_str(digits)
 }
 
-/// A request's id: in its log lines, its access line and, as "Reference", on
-/// its error page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(Uuid);
-
-thread_local! {
-    static CURRENT: Cell<Option<RequestId>> = const { Cell::new(None) };
-}
-
-impl RequestId {
-    fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-
-    /// The request being served on this thread, if any.
-    pub fn current() -> Option<Self> {
-        CURRENT.get()
-    }
-
-    /// The id given to this request.
-    pub fn of(req: &HttpRequest) -> Option<Self> {
-        req.extensions().get::<Self>().copied()
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.as_hyphenated().fmt(f)
-    }
-}
-
-/// Runs `f` as part of request `id` (or of none): its log lines carry the id.
-/// For work a request hands to another thread.
-pub fn in_request<R>(id: Option<RequestId>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<RequestId>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.set(self.0);
-        }
-    }
-    let _restore = Restore(CURRENT.replace(id));
-    f()
+/// The id given to this request.
+pub fn request_id_of(req: &HttpRequest) -> Option<RequestId> {
+    req.extensions().get::<RequestId>().copied()
 }
 
 /// A value from outside (a header, a path, an address) as a log field's
@@ -395,12 +356,7 @@ impl AccessLine {
             line.push('.');
             let _ = write_padded(line, u64::try_from(micros % 1000).unwrap_or(0), 3);
             line.push_str(" request_id=");
-            line.push_str(
-                self.id
-                    .0
-                    .as_hyphenated()
-                    .encode_lower(&mut Uuid::encode_buffer()),
-            );
+            line.push_str(self.id.encode(&mut [0; 36]));
             line.push('\n');
             sink.write(line.as_bytes());
         });
@@ -485,16 +441,5 @@ mod tests {
         let mut again = String::new();
         write_timestamp(&mut again, at + Duration::from_micros(5)).unwrap();
         assert_eq!(again, "2025-11-30T14:05:09.000047Z");
-    }
-
-    #[test]
-    fn the_request_id_is_current_only_inside_its_request() {
-        let id = RequestId::new();
-        assert_eq!(RequestId::current(), None);
-        let inside = in_request(Some(id), RequestId::current);
-        assert_eq!(inside, Some(id));
-        assert_eq!(RequestId::current(), None);
-        let _ = std::panic::catch_unwind(|| in_request(Some(id), || panic!("inside")));
-        assert_eq!(RequestId::current(), None, "restored after a panic");
     }
 }

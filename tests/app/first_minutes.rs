@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use diesel::prelude::*;
-use gatehouse::db::schema::{auth_events, login_throttles, rate_limits};
+use gatehouse_core::db::schema::{auth_events, login_throttles, rate_limits};
 use reqwest::StatusCode;
 
 use crate::helpers::*;

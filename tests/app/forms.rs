@@ -1,7 +1,7 @@
 //! Registration and sign-in forms: validation, messages, `next`.
 
 use diesel::prelude::*;
-use gatehouse::db::schema::{sessions, users};
+use gatehouse_core::db::schema::{sessions, users};
 use reqwest::StatusCode;
 
 use crate::helpers::*;

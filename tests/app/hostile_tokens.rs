@@ -3,8 +3,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use gatehouse::auth::jwt::kid_for;
 use gatehouse::config::Secret;
+use gatehouse_core::auth::jwt::kid_for;
 use hmac::{Hmac, Mac as _};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use gatehouse::db::schema::password_resets;
+use gatehouse_core::db::schema::password_resets;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -150,7 +150,7 @@ async fn superseded_expired_and_changed_password_links_all_fail_alike() {
         diesel::update(password_resets::table)
             .set(
                 password_resets::expires_at
-                    .eq(gatehouse::db::now() - chrono::TimeDelta::seconds(1)),
+                    .eq(gatehouse_core::db::now() - chrono::TimeDelta::seconds(1)),
             )
             .execute(&mut pool.get().unwrap())
             .unwrap();

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use gatehouse::auth::revocation::RevokedSessions;
-use gatehouse::db::schema::{auth_events, password_resets, users};
+use gatehouse_core::auth::revocation::RevokedSessions;
+use gatehouse_core::db::schema::{auth_events, password_resets, users};
 use reqwest::{Response, StatusCode};
 use tokio::task::JoinSet;
 
@@ -113,17 +113,17 @@ async fn user_at_cost(app: &TestApp, n: usize, cost: u32) -> TestUser {
 
 /// A live reset link for `user_id`, made directly in the database.
 async fn reset_token(app: &TestApp, user_id: &str) -> String {
-    let token = gatehouse::auth::token::new_token();
+    let token = gatehouse_core::auth::token::new_token();
     let (pool, user_id, hash) = (
         app.pool.clone(),
         user_id.to_owned(),
-        gatehouse::auth::token::hash_token(&token),
+        gatehouse_core::auth::token::hash_token(&token),
     );
     tokio::task::spawn_blocking(move || {
-        let now = gatehouse::db::now();
-        gatehouse::db::resets::insert(
+        let now = gatehouse_core::db::now();
+        gatehouse_core::db::resets::insert(
             &mut pool.get().unwrap(),
-            &gatehouse::db::resets::NewReset {
+            &gatehouse_core::db::resets::NewReset {
                 id: &uuid::Uuid::new_v4().to_string(),
                 user_id: Some(&user_id),
                 token_hash: Some(&hash),
@@ -362,7 +362,7 @@ async fn refresh_refuses_a_session_whose_account_is_disabled() {
     let (pool, id) = (app.pool.clone(), app.test_user.id.clone());
     tokio::task::spawn_blocking(move || {
         diesel::update(users::table.find(id))
-            .set(users::disabled_at.eq(Some(gatehouse::db::now())))
+            .set(users::disabled_at.eq(Some(gatehouse_core::db::now())))
             .execute(&mut pool.get().unwrap())
             .unwrap();
     })
@@ -583,10 +583,10 @@ async fn all_rows(app: &TestApp) -> (i64, i64) {
 }
 
 /// Polls the database for revocations into `list`, as each instance does.
-fn poll(conn: &mut gatehouse::db::DbConnection, list: &RevokedSessions) {
-    let now = gatehouse::db::now();
+fn poll(conn: &mut gatehouse_core::db::DbConnection, list: &RevokedSessions) {
+    let now = gatehouse_core::db::now();
     let mark = list.mark(now);
-    let found = gatehouse::db::sessions::revocations_after(
+    let found = gatehouse_core::db::sessions::revocations_after(
         conn,
         mark.number,
         mark.unnumbered_since,
@@ -598,7 +598,7 @@ fn poll(conn: &mut gatehouse::db::DbConnection, list: &RevokedSessions) {
 
 #[tokio::test]
 async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
-    use gatehouse::db::{self, sessions as session_rows};
+    use gatehouse_core::db::{self, sessions as session_rows};
     let app = spawn_app().await;
     for _ in 0..2 {
         let client = app.new_client();
@@ -610,8 +610,8 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
     let (pool, user_id) = (app.pool.clone(), app.test_user.id.clone());
 
     let (first, second, list) = tokio::task::spawn_blocking(move || {
-        let ids: Vec<String> = gatehouse::db::schema::sessions::table
-            .select(gatehouse::db::schema::sessions::id)
+        let ids: Vec<String> = gatehouse_core::db::schema::sessions::table
+            .select(gatehouse_core::db::schema::sessions::id)
             .load(&mut pool.get().unwrap())
             .unwrap();
         let (first, second) = (ids[0].clone(), ids[1].clone());

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use gatehouse::config::Secret;
-use gatehouse::db::schema::{auth_events, sessions};
+use gatehouse_core::db::schema::{auth_events, sessions};
 use reqwest::{Response, StatusCode};
 
 use crate::helpers::*;
@@ -123,7 +123,7 @@ async fn an_expired_access_token_is_renewed_transparently() {
     let refresh = cookie_value(&login, REFRESH).unwrap();
     let secret = Secret::new(TEST_SECRET);
     let now = chrono::Utc::now().timestamp();
-    let claims = gatehouse::auth::jwt::Claims {
+    let claims = gatehouse_core::auth::jwt::Claims {
         iss: "gatehouse".into(),
         aud: "gatehouse-web".into(),
         sub: app.test_user.id.clone(),
@@ -135,9 +135,9 @@ async fn an_expired_access_token_is_renewed_transparently() {
         name: "Test User".into(),
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(gatehouse::auth::jwt::kid_for(&secret));
+    header.kid = Some(gatehouse_core::auth::jwt::kid_for(&secret));
     let key = jsonwebtoken::EncodingKey::from_secret(secret.expose());
-    gatehouse::auth::hs256::install();
+    gatehouse_core::auth::hs256::install();
     let access = jsonwebtoken::encode(&header, &claims, &key).unwrap();
 
     let expired_alone = get_with(&app, "/dashboard", &[(ACCESS, &access)]).await;
@@ -430,7 +430,7 @@ async fn a_revocation_written_by_another_instance_is_honoured_within_two_seconds
     tokio::task::spawn_blocking(move || {
         let mut conn = pool.get().unwrap();
         diesel::update(sessions::table.filter(sessions::user_id.eq(user_id)))
-            .set(sessions::revoked_at.eq(Some(gatehouse::db::now())))
+            .set(sessions::revoked_at.eq(Some(gatehouse_core::db::now())))
             .execute(&mut conn)
             .unwrap();
     })
@@ -460,8 +460,8 @@ async fn tokens_signed_with_a_previous_secret_are_accepted_and_unknown_keys_are_
     })
     .await;
     let ttl = Duration::from_secs(600);
-    let previous = gatehouse::auth::jwt::JwtKeys::new(&Secret::new(old), &[], ttl);
-    let unknown = gatehouse::auth::jwt::JwtKeys::new(
+    let previous = gatehouse_core::auth::jwt::JwtKeys::new(&Secret::new(old), &[], ttl);
+    let unknown = gatehouse_core::auth::jwt::JwtKeys::new(
         &Secret::new("a-secret-this-server-has-never-seen-0123"),
         &[],
         ttl,

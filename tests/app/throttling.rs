@@ -1,7 +1,7 @@
 //! Sign-in throttling, registration limits, password strength and re-hashing.
 
 use diesel::prelude::*;
-use gatehouse::db::schema::{login_throttles, users};
+use gatehouse_core::db::schema::{login_throttles, users};
 use reqwest::{Response, StatusCode};
 
 use crate::helpers::*;
@@ -105,7 +105,7 @@ async fn the_lock_doubles_with_each_further_failure() {
     // The first lock (one minute) runs out.
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
-        let past = gatehouse::db::now() - chrono::TimeDelta::seconds(1);
+        let past = gatehouse_core::db::now() - chrono::TimeDelta::seconds(1);
         diesel::update(login_throttles::table)
             .set(login_throttles::locked_until.eq(Some(past)))
             .execute(&mut pool.get().unwrap())

@@ -8,12 +8,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::accounts::{
-    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, SignInError,
-};
 use crate::errors::AppError;
 use crate::http::client::client_info;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
+use gatehouse_core::accounts::{
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, SignInError,
+};
 
 /// What `POST /api/login` takes.
 #[derive(Debug, Deserialize, ToSchema)]

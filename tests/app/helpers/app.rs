@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use gatehouse::config::Settings;
-use gatehouse::db::DbPool;
 use gatehouse::startup::Application;
+use gatehouse_core::db::DbPool;
 use reqwest::cookie::CookieStore as _;
 use reqwest::{Response, Url};
 

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::sync::Once;
 
 use diesel::RunQueryDsl as _;
-use gatehouse::db::{self, DbPool};
+use gatehouse_core::db::{self, DbPool};
 
 /// A database for one test; a PostgreSQL one is dropped on `Drop`.
 pub struct TestDatabase {
@@ -42,7 +42,7 @@ impl TestDatabase {
             };
         };
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = gatehouse::db::connect_postgres(&admin)
+        let mut conn = gatehouse_core::db::connect_postgres(&admin)
             .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
@@ -61,7 +61,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.postgres
-            && let Ok(mut conn) = gatehouse::db::connect_postgres(admin)
+            && let Ok(mut conn) = gatehouse_core::db::connect_postgres(admin)
         {
             // FORCE ends the app's own connections, still open in its pool.
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -145,7 +145,7 @@ pub async fn seed_user_at_cost(
 /// How many accounts have this e-mail address.
 pub async fn accounts_with_email(pool: &DbPool, email: &str) -> i64 {
     use diesel::{ExpressionMethods as _, QueryDsl as _};
-    use gatehouse::db::schema::users;
+    use gatehouse_core::db::schema::users;
     let (pool, email) = (pool.clone(), email.to_owned());
     tokio::task::spawn_blocking(move || {
         users::table

@@ -52,8 +52,8 @@ impl std::ops::Deref for DbPool {
 }
 pub type PooledConn = PooledConnection<Manager>;
 
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
 /// Serialises migrations of instances that start together (any fixed key).
 const MIGRATION_LOCK_KEY: i64 = 0x6761_7465_686f_7573; // "gatehous"
@@ -235,14 +235,10 @@ where
     E: From<DbError> + Send + 'static,
 {
     let (threads, wait, pool) = (&pool.threads, pool.timeout, pool.pool.clone());
-    // Lines the work logs carry the id of the request it is done for.
-    let request = crate::telemetry::RequestId::current();
     threads
         .run(Some(wait), move || {
-            crate::telemetry::in_request(request, || {
-                let mut conn = pool.get().map_err(DbError::Unavailable)?;
-                f(&mut conn)
-            })
+            let mut conn = pool.get().map_err(DbError::Unavailable)?;
+            f(&mut conn)
         })
         .await
         .map_err(|e| match e {

@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::Semaphore;
 
+use crate::request_id::{RequestId, in_request};
+
 /// How long an idle thread waits for work before it ends.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -75,7 +77,8 @@ impl BlockingThreads {
     }
 
     /// Waits for a free thread (first come, first served; at most `wait`
-    /// when given, then [`RunError::Busy`]) and runs `f` on it.
+    /// when given, then [`RunError::Busy`]) and runs `f` on it, as part of
+    /// the caller's request: its log lines carry that request's id.
     pub async fn run<T, F>(&self, wait: Option<Duration>, f: F) -> Result<T, RunError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -89,12 +92,13 @@ impl BlockingThreads {
             None => slot.await,
         }
         .map_err(|closed| RunError::Failed(closed.to_string()))?;
+        let request = RequestId::current();
         self.inner
             .handle
             .spawn_blocking(move || {
                 // Held until `f` ends, even if the caller stops waiting.
                 let _slot = slot;
-                f()
+                in_request(request, f)
             })
             .await
             .map_err(|e| RunError::Failed(e.to_string()))

@@ -9,7 +9,7 @@ use std::sync::{PoisonError, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Session-bound tokens remembered, at most (about 200 bytes each). Past it
 /// the map is emptied: a miss only costs computing the token again.

@@ -10,9 +10,9 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::hash_token;
-use crate::config::Secret;
 use crate::db::schema::{sessions as session_rows, users as user_rows};
 use crate::db::{self, sessions, throttle as throttle_rows};
+use crate::secret::Secret;
 
 const PASSWORD: &str = "correct horse battery staple";
 
