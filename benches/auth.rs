@@ -45,6 +45,7 @@ use gatehouse_core::auth::jwt::{self, Claims, JwtKeys, TokenError};
 use gatehouse_core::auth::password::PasswordHasher;
 use gatehouse_core::auth::throttle::ThrottlePolicy;
 use gatehouse_core::auth::token::new_token;
+use gatehouse_core::clock::Clock;
 
 const SECRET: &str = "benchmark-signing-secret-0123456789abcdef";
 const USER_ID: &str = "0190f1d2-7c3a-7b4e-9a61-3f2d8c4b5e6f";
@@ -268,6 +269,7 @@ async fn accounts(settings: &Settings) -> Accounts {
             max_per_account_per_hour: settings.throttle.password_reset_max_per_hour,
             max_per_ip_per_hour: settings.throttle.password_reset_max_per_ip,
         },
+        Clock::system(),
     )
 }
 

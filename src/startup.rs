@@ -25,6 +25,7 @@ use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::JwtKeys;
 use gatehouse_core::auth::password::PasswordHasher;
 use gatehouse_core::auth::throttle::ThrottlePolicy;
+use gatehouse_core::clock::Clock;
 use gatehouse_core::db::{self, DbPool};
 
 /// Largest accepted request body (forms are far smaller).
@@ -72,7 +73,15 @@ impl Application {
     /// Opens and migrates the database, binds the listener and builds the server.
     /// In development without `JWT_SECRET`, the signing secret comes from (or
     /// is created in) a file beside the database; see [`ensure_development_secret`].
-    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Self::build`] on `clock`: tests pass one they can move forward.
+    pub async fn build_with_clock(
+        mut settings: Settings,
+        clock: Clock,
+    ) -> Result<Self, StartupError> {
         if let Some(file) = ensure_development_secret(&mut settings)? {
             tracing::warn!(
                 file = %file.display(),
@@ -122,6 +131,7 @@ impl Application {
             session_policy(&settings),
             throttle_policy(&settings),
             reset_policy(&settings),
+            clock,
         ));
         // Revocations from before this start that still matter.
         let loaded = accounts.poll_revocations().await?;
@@ -305,6 +315,7 @@ pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupE
         session_policy(settings),
         throttle_policy(settings),
         reset_policy(settings),
+        Clock::system(),
     ))
 }
 

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod clock;
 pub mod db;
 pub mod request_id;
 pub mod secret;

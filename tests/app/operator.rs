@@ -230,7 +230,7 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
     let pool = app.pool.clone();
     let user_id = app.test_user.id.clone();
     tokio::task::spawn_blocking(move || {
-        let long_ago = gatehouse_core::db::now() - chrono::TimeDelta::days(2);
+        let long_ago = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(2);
         diesel::insert_into(sessions::table)
             .values((
                 sessions::id.eq("ended-long-ago"),
@@ -266,7 +266,7 @@ async fn prune_deletes_reset_links_that_can_no_longer_be_used_and_says_how_many(
     let app = spawn_app().await;
     let (pool, user_id) = (app.pool.clone(), app.test_user.id.clone());
     tokio::task::spawn_blocking(move || {
-        let now = gatehouse_core::db::now();
+        let now = chrono::Utc::now().naive_utc();
         let hour = chrono::TimeDelta::hours(1);
         let mut conn = pool.get().unwrap();
         for (id, expires_at, used_at) in [

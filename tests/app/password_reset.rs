@@ -150,7 +150,7 @@ async fn superseded_expired_and_changed_password_links_all_fail_alike() {
         diesel::update(password_resets::table)
             .set(
                 password_resets::expires_at
-                    .eq(gatehouse_core::db::now() - chrono::TimeDelta::seconds(1)),
+                    .eq(chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(1)),
             )
             .execute(&mut pool.get().unwrap())
             .unwrap();

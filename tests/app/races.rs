@@ -120,7 +120,7 @@ async fn reset_token(app: &TestApp, user_id: &str) -> String {
         gatehouse_core::auth::token::hash_token(&token),
     );
     tokio::task::spawn_blocking(move || {
-        let now = gatehouse_core::db::now();
+        let now = chrono::Utc::now().naive_utc();
         gatehouse_core::db::resets::insert(
             &mut pool.get().unwrap(),
             &gatehouse_core::db::resets::NewReset {
@@ -362,7 +362,7 @@ async fn refresh_refuses_a_session_whose_account_is_disabled() {
     let (pool, id) = (app.pool.clone(), app.test_user.id.clone());
     tokio::task::spawn_blocking(move || {
         diesel::update(users::table.find(id))
-            .set(users::disabled_at.eq(Some(gatehouse_core::db::now())))
+            .set(users::disabled_at.eq(Some(chrono::Utc::now().naive_utc())))
             .execute(&mut pool.get().unwrap())
             .unwrap();
     })
@@ -584,7 +584,7 @@ async fn all_rows(app: &TestApp) -> (i64, i64) {
 
 /// Polls the database for revocations into `list`, as each instance does.
 fn poll(conn: &mut gatehouse_core::db::DbConnection, list: &RevokedSessions) {
-    let now = gatehouse_core::db::now();
+    let now = chrono::Utc::now().naive_utc();
     let mark = list.mark(now);
     let found = gatehouse_core::db::sessions::revocations_after(
         conn,
@@ -628,7 +628,7 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
             move || {
                 let mut conn = pool.get().unwrap();
                 db::write_transaction(&mut conn, |conn| {
-                    let at = db::now() - chrono::TimeDelta::seconds(10);
+                    let at = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(10);
                     session_rows::revoke(conn, &id, &user_id, at, "signed_out")?;
                     held.send(()).unwrap();
                     may_go.recv().unwrap();
@@ -643,7 +643,13 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
             move || {
                 let mut conn = pool.get().unwrap();
                 db::write_transaction(&mut conn, |conn| {
-                    session_rows::revoke(conn, &id, &user_id, db::now(), "signed_out")
+                    session_rows::revoke(
+                        conn,
+                        &id,
+                        &user_id,
+                        chrono::Utc::now().naive_utc(),
+                        "signed_out",
+                    )
                 })
                 .unwrap();
             }

@@ -105,7 +105,7 @@ async fn the_lock_doubles_with_each_further_failure() {
     // The first lock (one minute) runs out.
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
-        let past = gatehouse_core::db::now() - chrono::TimeDelta::seconds(1);
+        let past = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(1);
         diesel::update(login_throttles::table)
             .set(login_throttles::locked_until.eq(Some(past)))
             .execute(&mut pool.get().unwrap())

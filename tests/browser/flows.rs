@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::browser::{Browser, browser, serve_elsewhere};
 use crate::helpers::*;
+use gatehouse_core::auth::jwt::LEEWAY_SECS;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -147,7 +148,9 @@ async fn without_remember_me_closing_the_browser_signs_out_and_with_it_does_not(
         b.ensure(b.path().await == "/dashboard", "signed in").await;
 
         b.restart().await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The access token has expired by the server's clock (the browser
+        // may still send its cookie); only a kept refresh cookie signs in.
+        app.clock.advance(Duration::from_secs(2 + LEEWAY_SECS + 1));
         b.goto(&app.url("/dashboard")).await;
 
         let path = b.path().await;
@@ -186,7 +189,7 @@ async fn a_form_submitted_after_the_access_token_expired_still_succeeds() {
     b.fill("new_password", "an entirely different passphrase")
         .await;
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    app.clock.advance(Duration::from_secs(3 + LEEWAY_SECS + 1));
     b.click("form[action='/account/password'] button[type=submit]")
         .await;
 

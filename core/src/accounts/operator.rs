@@ -56,8 +56,9 @@ const REVOKED_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 impl Accounts {
     /// Every account, oldest first, with its number of live sessions.
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, ServiceError> {
-        db::run(&self.pool, |conn| {
-            let now = db::now();
+        let clock = self.clock.clone();
+        db::run(&self.pool, move |conn| {
+            let now = clock.now();
             let counts: std::collections::HashMap<String, i64> =
                 sessions::live_counts(conn, now)?.into_iter().collect();
             Ok(users::list(conn)?
@@ -92,7 +93,7 @@ impl Accounts {
         disable: bool,
         who: &Requester,
     ) -> Result<usize, OperatorError> {
-        let now = db::now();
+        let now = self.clock.now();
         let (email_owned, who_owned) = (super::normalize_email(email), who.clone());
         let ended = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
@@ -132,7 +133,7 @@ impl Accounts {
     /// longer ago than any rule looks back, throttle rows past their window,
     /// and reset links that can no longer be used.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
-        let now = db::now();
+        let now = self.clock.now();
         let ended_before = now - delta(self.keys.ttl()) - REVOKED_KEPT;
         let idle_before = now - delta(self.sessions.idle_timeout) - REVOKED_KEPT;
         db::run(&self.pool, move |conn| {

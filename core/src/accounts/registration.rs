@@ -51,8 +51,9 @@ impl Accounts {
     ) -> Result<SignedIn, RegisterError> {
         let blocked = {
             let (limits, ip) = (self.throttle, who.ip.clone());
+            let clock = self.clock.clone();
             db::run(&self.pool, move |conn| {
-                throttle::registration_blocked_for(conn, &limits, &ip, db::now())
+                throttle::registration_blocked_for(conn, &limits, &ip, clock.now())
                     .map_err(ServiceError::from)
             })
             .await?
@@ -75,7 +76,7 @@ impl Accounts {
             user_id,
             session_id: session.id.clone(),
             name,
-            auth_time: db::now().and_utc().timestamp(),
+            auth_time: self.clock.timestamp(),
         };
         Ok(self.issue(user, session)?)
     }
@@ -110,7 +111,7 @@ impl Accounts {
         let password_hash = self.hasher.hash(valid.password).await?;
 
         let user_id = uuid::Uuid::new_v4().to_string();
-        let now = db::now();
+        let now = self.clock.now();
         let (name, email) = (valid.name, valid.email);
         let inserted = {
             let (policy, who) = (self.sessions.clone(), who.clone());

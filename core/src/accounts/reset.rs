@@ -76,9 +76,10 @@ impl Accounts {
         let who = who.clone();
         let token = new_token();
         let token_hash = hash_token(&token);
+        let clock = self.clock.clone();
         let admitted = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(throttle::admitting(conn, |conn| {
-                let now = db::now();
+                let now = clock.now();
                 let limits = (policy.max_per_ip_per_hour, policy.max_per_account_per_hour);
                 throttle::admit_reset_request(conn, limits, &email, &who.ip, now)?;
                 let user = users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none());
@@ -140,9 +141,10 @@ impl Accounts {
         let (ttl, who) = (self.resets.ttl, who.clone());
         let token = new_token();
         let token_hash = hash_token(&token);
+        let clock = self.clock.clone();
         db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
-                let now = db::now();
+                let now = clock.now();
                 let Some(user) =
                     users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none())
                 else {
@@ -193,8 +195,9 @@ impl Accounts {
             return Ok(None);
         }
         let hash = hash_token(token);
+        let clock = self.clock.clone();
         db::run(&self.pool, move |conn| {
-            let Some(user_id) = resets::live_user(conn, &hash, db::now())? else {
+            let Some(user_id) = resets::live_user(conn, &hash, clock.now())? else {
                 return Ok(None);
             };
             let user = users::find(conn, &user_id)?.filter(|u| u.disabled_at.is_none());
@@ -218,8 +221,9 @@ impl Accounts {
         let hash = hash_token(&token);
         let user = {
             let hash = hash.clone();
+            let clock = self.clock.clone();
             db::run(&self.pool, move |conn| {
-                let Some(user_id) = resets::live_user(conn, &hash, db::now())? else {
+                let Some(user_id) = resets::live_user(conn, &hash, clock.now())? else {
                     return Ok::<_, ResetError>(None);
                 };
                 Ok(users::find(conn, &user_id)?.filter(|u| u.disabled_at.is_none()))
@@ -242,7 +246,7 @@ impl Accounts {
         }
         let new_hash = self.hasher.hash(new_password).await?;
 
-        let now = db::now();
+        let now = self.clock.now();
         let (policy, who_owned, user_id) = (self.sessions.clone(), who.clone(), user.id.clone());
         let (ended, tokens) = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {

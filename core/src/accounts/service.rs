@@ -8,6 +8,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::revocation::RevokedSessions;
 use crate::auth::throttle::ThrottlePolicy;
+use crate::clock::Clock;
 use crate::db::{DbError, DbPool};
 
 /// Who is asking: recorded with sessions and events, and the key of the
@@ -80,6 +81,8 @@ pub struct Accounts {
     pub(super) sessions: SessionPolicy,
     pub(super) throttle: ThrottlePolicy,
     pub(super) resets: ResetPolicy,
+    /// The time for every rule that expires; the keys share it.
+    pub(super) clock: Clock,
     /// Sign-ins waiting for room in their pair's limit.
     pub(super) waiters: super::throttle::PairWaiters,
 }
@@ -92,12 +95,14 @@ impl Accounts {
         sessions: SessionPolicy,
         throttle: ThrottlePolicy,
         resets: ResetPolicy,
+        clock: Clock,
     ) -> Self {
         let revoked = RevokedSessions::new(keys.ttl());
         Self {
             pool,
             hasher,
-            keys,
+            keys: keys.with_clock(clock.clone()),
+            clock,
             revoked,
             sessions,
             throttle,

@@ -154,6 +154,7 @@ impl Accounts {
             return Ok(None);
         }
         let (policy, who) = (self.sessions.clone(), who.clone());
+        let clock = self.clock.clone();
         let outcome = db::run(&self.pool, move |conn| {
             let hash = hash_token(&token);
             // Unknown or dead tokens (what a flood of made-up cookies sends)
@@ -164,7 +165,7 @@ impl Accounts {
                 return Ok::<_, ServiceError>(Refreshed::Refused);
             }
             Ok(db::write_transaction(conn, |conn| {
-                refresh_in_transaction(conn, &hash, &policy, &who, db::now())
+                refresh_in_transaction(conn, &hash, &policy, &who, clock.now())
             })?)
         })
         .await?;
@@ -180,7 +181,7 @@ impl Accounts {
 
     /// Ends `user`'s current session (signing out).
     pub async fn sign_out(&self, user: &SessionUser, who: &Requester) -> Result<(), ServiceError> {
-        let now = db::now();
+        let now = self.clock.now();
         let ip = who.ip.clone();
         let (session_id, user_id, who) =
             (user.session_id.clone(), user.user_id.clone(), who.clone());
@@ -204,7 +205,7 @@ impl Accounts {
         target: &str,
         who: &Requester,
     ) -> Result<(), RevokeError> {
-        let now = db::now();
+        let now = self.clock.now();
         let (target_id, user_id, who) = (target.to_owned(), user.user_id.clone(), who.clone());
         let revoked = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
@@ -265,7 +266,7 @@ impl Accounts {
         kind: &'static str,
         who: &Requester,
     ) -> Result<Vec<String>, ServiceError> {
-        let now = db::now();
+        let now = self.clock.now();
         let (user_id, keep, who) = (user_id.to_owned(), keep.map(str::to_owned), who.clone());
         let ended = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
@@ -326,7 +327,7 @@ impl Accounts {
         }
         let new_hash = self.hasher.hash(new_password).await?;
 
-        let now = db::now();
+        let now = self.clock.now();
         let kind = event::PASSWORD_CHANGED;
         let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
         let verified_version = stored.password_version;
@@ -371,8 +372,9 @@ impl Accounts {
     /// `user_id`'s live sessions and recent events, for the account page.
     pub async fn overview(&self, user_id: &str) -> Result<AccountOverview, ServiceError> {
         let user_id = user_id.to_owned();
+        let clock = self.clock.clone();
         db::run(&self.pool, move |conn| {
-            let sessions = sessions::list_active(conn, &user_id, db::now())?
+            let sessions = sessions::list_active(conn, &user_id, clock.now())?
                 .into_iter()
                 .map(|s| SessionSummary {
                     id: s.id,
@@ -403,14 +405,14 @@ impl Accounts {
                 count = session_ids.len(),
                 "revocations pushed by another instance"
             );
-            self.revoked.insert(session_ids, db::now());
+            self.revoked.insert(session_ids, self.clock.now());
         }
     }
 
     /// Reads revocations made elsewhere (other instances, an operator) into
     /// this instance's list; returns how many the database reported.
     pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
-        let now = db::now();
+        let now = self.clock.now();
         let (mark, horizon) = (self.revoked.mark(now), self.revoked.horizon(now));
         let found = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(sessions::revocations_after(
@@ -574,7 +576,7 @@ mod tests {
         .unwrap();
         db::run_migrations(&pool).unwrap();
         let mut conn = pool.get().unwrap();
-        let now = db::now();
+        let now = chrono::Utc::now().naive_utc();
         let who = Requester {
             ip: "192.0.2.9".into(),
             user_agent: "race test".into(),

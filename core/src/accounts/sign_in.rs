@@ -93,7 +93,7 @@ impl Accounts {
             None
         };
 
-        let now = db::now();
+        let now = self.clock.now();
         let tokens = {
             let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
             let email = email.to_owned();
@@ -181,10 +181,11 @@ impl Accounts {
         }
         loop {
             let (limits, key, ip) = (self.throttle, email.to_owned(), who.ip.clone());
+            let clock = self.clock.clone();
             let (admitted, user) = db::run(&self.pool, move |conn| {
                 let email = key;
                 let admitted = throttle::admitting(conn, |conn| {
-                    throttle::admit_sign_in(conn, &limits, &email, &ip, db::now())
+                    throttle::admit_sign_in(conn, &limits, &email, &ip, clock.now())
                 })?;
                 let user = match admitted {
                     Ok(Some(_)) => users::find_by_email(conn, &email)?,
@@ -237,8 +238,9 @@ impl Accounts {
     ) -> SignInError {
         tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);
         let (limits, email_owned, who_owned) = (self.throttle, email.to_owned(), who.clone());
+        let clock = self.clock.clone();
         let recorded = db::run(&self.pool, move |conn| {
-            let now = db::now();
+            let now = clock.now();
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                 throttle::record_sign_in_failure(conn, &limits, &email_owned, &who_owned.ip, now)?;
                 let user = user_id.as_deref();

@@ -10,6 +10,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::hash_token;
+use crate::clock::Clock;
 use crate::db::schema::{sessions as session_rows, users as user_rows};
 use crate::db::{self, sessions, throttle as throttle_rows};
 use crate::secret::Secret;
@@ -60,6 +61,7 @@ fn fixture(grace: Duration) -> Fixture {
         policy(grace),
         throttle,
         resets,
+        Clock::system(),
     );
     Fixture {
         accounts,
@@ -175,7 +177,7 @@ async fn a_refresh_token_swaps_exactly_once() {
     let first = register(&f.accounts, "ada@example.com").await;
     let id = first.session.session_id.clone();
     let old = hash_token(first.session.refresh_token.as_deref().unwrap());
-    let now = db::now();
+    let now = chrono::Utc::now().naive_utc();
 
     let mut conn = conn(&f.accounts);
     let one = sessions::rotate_refresh(&mut conn, &id, &old, &hash_token("one"), now).unwrap();
@@ -275,7 +277,7 @@ async fn a_failed_password_change_changes_nothing() {
         .unwrap();
     // The current session ends (elsewhere) while the change is on its way.
     diesel::update(session_rows::table.find(&current.session.session_id))
-        .set(session_rows::revoked_at.eq(Some(db::now())))
+        .set(session_rows::revoked_at.eq(Some(chrono::Utc::now().naive_utc())))
         .execute(&mut conn(&f.accounts))
         .unwrap();
 
@@ -334,7 +336,7 @@ async fn revoke_all_keeps_no_session() {
 async fn failures_count_atomically_and_stale_streaks_start_again() {
     let f = fixture(Duration::from_secs(10));
     let mut conn = conn(&f.accounts);
-    let now = db::now();
+    let now = chrono::Utc::now().naive_utc();
     let stale_before = now - TimeDelta::minutes(15);
     let count = |conn: &mut crate::db::DbConnection, at| {
         throttle_rows::count_failure(conn, "a@example.com", "192.0.2.1", at).unwrap()
@@ -366,7 +368,7 @@ async fn failures_count_atomically_and_stale_streaks_start_again() {
 async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_accounts() {
     let f = fixture(Duration::from_secs(10));
     let mut conn = conn(&f.accounts);
-    let now = db::now();
+    let now = chrono::Utc::now().naive_utc();
     let limits = f.accounts.throttle;
     for n in 0..20 {
         // Operator-made accounts and audit rows from the same address.
@@ -476,7 +478,10 @@ async fn newer_links_expiry_and_password_changes_end_older_links() {
 
     let expiring = link_for(&f.accounts, "ada@example.com").await.unwrap();
     diesel::update(crate::db::schema::password_resets::table)
-        .set(crate::db::schema::password_resets::expires_at.eq(db::now() - TimeDelta::seconds(1)))
+        .set(
+            crate::db::schema::password_resets::expires_at
+                .eq(chrono::Utc::now().naive_utc() - TimeDelta::seconds(1)),
+        )
         .execute(&mut conn(&f.accounts))
         .unwrap();
     let expired = f

@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::Clock;
 use crate::secret::Secret;
 
 pub const ISSUER: &str = "gatehouse";
@@ -53,30 +55,24 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Tokens remembered as verified, at most. Past it, expired ones are
-/// dropped first, then all (a cache miss only costs a full verification).
-const VERIFIED_MAX: usize = 4096;
-
-/// Signature → (whole token, its claims).
-type Verified = HashMap<Box<str>, (Box<str>, Claims)>;
-
 /// The signing key and every key still accepted for verification, by `kid`,
 /// and the tokens already verified with them.
 pub struct JwtKeys {
     signing_kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
+    /// Signature, `alg`, `iss`, `aud` and the required claims; `exp` and
+    /// `nbf` are checked here against [`Self::clock`].
     validation: Validation,
     ttl: Duration,
-    /// Signature → the whole token and its claims, for tokens that passed
-    /// every check (keyed by the short signature, compared in full). The keys
-    /// cannot change under a running process, so an entry stays true until
-    /// its `exp`; callers still check revocation every time.
-    verified: RwLock<Verified>,
+    clock: Clock,
+    verified: VerifiedTokens,
 }
 
 impl JwtKeys {
     /// `current` signs; `previous` secrets still verify (key rotation).
+    /// Tokens are issued and checked on the system clock until
+    /// [`Self::with_clock`] gives another.
     pub fn new(current: &Secret, previous: &[Secret], ttl: Duration) -> Self {
         super::hs256::install();
         let signing_kid = kid_for(current);
@@ -87,8 +83,9 @@ impl JwtKeys {
 
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // Checked against the injected clock instead (`fresh`).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         // `iat`, `sid` and the rest are required by `Claims` itself.
@@ -100,8 +97,15 @@ impl JwtKeys {
             decoding,
             validation,
             ttl,
-            verified: RwLock::new(HashMap::new()),
+            clock: Clock::system(),
+            verified: VerifiedTokens::default(),
         }
+    }
+
+    /// The same keys, issuing and checking tokens on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn ttl(&self) -> Duration {
@@ -116,7 +120,7 @@ impl JwtKeys {
         name: &str,
         auth_time: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
             iss: ISSUER.to_owned(),
@@ -142,32 +146,18 @@ impl JwtKeys {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
-        let now = chrono::Utc::now().timestamp();
-        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(i64::MAX);
-        let fresh =
-            |c: &Claims| now <= c.exp.saturating_add(leeway) && now.saturating_add(leeway) >= c.nbf;
-        let signature = token.rsplit('.').next().unwrap_or(token);
-        if let Some((_, claims)) = self
-            .verified
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(signature)
-            .filter(|(whole, c)| **whole == *token && fresh(c))
-        {
-            return Ok(claims.clone());
+        let now = self.clock.timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
         }
         let claims = self.verify_fully(token)?;
-        let mut verified = self
-            .verified
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if verified.len() >= VERIFIED_MAX {
-            verified.retain(|_, (_, c)| fresh(c));
-            if verified.len() >= VERIFIED_MAX {
-                verified.clear();
-            }
+        if now > claims.exp.saturating_add(LEEWAY) {
+            return Err(TokenError::Invalid(ErrorKind::ExpiredSignature.into()));
         }
-        verified.insert(signature.into(), (token.into(), claims.clone()));
+        if now.saturating_add(LEEWAY) < claims.nbf {
+            return Err(TokenError::Invalid(ErrorKind::ImmatureSignature.into()));
+        }
+        self.verified.insert(token, &claims, now);
         Ok(claims)
     }
 
@@ -187,6 +177,63 @@ impl JwtKeys {
             .and_then(|kid| self.decoding.get(kid))
             .ok_or(TokenError::UnknownKey)?;
         Ok(jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims)
+    }
+}
+
+/// [`LEEWAY_SECS`] as a timestamp difference.
+const LEEWAY: i64 = LEEWAY_SECS as i64;
+
+/// Whether `claims` hold at `now` (Unix seconds), within the leeway.
+fn fresh(claims: &Claims, now: i64) -> bool {
+    now <= claims.exp.saturating_add(LEEWAY) && now.saturating_add(LEEWAY) >= claims.nbf
+}
+
+/// Tokens remembered as verified, at most. Past it, expired ones are
+/// dropped first, then all (a miss only costs a full verification).
+const VERIFIED_MAX: usize = 4096;
+
+/// Tokens that passed every check, so a token seen again costs a map lookup
+/// instead of an HMAC and a JSON parse (the largest single saving on a page
+/// request). Keyed by the short signature and compared in full. The keys
+/// cannot change under a running process, so an entry stays true until its
+/// `exp`, which is checked on the caller's clock at every lookup; callers
+/// still check revocation every time.
+#[derive(Default)]
+struct VerifiedTokens {
+    map: RwLock<Verified>,
+}
+
+/// Signature → (whole token, its claims).
+type Verified = HashMap<Box<str>, (Box<str>, Claims)>;
+
+impl VerifiedTokens {
+    fn signature(token: &str) -> &str {
+        token.rsplit('.').next().unwrap_or(token)
+    }
+
+    /// The claims of `token` if it was verified before and still holds at `now`.
+    fn get(&self, token: &str, now: i64) -> Option<Claims> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(Self::signature(token))
+            .filter(|(whole, c)| **whole == *token && fresh(c, now))
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Remembers a token that passed every check at `now`.
+    fn insert(&self, token: &str, claims: &Claims, now: i64) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= VERIFIED_MAX {
+            map.retain(|_, (_, c)| fresh(c, now));
+            if map.len() >= VERIFIED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(
+            Self::signature(token).into(),
+            (token.into(), claims.clone()),
+        );
     }
 }
 
@@ -262,16 +309,44 @@ mod tests {
 
     #[test]
     fn a_remembered_token_still_expires() {
+        let (clock, control) = Clock::adjustable();
         let keys = JwtKeys::new(
             &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
             &[],
             Duration::from_secs(1),
-        );
+        )
+        .with_clock(clock);
         let token = keys.issue("u", "s", "n", 0).unwrap();
         assert!(keys.verify(&token).is_ok());
         assert!(keys.verify(&token).is_ok(), "served from what was verified");
-        std::thread::sleep(Duration::from_secs(1 + LEEWAY_SECS + 1));
+        control.advance(Duration::from_secs(1 + LEEWAY_SECS + 1));
         assert!(keys.verify(&token).is_err(), "expired, remembered or not");
+    }
+
+    #[test]
+    fn a_token_expires_on_the_keys_clock_even_the_first_time_it_is_seen() {
+        let (clock, control) = Clock::adjustable();
+        let keys = JwtKeys::new(
+            &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
+            &[],
+            Duration::from_secs(60),
+        )
+        .with_clock(clock.clone());
+        let token = keys.issue("u", "s", "n", 0).unwrap();
+        // Another process's keys, same secret: nothing remembered.
+        let fresh_keys = JwtKeys::new(
+            &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
+            &[],
+            Duration::from_secs(60),
+        )
+        .with_clock(clock);
+        control.advance(Duration::from_secs(60 + LEEWAY_SECS - 1));
+        assert!(fresh_keys.verify(&token).is_ok(), "within the leeway");
+        control.advance(Duration::from_secs(2));
+        assert!(matches!(
+            fresh_keys.verify(&token),
+            Err(TokenError::Invalid(e)) if *e.kind() == ErrorKind::ExpiredSignature
+        ));
     }
 
     #[test]

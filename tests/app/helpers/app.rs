@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use gatehouse::config::Settings;
 use gatehouse::startup::Application;
+use gatehouse_core::clock::{Clock, ClockControl};
 use gatehouse_core::db::DbPool;
 use reqwest::cookie::CookieStore as _;
 use reqwest::{Response, Url};
@@ -32,6 +33,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub client: Client,
     pub test_user: TestUser,
+    /// The app's clock: a test waits for an expiry by moving it forward.
+    pub clock: ClockControl,
     /// Dropped before the directory (field order): a PostgreSQL database goes first.
     pub database: TestDatabase,
     _dir: tempfile::TempDir,
@@ -70,7 +73,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database.database_url = database.url.clone();
     settings.database.db_pool_size = 4;
     customize(&mut settings);
-    let app = Application::build(settings.clone()).await.unwrap();
+    let (clock, control) = Clock::adjustable();
+    let app = Application::build_with_clock(settings.clone(), clock)
+        .await
+        .unwrap();
     let port = app.port();
     let pool = app.pool();
     tokio::spawn(app.run_until_stopped());
@@ -91,6 +97,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
             "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
         ),
         test_user,
+        clock: control,
         database,
         _dir: dir,
     }

@@ -121,7 +121,7 @@ pub async fn seed_user_at_cost(
     );
     tokio::task::spawn_blocking(move || {
         let hash = bcrypt::hash(&password, cost).unwrap();
-        let now = db::now();
+        let now = chrono::Utc::now().naive_utc();
         let mut conn = pool.get().unwrap();
         db::users::insert(
             &mut conn,
