@@ -4,9 +4,9 @@
 //! (and headers such as `Retry-After`); [`render_error_page`] then gives every
 //! error response that is not already a page, including actix's own 404, 405
 //! and 413, the site's error page, or a JSON body when the request is answered
-//! in JSON ([`ResponseFormat`]). Internal causes are logged inside the
-//! request's span (which carries the request id) and the visitor only ever
-//! sees that id. This module imports nothing above it: the error page is a
+//! in JSON ([`ResponseFormat`]). Internal causes are logged on the
+//! request's thread, so the line carries its request id, and the visitor
+//! only ever sees that id. This module imports nothing above it: the error page is a
 //! template of its own over the plain [`Layout`] data.
 
 use std::borrow::Cow;

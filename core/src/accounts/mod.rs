@@ -1,6 +1,6 @@
 //! The accounts domain: registration, sign-in, the session lifecycle and the
-//! audit trail. Every door (the pages, later the JSON API and the command
-//! line) calls these functions; none of them knows HTTP. They take plain
+//! audit trail. Every door (the pages, the JSON API and the command line)
+//! calls these functions; none of them knows HTTP. They take plain
 //! values — who is asking is a [`Requester`] — and return plain data or a
 //! domain error that the door maps to its own answer.
 //!
