@@ -46,6 +46,7 @@ use gatehouse_core::auth::password::PasswordHasher;
 use gatehouse_core::auth::throttle::ThrottlePolicy;
 use gatehouse_core::auth::token::new_token;
 use gatehouse_core::clock::Clock;
+use gatehouse_core::ids::{SessionId, UserId};
 
 const SECRET: &str = "benchmark-signing-secret-0123456789abcdef";
 const USER_ID: &str = "0190f1d2-7c3a-7b4e-9a61-3f2d8c4b5e6f";
@@ -64,9 +65,16 @@ fn keys() -> JwtKeys {
 
 /// A distinct session id per call: tokens for the same user and session
 /// issued within one second are byte-identical, and the cache would serve them.
-fn next_session_id() -> String {
+fn next_session_id() -> SessionId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("session-{:016}", NEXT.fetch_add(1, Ordering::Relaxed))
+    SessionId::from_stored(format!(
+        "session-{:016}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn user_id() -> UserId {
+    UserId::from_stored(USER_ID)
 }
 
 /// `JwtKeys::issue` (claims, HS256 signature, base64) and `verify` on a token
@@ -78,7 +86,12 @@ fn next_session_id() -> String {
 fn access_tokens(c: &mut Criterion) {
     let keys = keys();
     let token = keys
-        .issue(USER_ID, "session-cached", NAME, AUTH_TIME)
+        .issue(
+            &user_id(),
+            &SessionId::from_stored("session-cached"),
+            NAME,
+            AUTH_TIME,
+        )
         .unwrap();
     let claims = keys.verify(&token).unwrap();
     assert_eq!(
@@ -86,18 +99,19 @@ fn access_tokens(c: &mut Criterion) {
         (USER_ID, "session-cached")
     );
     let fresh = keys
-        .issue(USER_ID, &next_session_id(), NAME, AUTH_TIME)
+        .issue(&user_id(), &next_session_id(), NAME, AUTH_TIME)
         .unwrap();
     assert_ne!(fresh, token, "distinct sessions give distinct tokens");
 
     let mut group = c.benchmark_group("access_token");
     group.bench_function("issue", |b| {
-        b.iter(|| keys.issue(black_box(USER_ID), black_box("session-1"), NAME, AUTH_TIME));
+        let (user, session) = (user_id(), SessionId::from_stored("session-1"));
+        b.iter(|| keys.issue(black_box(&user), black_box(&session), NAME, AUTH_TIME));
     });
     group.bench_function("verify_cold", |b| {
         b.iter_batched(
             || {
-                keys.issue(USER_ID, &next_session_id(), NAME, AUTH_TIME)
+                keys.issue(&user_id(), &next_session_id(), NAME, AUTH_TIME)
                     .unwrap()
             },
             |token| (keys.verify(&token), token),
@@ -131,7 +145,7 @@ fn extractor(c: &mut Criterion) {
     let (csrf_name, access_name) = (site.cookies.csrf_name(), site.cookies.access_name());
 
     let valid = keys()
-        .issue(USER_ID, &next_session_id(), NAME, AUTH_TIME)
+        .issue(&user_id(), &next_session_id(), NAME, AUTH_TIME)
         .unwrap();
     let expired = expired_token();
     let forged = forge(&valid);
@@ -162,7 +176,7 @@ fn extractor(c: &mut Criterion) {
     for (name, new_request) in &cases {
         let outcome = runtime.block_on(authenticate(new_request())).1;
         match (*name, &outcome) {
-            ("valid", Ok(user)) => assert_eq!(user.user_id, USER_ID),
+            ("valid", Ok(user)) => assert_eq!(user.user_id.as_str(), USER_ID),
             ("expired" | "forged", Err(AppError::LoginRequired(login))) => {
                 assert_eq!(login.location, "/login?next=%2Fdashboard");
                 assert_eq!(login.clear.len(), 1, "the access cookie is cleared");
@@ -299,7 +313,7 @@ fn expired_token() -> String {
         iss: jwt::ISSUER.to_owned(),
         aud: jwt::AUDIENCE.to_owned(),
         sub: USER_ID.to_owned(),
-        sid: next_session_id(),
+        sid: next_session_id().to_string(),
         iat: now - 4200,
         nbf: now - 4200,
         exp: now - 3600,

@@ -2,6 +2,7 @@
 //! `sessions prune`, each one function over the same accounts domain the
 //! pages use (one password policy, one way to revoke).
 
+use gatehouse_core::ids::Email;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -216,12 +217,12 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 let accounts = accounts(settings).await?;
                 let account = NewAccount {
                     name,
-                    email,
-                    password,
+                    email: Email::new(&email),
+                    password: password.into(),
                 };
                 match accounts.create_user(account, &operator()).await {
                     Ok(created) => {
-                        println!("created {}", shown(&created.email));
+                        println!("created {}", shown(created.email.as_str()));
                         Ok(())
                     }
                     Err(RegisterError::Invalid(errors)) => Err([
@@ -254,7 +255,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     let created = u.created_at.format("%Y-%m-%d %H:%M");
                     println!(
                         "{:<40} {:<30} {:<20} {:<9} {}",
-                        shown(&u.email),
+                        shown(u.email.as_str()),
                         shown(&u.name),
                         created,
                         state,
@@ -266,7 +267,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
             UserAction::Disable { email } => {
                 let ended = accounts(settings)
                     .await?
-                    .disable_user(&email, &operator())
+                    .disable_user(&Email::new(&email), &operator())
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("disabled {}; {ended} session(s) ended", shown(&email));
@@ -275,17 +276,16 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
             UserAction::ResetLink { email } => {
                 let link = accounts(settings)
                     .await?
-                    .operator_reset_link(&email, &operator())
+                    .operator_reset_link(&Email::new(&email), &operator())
                     .await
                     .map_err(|e| e.to_string())?;
-                let site = match &settings.http.public_url {
-                    Some(origin) => origin.clone(),
-                    None => format!("http://{}:{}", settings.http.host, settings.http.port),
-                };
-                println!("{site}/password/reset/{}", link.token);
+                println!(
+                    "{}",
+                    link.url(&settings.http.public_origin(settings.http.port))
+                );
                 eprintln!(
                     "gatehouse: a one-time link for {}, valid for {} minutes; it ends older links",
-                    shown(&link.email),
+                    shown(link.email.as_str()),
                     link.expires_in.as_secs().div_ceil(60)
                 );
                 Ok(())
@@ -293,7 +293,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
             UserAction::Enable { email } => {
                 accounts(settings)
                     .await?
-                    .enable_user(&email, &operator())
+                    .enable_user(&Email::new(&email), &operator())
                     .await
                     .map_err(|e| e.to_string())?;
                 println!("enabled {}", shown(&email));

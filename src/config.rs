@@ -236,6 +236,20 @@ pub struct HttpSettings {
     pub workers: Option<usize>,
 }
 
+impl HttpSettings {
+    /// The origin links to the site start with: `PUBLIC_URL`, else the
+    /// listening address on `port` (an IPv6 host in brackets).
+    pub fn public_origin(&self, port: u16) -> String {
+        if let Some(origin) = &self.public_url {
+            return origin.clone();
+        }
+        match self.host.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("http://[{v6}]:{port}"),
+            Err(_) => format!("http://{}:{port}", self.host),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Database")]
 pub struct DatabaseSettings {

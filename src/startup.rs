@@ -113,12 +113,7 @@ impl Application {
             })?;
         let address = listener.local_addr()?;
         let port = address.port();
-        let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
-            match settings.http.host.parse::<std::net::Ipv6Addr>() {
-                Ok(v6) => format!("http://[{v6}]:{port}"),
-                Err(_) => format!("http://{}:{port}", settings.http.host),
-            }
-        });
+        let public_url = settings.http.public_origin(port);
 
         let accounts = web::Data::new(Accounts::new(
             pool.clone(),

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod db;
+pub mod ids;
 pub mod request_id;
 pub mod secret;
 pub mod threads;

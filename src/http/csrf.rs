@@ -52,7 +52,7 @@ impl Csrf {
     pub fn token(&self, user: Option<&AuthUser>) -> String {
         self.site
             .csrf
-            .token(&self.cookie_value, user.map(|u| u.session_id.as_str()))
+            .token(&self.cookie_value, user.map(|u| &u.session_id))
     }
 }
 
@@ -140,7 +140,7 @@ pub fn check_token(
         return Err(AppError::CsrfRejected);
     };
     let key = &site.csrf;
-    let session = user.map(|u| u.session_id.as_str());
+    let session = user.map(|u| &u.session_id);
     let valid = key.verify(token, &value, session)
         || (signed_out_form && session.is_some() && key.verify(token, &value, None));
     if valid {

@@ -4,6 +4,8 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use gatehouse_core::ids::SessionId;
+use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
 use crate::errors::AppError;
@@ -31,8 +33,8 @@ impl CsrfProtected for ActionForm {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PasswordForm {
-    pub current_password: String,
-    pub new_password: String,
+    pub current_password: Password,
+    pub new_password: Password,
     pub csrf_token: String,
 }
 
@@ -96,7 +98,7 @@ async fn account_page(
                 ip: s.ip,
                 started: format_time(s.started),
                 last_seen: format_time(s.last_seen),
-                id: s.id,
+                id: s.id.to_string(),
             })
             .collect(),
         events: overview
@@ -123,7 +125,7 @@ pub async fn revoke_session(
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    let target = path.into_inner();
+    let target = SessionId::from_stored(path.into_inner());
     accounts.revoke_session(&user, &target, &client).await?;
     let cookies = &site.cookies;
     let mut response = HttpResponse::SeeOther();

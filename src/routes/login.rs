@@ -3,6 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use gatehouse_core::ids::Email;
+use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
 use crate::errors::AppError;
@@ -20,7 +22,7 @@ use gatehouse_core::auth::redirect::safe_next;
 #[serde(default)]
 pub struct LoginForm {
     pub email: String,
-    pub password: String,
+    pub password: Password,
     pub remember: Option<String>,
     pub next: Option<String>,
     pub csrf_token: String,
@@ -79,7 +81,7 @@ pub async fn login(
     let form = form.into_inner();
     let next = safe_next(form.next.as_deref()).into_owned();
     let credentials = Credentials {
-        email: form.email.clone(),
+        email: Email::new(&form.email),
         password: form.password,
         remember: form.remember.is_some(),
     };

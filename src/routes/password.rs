@@ -6,6 +6,8 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use gatehouse_core::ids::Email;
+use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
 use crate::errors::AppError;
@@ -36,7 +38,7 @@ impl CsrfProtected for ForgotForm {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ResetForm {
-    pub new_password: String,
+    pub new_password: Password,
     pub csrf_token: String,
 }
 
@@ -66,7 +68,7 @@ pub struct SentPage {
 pub struct ResetPage {
     layout: Layout,
     /// The account the link resets, named on the form.
-    email: String,
+    email: Email,
     error: Option<String>,
 }
 
@@ -99,13 +101,13 @@ pub async fn forgot(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let link = accounts
-        .request_password_reset(&form.email, &client)
+        .request_password_reset(&Email::new(&form.email), &client)
         .await?;
     if let Some(link) = link {
         let mail = Mail::ResetLink {
-            to: link.email,
+            link: link.url(&site.origin),
+            to: link.email.to_string(),
             name: link.name,
-            link: format!("{}/password/reset/{}", site.origin, link.token),
             expires_in: link.expires_in,
         };
         mailer.send(mail, &crate::http::request_id(&req));
@@ -203,7 +205,7 @@ pub async fn reset(
         Ok((signed_in, notice)) => {
             mailer.send(
                 Mail::PasswordChanged {
-                    to: notice.email,
+                    to: notice.email.to_string(),
                     name: notice.name,
                     forgot: format!("{}/password/forgot", site.origin),
                 },

@@ -3,6 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use gatehouse_core::ids::Email;
+use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
 use crate::errors::AppError;
@@ -20,7 +22,7 @@ use gatehouse_core::accounts::{Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, R
 pub struct RegisterForm {
     pub name: String,
     pub email: String,
-    pub password: String,
+    pub password: Password,
     pub csrf_token: String,
 }
 
@@ -74,7 +76,7 @@ pub async fn register(
     let (name, email) = (form.name.trim().to_owned(), form.email.trim().to_owned());
     let account = NewAccount {
         name: form.name,
-        email: form.email,
+        email: Email::new(&form.email),
         password: form.password,
     };
     match accounts.register(account, &client).await {
@@ -87,7 +89,7 @@ pub async fn register(
                 email: Some(EMAIL_TAKEN.into()),
                 ..FieldErrors::default()
             };
-            rerender(&csrf, name, email, errors)
+            rerender(&csrf, name, email.to_string(), errors)
         }
         Err(e) => Err(e.into()),
     }

@@ -116,7 +116,7 @@ async fn reset_token(app: &TestApp, user_id: &str) -> String {
     let token = gatehouse_core::auth::token::new_token();
     let (pool, user_id, hash) = (
         app.pool.clone(),
-        user_id.to_owned(),
+        gatehouse_core::ids::UserId::from_stored(user_id),
         gatehouse_core::auth::token::hash_token(&token),
     );
     tokio::task::spawn_blocking(move || {
@@ -607,10 +607,11 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
             .await;
         assert_redirects_to(&response, "/dashboard");
     }
-    let (pool, user_id) = (app.pool.clone(), app.test_user.id.clone());
+    let pool = app.pool.clone();
+    let user_id = gatehouse_core::ids::UserId::from_stored(app.test_user.id.clone());
 
     let (first, second, list) = tokio::task::spawn_blocking(move || {
-        let ids: Vec<String> = gatehouse_core::db::schema::sessions::table
+        let ids: Vec<gatehouse_core::ids::SessionId> = gatehouse_core::db::schema::sessions::table
             .select(gatehouse_core::db::schema::sessions::id)
             .load(&mut pool.get().unwrap())
             .unwrap();

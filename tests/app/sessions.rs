@@ -468,8 +468,12 @@ async fn tokens_signed_with_a_previous_secret_are_accepted_and_unknown_keys_are_
     );
     let user = &app.test_user;
 
-    let accepted = previous.issue(&user.id, "session", &user.name, 0).unwrap();
-    let refused = unknown.issue(&user.id, "session", &user.name, 0).unwrap();
+    let (user_id, session) = (
+        gatehouse_core::ids::UserId::from_stored(user.id.clone()),
+        gatehouse_core::ids::SessionId::from_stored("session"),
+    );
+    let accepted = previous.issue(&user_id, &session, &user.name, 0).unwrap();
+    let refused = unknown.issue(&user_id, &session, &user.name, 0).unwrap();
 
     assert_eq!(
         get_with(&app, "/dashboard", &[(ACCESS, &accepted)])

@@ -6,29 +6,100 @@ use chrono::NaiveDateTime;
 use super::service::Requester;
 use crate::db::models::NewAuthEvent;
 use crate::db::{DbConnection, events};
+use crate::ids::{SessionId, UserId};
 
-/// Names of the events written to `auth_events`.
-pub mod event {
-    pub const REGISTERED: &str = "registered";
-    pub const SIGNED_IN: &str = "signed_in";
-    pub const SIGN_IN_FAILED: &str = "sign_in_failed";
-    pub const SIGNED_OUT: &str = "signed_out";
-    pub const SESSION_REVOKED: &str = "session_revoked";
-    pub const PASSWORD_CHANGED: &str = "password_changed";
-    pub const REFRESH_REUSE: &str = "refresh_token_reuse";
-    pub const SESSION_EXPIRED: &str = "session_expired";
-    pub const ACCOUNT_DISABLED: &str = "account_disabled";
-    pub const ACCOUNT_ENABLED: &str = "account_enabled";
-    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
-    pub const PASSWORD_RESET_THROTTLED: &str = "password_reset_throttled";
-    pub const PASSWORD_RESET: &str = "password_reset";
-    pub const RESET_LINK_BY_OPERATOR: &str = "reset_link_by_operator";
+/// What happened. Stored in `auth_events.kind` (and, for the ends of
+/// sessions, `sessions.revoke_reason`) as the text [`EventKind::as_str`]
+/// gives, which log lines carry as their `event` field too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Registered,
+    SignedIn,
+    SignInFailed,
+    SignedOut,
+    SessionRevoked,
+    PasswordChanged,
+    RefreshReuse,
+    SessionExpired,
+    AccountDisabled,
+    AccountEnabled,
+    PasswordResetRequested,
+    PasswordResetThrottled,
+    PasswordReset,
+    ResetLinkByOperator,
+}
+
+impl EventKind {
+    /// Every kind, for reading stored text back.
+    pub const ALL: [Self; 14] = [
+        Self::Registered,
+        Self::SignedIn,
+        Self::SignInFailed,
+        Self::SignedOut,
+        Self::SessionRevoked,
+        Self::PasswordChanged,
+        Self::RefreshReuse,
+        Self::SessionExpired,
+        Self::AccountDisabled,
+        Self::AccountEnabled,
+        Self::PasswordResetRequested,
+        Self::PasswordResetThrottled,
+        Self::PasswordReset,
+        Self::ResetLinkByOperator,
+    ];
+
+    /// The stored and logged name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::SignedIn => "signed_in",
+            Self::SignInFailed => "sign_in_failed",
+            Self::SignedOut => "signed_out",
+            Self::SessionRevoked => "session_revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::RefreshReuse => "refresh_token_reuse",
+            Self::SessionExpired => "session_expired",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordResetThrottled => "password_reset_throttled",
+            Self::PasswordReset => "password_reset",
+            Self::ResetLinkByOperator => "reset_link_by_operator",
+        }
+    }
+
+    /// The kind a stored name stands for; `None` for a name this version
+    /// does not know (written by hand, or by a newer version).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// How the account page names the event.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Registered => "Account created",
+            Self::SignedIn => "Signed in",
+            Self::SignInFailed => "Failed sign-in",
+            Self::SignedOut => "Signed out",
+            Self::SessionRevoked => "Session revoked",
+            Self::PasswordChanged => "Password changed",
+            Self::RefreshReuse => "Stolen session token detected; session ended",
+            Self::SessionExpired => "Session expired",
+            Self::AccountDisabled => "Account disabled by an operator",
+            Self::AccountEnabled => "Account enabled by an operator",
+            Self::PasswordResetRequested => "Password reset link sent",
+            Self::PasswordResetThrottled => "Password reset link refused (too many)",
+            Self::PasswordReset => "Password reset by e-mail",
+            Self::ResetLinkByOperator => "Reset link made by an operator",
+        }
+    }
 }
 
 /// One entry of an account's recent activity.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: String,
+    /// `None` for a stored name this version does not know.
+    pub kind: Option<EventKind>,
     pub ip: String,
     pub user_agent: String,
     pub at: NaiveDateTime,
@@ -37,32 +108,16 @@ pub struct Event {
 impl Event {
     /// How the account page names the event.
     pub fn label(&self) -> &'static str {
-        match self.kind.as_str() {
-            event::REGISTERED => "Account created",
-            event::SIGNED_IN => "Signed in",
-            event::SIGN_IN_FAILED => "Failed sign-in",
-            event::SIGNED_OUT => "Signed out",
-            event::SESSION_REVOKED => "Session revoked",
-            event::PASSWORD_CHANGED => "Password changed",
-            event::REFRESH_REUSE => "Stolen session token detected; session ended",
-            event::SESSION_EXPIRED => "Session expired",
-            event::ACCOUNT_DISABLED => "Account disabled by an operator",
-            event::ACCOUNT_ENABLED => "Account enabled by an operator",
-            event::PASSWORD_RESET_REQUESTED => "Password reset link sent",
-            event::PASSWORD_RESET_THROTTLED => "Password reset link refused (too many)",
-            event::PASSWORD_RESET => "Password reset by e-mail",
-            event::RESET_LINK_BY_OPERATOR => "Reset link made by an operator",
-            _ => "Other",
-        }
+        self.kind.map_or("Other", EventKind::label)
     }
 }
 
 /// Writes one row to `auth_events`, inside the caller's transaction.
 pub(super) fn record(
     conn: &mut DbConnection,
-    user_id: Option<&str>,
-    session_id: Option<&str>,
-    kind: &str,
+    user_id: Option<&UserId>,
+    session_id: Option<&SessionId>,
+    kind: EventKind,
     who: &Requester,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<()> {
@@ -72,10 +127,30 @@ pub(super) fn record(
             id: uuid::Uuid::new_v4().to_string(),
             user_id,
             session_id,
-            kind,
+            kind: kind.as_str(),
             ip: &who.ip,
             user_agent: &who.user_agent,
             created_at: now,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_stored_name() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::parse("something_newer"), None);
+        let unknown = Event {
+            kind: None,
+            ip: String::new(),
+            user_agent: String::new(),
+            at: NaiveDateTime::default(),
+        };
+        assert_eq!(unknown.label(), "Other");
+    }
 }

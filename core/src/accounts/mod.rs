@@ -19,11 +19,9 @@ mod throttle;
 #[cfg(test)]
 mod tests;
 
-pub use events::{Event, event};
+pub use events::{Event, EventKind};
 pub use operator::{OperatorError, Pruned, UserSummary};
-pub use registration::{
-    CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount, normalize_email,
-};
+pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount};
 pub use reset::{PasswordChanged, ResetError, ResetLink};
 pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,

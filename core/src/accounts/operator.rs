@@ -4,15 +4,16 @@
 
 use chrono::NaiveDateTime;
 
-use super::events::{self, event};
+use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, delta};
 use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW};
 use crate::db::{self, resets, sessions, throttle, users};
+use crate::ids::{Email, UserId};
 
 /// One account as `gatehouse user list` shows it.
 #[derive(Debug, Clone)]
 pub struct UserSummary {
-    pub email: String,
+    pub email: Email,
     pub name: String,
     pub created_at: NaiveDateTime,
     pub disabled: bool,
@@ -32,7 +33,7 @@ pub struct Pruned {
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error("no account has the e-mail address {0}")]
-    NoSuchUser(String),
+    NoSuchUser(Email),
     #[error(transparent)]
     Failed(#[from] ServiceError),
 }
@@ -59,7 +60,7 @@ impl Accounts {
         let clock = self.clock.clone();
         db::run(&self.pool, move |conn| {
             let now = clock.now();
-            let counts: std::collections::HashMap<String, i64> =
+            let counts: std::collections::HashMap<UserId, i64> =
                 sessions::live_counts(conn, now)?.into_iter().collect();
             Ok(users::list(conn)?
                 .into_iter()
@@ -78,23 +79,27 @@ impl Accounts {
     /// Disables the account with this e-mail: it cannot sign in, and every one
     /// of its sessions ends at once (database and revocation list, one
     /// transaction). Returns how many sessions ended.
-    pub async fn disable_user(&self, email: &str, who: &Requester) -> Result<usize, OperatorError> {
+    pub async fn disable_user(
+        &self,
+        email: &Email,
+        who: &Requester,
+    ) -> Result<usize, OperatorError> {
         self.set_disabled(email, true, who).await
     }
 
     /// Lets a disabled account sign in again.
-    pub async fn enable_user(&self, email: &str, who: &Requester) -> Result<(), OperatorError> {
+    pub async fn enable_user(&self, email: &Email, who: &Requester) -> Result<(), OperatorError> {
         self.set_disabled(email, false, who).await.map(|_| ())
     }
 
     async fn set_disabled(
         &self,
-        email: &str,
+        email: &Email,
         disable: bool,
         who: &Requester,
     ) -> Result<usize, OperatorError> {
         let now = self.clock.now();
-        let (email_owned, who_owned) = (super::normalize_email(email), who.clone());
+        let (email_owned, who_owned) = (email.clone(), who.clone());
         let ended = db::run(&self.pool, move |conn| {
             db::write_transaction(conn, |conn| {
                 let Some(user) = users::find_by_email(conn, &email_owned)? else {
@@ -107,11 +112,11 @@ impl Accounts {
                         &user.id,
                         None,
                         now,
-                        event::ACCOUNT_DISABLED,
+                        EventKind::AccountDisabled.as_str(),
                     )?;
-                    (event::ACCOUNT_DISABLED, ended)
+                    (EventKind::AccountDisabled, ended)
                 } else {
-                    (event::ACCOUNT_ENABLED, Vec::new())
+                    (EventKind::AccountEnabled, Vec::new())
                 };
                 events::record(conn, Some(&user.id), None, kind, &who_owned, now)?;
                 Ok((user.id, ended))
@@ -121,11 +126,11 @@ impl Accounts {
         let (user_id, ended) = ended?;
         self.revoked.insert(ended.iter().cloned(), now);
         let kind = if disable {
-            event::ACCOUNT_DISABLED
+            EventKind::AccountDisabled
         } else {
-            event::ACCOUNT_ENABLED
+            EventKind::AccountEnabled
         };
-        tracing::info!(event = kind, user_id = %user_id, ended = ended.len());
+        tracing::info!(event = kind.as_str(), user_id = %user_id, ended = ended.len());
         Ok(ended.len())
     }
 

@@ -3,14 +3,16 @@
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::events::{self, event};
+use super::events::{self, EventKind};
 use super::service::{
     Accounts, FieldErrors, RegisterError, Requester, ServiceError, SessionUser, SignedIn,
 };
 use super::sessions::{self, NewTokens};
 use super::throttle;
-use crate::auth::password::{length_problem, strength_problem};
+use crate::auth::password::new_password_problem;
 use crate::db::{self, models::NewUser, users};
+use crate::ids::{Email, UserId};
+use crate::secret::Password;
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_EMAIL_BYTES: usize = 254;
@@ -21,23 +23,23 @@ pub const EMAIL_TAKEN: &str = "An account with this email already exists. Sign i
 #[derive(Debug, Clone)]
 pub struct NewAccount {
     pub name: String,
-    pub email: String,
-    pub password: String,
+    pub email: Email,
+    pub password: Password,
 }
 
 /// An account an operator created.
 #[derive(Debug, Clone)]
 pub struct CreatedUser {
-    pub id: String,
+    pub id: UserId,
     /// The address as stored (normalised).
-    pub email: String,
+    pub email: Email,
 }
 
 /// A registration that passed validation: trimmed name, normalised e-mail.
 struct Valid {
     name: String,
-    email: String,
-    password: String,
+    email: Email,
+    password: Password,
 }
 
 impl Accounts {
@@ -67,7 +69,7 @@ impl Accounts {
             return Err(ServiceError::Inconsistent("a registration made no session").into());
         };
         tracing::info!(
-            event = event::REGISTERED,
+            event = EventKind::Registered.as_str(),
             user_id = %user_id,
             session_id = %session.id,
             ip = %who.ip
@@ -90,7 +92,7 @@ impl Accounts {
         who: &Requester,
     ) -> Result<CreatedUser, RegisterError> {
         let (id, _, email, _) = self.insert_account(account, who, false).await?;
-        tracing::info!(event = event::REGISTERED, user_id = %id, by = "operator");
+        tracing::info!(event = EventKind::Registered.as_str(), user_id = %id, by = "operator");
         Ok(CreatedUser { id, email })
     }
 
@@ -102,7 +104,7 @@ impl Accounts {
         account: NewAccount,
         who: &Requester,
         self_service: bool,
-    ) -> Result<(String, String, String, Option<NewTokens>), RegisterError> {
+    ) -> Result<(UserId, String, Email, Option<NewTokens>), RegisterError> {
         let valid = self
             .hasher
             .in_slot(move |_| validate(account))
@@ -110,7 +112,7 @@ impl Accounts {
             .map_err(RegisterError::Invalid)?;
         let password_hash = self.hasher.hash(valid.password).await?;
 
-        let user_id = uuid::Uuid::new_v4().to_string();
+        let user_id = UserId::random();
         let now = self.clock.now();
         let (name, email) = (valid.name, valid.email);
         let inserted = {
@@ -135,8 +137,8 @@ impl Accounts {
                     } else {
                         None
                     };
-                    let sid = session.as_ref().map(|s| s.id.as_str());
-                    events::record(conn, Some(&user_id), sid, event::REGISTERED, &who, now)?;
+                    let sid = session.as_ref().map(|s| &s.id);
+                    events::record(conn, Some(&user_id), sid, EventKind::Registered, &who, now)?;
                     Ok::<_, DieselError>(session)
                 }))
             })
@@ -155,7 +157,7 @@ impl Accounts {
 /// Trims and checks a registration; CPU-bound (the strength check).
 fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
     let name = account.name.trim().to_owned();
-    let email = normalize_email(&account.email);
+    let email = account.email;
     let mut errors = FieldErrors::default();
 
     let name_chars = name.chars().count();
@@ -169,14 +171,11 @@ fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
 
     if email.is_empty() {
         errors.email = Some("Enter your email address.".into());
-    } else if !is_valid_email(&email) {
+    } else if !is_valid_email(email.as_str()) {
         errors.email = Some("Enter a valid email address, like name@example.com.".into());
     }
 
-    errors.password = length_problem(&account.password).or_else(|| {
-        let related = [email.as_str(), name.as_str()];
-        strength_problem(&account.password, &related)
-    });
+    errors.password = new_password_problem(account.password.expose(), email.as_str(), &name);
 
     if errors.is_empty() {
         Ok(Valid {
@@ -192,10 +191,6 @@ fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
 /// E-mail addresses are stored and compared trimmed and lower-cased; a new
 /// address is normalised once, before it is validated, and stored as it came
 /// out.
-pub fn normalize_email(raw: &str) -> String {
-    raw.trim().to_lowercase()
-}
-
 /// A plain `local@domain` and nothing else. The crate's defaults also accept
 /// display text (`Support Team <mallory@example.com>`, whose display part may
 /// hold anything, control characters included) and domain literals

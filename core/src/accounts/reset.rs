@@ -4,27 +4,35 @@
 
 use std::time::Duration;
 
-use super::events::{self, event};
-use super::registration::normalize_email;
+use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, SessionUser, SignedIn, delta};
 use super::throttle;
-use crate::auth::password::{length_problem, strength_problem};
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::{self, resets, sessions, users};
+use crate::ids::{Email, UserId};
+use crate::secret::Password;
 
 /// A link to send: to whom, and the token for `/password/reset/{token}`.
 #[derive(Debug, Clone)]
 pub struct ResetLink {
-    pub email: String,
+    pub email: Email,
     pub name: String,
     pub token: String,
     pub expires_in: Duration,
 }
 
+impl ResetLink {
+    /// The link to mail or print: the reset page for this token on the site
+    /// at `origin` (`scheme://host[:port]`).
+    pub fn url(&self, origin: &str) -> String {
+        format!("{origin}/password/reset/{}", self.token)
+    }
+}
+
 /// Who to tell that their password changed.
 #[derive(Debug, Clone)]
 pub struct PasswordChanged {
-    pub email: String,
+    pub email: Email,
     pub name: String,
 }
 
@@ -68,10 +76,10 @@ impl Accounts {
     /// mails the link off the request path.
     pub async fn request_password_reset(
         &self,
-        email: &str,
+        email: &Email,
         who: &Requester,
     ) -> Result<Option<ResetLink>, ServiceError> {
-        let email = normalize_email(email);
+        let email = email.clone();
         let policy = self.resets;
         let who = who.clone();
         let token = new_token();
@@ -81,14 +89,15 @@ impl Accounts {
             Ok::<_, ServiceError>(throttle::admitting(conn, |conn| {
                 let now = clock.now();
                 let limits = (policy.max_per_ip_per_hour, policy.max_per_account_per_hour);
-                throttle::admit_reset_request(conn, limits, &email, &who.ip, now)?;
+                throttle::admit_reset_request(conn, limits, email.as_str(), &who.ip, now)?;
                 let user = users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none());
                 // The same statements run for every address admitted (an
                 // empty id matches nothing, a row without an account or a
                 // token is never a link), so timing does not tell them apart.
-                let user_id = user.as_ref().map(|u| u.id.as_str());
+                let user_id = user.as_ref().map(|u| &u.id);
+                let nobody = UserId::from_stored(String::new());
                 // A newer link supersedes older ones.
-                resets::invalidate_all(conn, user_id.unwrap_or(""), now)?;
+                resets::invalidate_all(conn, user_id.unwrap_or(&nobody), now)?;
                 resets::insert(
                     conn,
                     &resets::NewReset {
@@ -100,7 +109,7 @@ impl Accounts {
                         expires_at: now + delta(policy.ttl),
                     },
                 )?;
-                let kind = event::PASSWORD_RESET_REQUESTED;
+                let kind = EventKind::PasswordResetRequested;
                 events::record(conn, user_id, None, kind, &who, now)?;
                 Ok(user.map(|u| ResetLink {
                     email: u.email,
@@ -113,14 +122,17 @@ impl Accounts {
         .await?;
         match &admitted {
             Ok(Some(Some(_))) => {
-                tracing::info!(event = event::PASSWORD_RESET_REQUESTED, "reset link made")
+                tracing::info!(
+                    event = EventKind::PasswordResetRequested.as_str(),
+                    "reset link made"
+                )
             }
             Ok(_) => tracing::info!(
                 event = "password_reset_not_sent",
                 "no reset link made (unknown or disabled address)"
             ),
             Err(retry_after) => tracing::info!(
-                event = event::PASSWORD_RESET_THROTTLED,
+                event = EventKind::PasswordResetThrottled.as_str(),
                 retry_after = retry_after.as_secs(),
                 "no reset link made (too many requests)"
             ),
@@ -133,11 +145,11 @@ impl Accounts {
     /// in the audit trail. Not throttled; a disabled account gets none.
     pub async fn operator_reset_link(
         &self,
-        email: &str,
+        email: &Email,
         who: &Requester,
     ) -> Result<ResetLink, super::OperatorError> {
         use super::OperatorError;
-        let email = normalize_email(email);
+        let email = email.clone();
         let (ttl, who) = (self.resets.ttl, who.clone());
         let token = new_token();
         let token_hash = hash_token(&token);
@@ -166,7 +178,7 @@ impl Accounts {
                     conn,
                     Some(&user.id),
                     None,
-                    event::RESET_LINK_BY_OPERATOR,
+                    EventKind::ResetLinkByOperator,
                     &who,
                     now,
                 )?;
@@ -190,7 +202,7 @@ impl Accounts {
     /// The new-password form names it, so that someone lured into another
     /// person's link (to be signed in to the attacker's account afterwards)
     /// can see that it is not theirs.
-    pub async fn reset_link_account(&self, token: &str) -> Result<Option<String>, ServiceError> {
+    pub async fn reset_link_account(&self, token: &str) -> Result<Option<Email>, ServiceError> {
         if !crate::auth::token::is_token_shaped(token) {
             return Ok(None);
         }
@@ -212,7 +224,7 @@ impl Accounts {
     pub async fn reset_password(
         &self,
         token: String,
-        new_password: String,
+        new_password: Password,
         who: &Requester,
     ) -> Result<(SignedIn, PasswordChanged), ResetError> {
         if token.len() > MAX_TOKEN_LEN {
@@ -231,16 +243,10 @@ impl Accounts {
             .await?
             .ok_or(ResetError::InvalidLink)?
         };
-        let problem = {
-            let (password, email, name) =
-                (new_password.clone(), user.email.clone(), user.name.clone());
-            self.hasher
-                .in_slot(move |_| {
-                    length_problem(&password)
-                        .or_else(|| strength_problem(&password, &[email.as_str(), name.as_str()]))
-                })
-                .await?
-        };
+        let problem = self
+            .hasher
+            .new_password_problem(new_password.clone(), user.email.clone(), user.name.clone())
+            .await?;
         if let Some(message) = problem {
             return Err(ResetError::Weak(message));
         }
@@ -260,15 +266,20 @@ impl Accounts {
                     return Err(ResetError::InvalidLink);
                 }
                 resets::invalidate_all(conn, &user_id, now)?;
-                let ended =
-                    sessions::revoke_all_except(conn, &user_id, None, now, event::PASSWORD_RESET)?;
+                let ended = sessions::revoke_all_except(
+                    conn,
+                    &user_id,
+                    None,
+                    now,
+                    EventKind::PasswordReset.as_str(),
+                )?;
                 let tokens =
                     super::sessions::create(conn, &policy, &user_id, &who_owned, false, now)?;
                 events::record(
                     conn,
                     Some(&user_id),
                     Some(&tokens.id),
-                    event::PASSWORD_RESET,
+                    EventKind::PasswordReset,
                     &who_owned,
                     now,
                 )?;
@@ -277,7 +288,7 @@ impl Accounts {
         })
         .await?;
         self.revoked.insert(ended.iter().cloned(), now);
-        tracing::info!(event = event::PASSWORD_RESET, user_id = %user.id, ended = ended.len());
+        tracing::info!(event = EventKind::PasswordReset.as_str(), user_id = %user.id, ended = ended.len());
         let signed_in = SessionUser {
             user_id: user.id,
             session_id: tokens.id.clone(),

@@ -10,6 +10,7 @@ use crate::auth::revocation::RevokedSessions;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::clock::Clock;
 use crate::db::{DbError, DbPool};
+use crate::ids::{Email, SessionId, UserId};
 
 /// Who is asking: recorded with sessions and events, and the key of the
 /// per-IP limits. The pages build it from the request; the command line names
@@ -23,8 +24,8 @@ pub struct Requester {
 /// A signed-in user as a verified access token (or a refresh) describes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionUser {
-    pub user_id: String,
-    pub session_id: String,
+    pub user_id: UserId,
+    pub session_id: SessionId,
     pub name: String,
     /// When this session signed in (Unix seconds).
     pub auth_time: i64,
@@ -33,7 +34,7 @@ pub struct SessionUser {
 /// Tokens just issued for a session.
 #[derive(Debug, Clone)]
 pub struct IssuedSession {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// A signed access token (JWT) for the session.
     pub access_token: String,
     /// The new refresh token, when one was issued (none to a tab that lost a
@@ -196,7 +197,7 @@ pub enum RegisterError {
     /// An account with this (normalised) e-mail exists; also when two
     /// registrations race, since the unique index decides.
     #[error("an account with this email already exists")]
-    EmailTaken { email: String },
+    EmailTaken { email: Email },
     /// This address has reached the hourly registration limit.
     #[error("too many registrations from this address")]
     Throttled { retry_after: Duration },

@@ -10,15 +10,16 @@
 
 use chrono::NaiveDateTime;
 
-use super::events::{self, Event, event};
+use super::events::{self, Event, EventKind};
 use super::service::{
     Accounts, IssuedSession, PasswordChangeError, PasswordErrors, Requester, RevokeError,
     ServiceError, SessionPolicy, SessionUser, SignedIn, delta,
 };
-use crate::auth::password::{length_problem, strength_problem};
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::models::{NewSession, Session};
 use crate::db::{self, DbConnection, events as event_rows, sessions, users};
+use crate::ids::{Email, SessionId, UserId};
+use crate::secret::Password;
 
 /// How many events the account overview lists.
 const RECENT_EVENTS: i64 = 20;
@@ -26,7 +27,7 @@ const RECENT_EVENTS: i64 = 20;
 /// A session row just written, with the refresh token the client gets.
 #[derive(Debug)]
 pub(super) struct NewTokens {
-    pub id: String,
+    pub id: SessionId,
     pub refresh_token: Option<String>,
     pub remember: bool,
 }
@@ -34,15 +35,15 @@ pub(super) struct NewTokens {
 /// Who an account is, as the JSON API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
-    pub id: String,
+    pub id: UserId,
     pub name: String,
-    pub email: String,
+    pub email: Email,
 }
 
 /// One live session as its owner sees it.
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
-    pub id: String,
+    pub id: SessionId,
     pub ip: String,
     pub user_agent: String,
     pub started: NaiveDateTime,
@@ -62,12 +63,12 @@ pub struct AccountOverview {
 pub(super) fn create(
     conn: &mut DbConnection,
     policy: &SessionPolicy,
-    user_id: &str,
+    user_id: &UserId,
     who: &Requester,
     remember: bool,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<NewTokens> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = SessionId::random();
     let refresh = new_token();
     let lifetime = if remember {
         policy.max_age_remember
@@ -100,7 +101,7 @@ enum Refreshed {
     Renewed(SessionUser, NewTokens),
     Refused,
     /// Expired, idle or replayed: the session was ended at that instant.
-    Ended(String, NaiveDateTime),
+    Ended(SessionId, NaiveDateTime),
 }
 
 impl Accounts {
@@ -126,15 +127,18 @@ impl Accounts {
     /// No database access.
     pub fn verify_access(&self, token: &str) -> Option<SessionUser> {
         match self.keys.verify(token) {
-            Ok(claims) if !self.revoked.is_revoked(&claims.sid) => Some(SessionUser {
-                user_id: claims.sub,
-                session_id: claims.sid,
-                name: claims.name,
-                auth_time: claims.auth_time,
-            }),
             Ok(claims) => {
-                tracing::debug!(session_id = %claims.sid, "access token of a revoked session");
-                None
+                let session_id = SessionId::from_stored(claims.sid);
+                if self.revoked.is_revoked(&session_id) {
+                    tracing::debug!(session_id = %session_id, "access token of a revoked session");
+                    return None;
+                }
+                Some(SessionUser {
+                    user_id: UserId::from_stored(claims.sub),
+                    session_id,
+                    name: claims.name,
+                    auth_time: claims.auth_time,
+                })
             }
             Err(reason) => {
                 tracing::debug!(%reason, "access token refused");
@@ -187,14 +191,20 @@ impl Accounts {
             (user.session_id.clone(), user.user_id.clone(), who.clone());
         db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                sessions::revoke(conn, &session_id, &user_id, now, event::SIGNED_OUT)?;
-                let sid = Some(session_id.as_str());
-                events::record(conn, Some(&user_id), sid, event::SIGNED_OUT, &who, now)
+                sessions::revoke(
+                    conn,
+                    &session_id,
+                    &user_id,
+                    now,
+                    EventKind::SignedOut.as_str(),
+                )?;
+                let sid = Some(&session_id);
+                events::record(conn, Some(&user_id), sid, EventKind::SignedOut, &who, now)
             })?)
         })
         .await?;
         self.revoked.insert([user.session_id.clone()], now);
-        tracing::info!(event = event::SIGNED_OUT, user_id = %user.user_id, session_id = %user.session_id, ip = %ip);
+        tracing::info!(event = EventKind::SignedOut.as_str(), user_id = %user.user_id, session_id = %user.session_id, ip = %ip);
         Ok(())
     }
 
@@ -202,15 +212,15 @@ impl Accounts {
     pub async fn revoke_session(
         &self,
         user: &SessionUser,
-        target: &str,
+        target: &SessionId,
         who: &Requester,
     ) -> Result<(), RevokeError> {
         let now = self.clock.now();
-        let (target_id, user_id, who) = (target.to_owned(), user.user_id.clone(), who.clone());
+        let (target_id, user_id, who) = (target.clone(), user.user_id.clone(), who.clone());
         let revoked = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                let kind = event::SESSION_REVOKED;
-                let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind)?;
+                let kind = EventKind::SessionRevoked;
+                let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind.as_str())?;
                 if revoked {
                     events::record(conn, Some(&user_id), Some(&target_id), kind, &who, now)?;
                 }
@@ -221,8 +231,8 @@ impl Accounts {
         if !revoked {
             return Err(RevokeError::NotFound);
         }
-        self.revoked.insert([target.to_owned()], now);
-        tracing::info!(event = event::SESSION_REVOKED, user_id = %user.user_id, session_id = %target);
+        self.revoked.insert([target.clone()], now);
+        tracing::info!(event = EventKind::SessionRevoked.as_str(), user_id = %user.user_id, session_id = %target);
         Ok(())
     }
 
@@ -236,11 +246,11 @@ impl Accounts {
             .end_sessions(
                 &user.user_id,
                 Some(&user.session_id),
-                event::SESSION_REVOKED,
+                EventKind::SessionRevoked,
                 who,
             )
             .await?;
-        tracing::info!(event = event::SESSION_REVOKED, user_id = %user.user_id, count = ended.len());
+        tracing::info!(event = EventKind::SessionRevoked.as_str(), user_id = %user.user_id, count = ended.len());
         Ok(ended.len())
     }
 
@@ -248,12 +258,12 @@ impl Accounts {
     /// disabled account); returns the ids ended.
     pub async fn revoke_all(
         &self,
-        user_id: &str,
-        reason: &'static str,
+        user_id: &UserId,
+        reason: EventKind,
         who: &Requester,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<Vec<SessionId>, ServiceError> {
         let ended = self.end_sessions(user_id, None, reason, who).await?;
-        tracing::info!(event = reason, user_id = %user_id, count = ended.len(), "every session ended");
+        tracing::info!(event = reason.as_str(), user_id = %user_id, count = ended.len(), "every session ended");
         Ok(ended)
     }
 
@@ -261,13 +271,13 @@ impl Accounts {
     /// transaction, then updates the revocation list.
     async fn end_sessions(
         &self,
-        user_id: &str,
-        keep: Option<&str>,
-        kind: &'static str,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        kind: EventKind,
         who: &Requester,
-    ) -> Result<Vec<String>, ServiceError> {
+    ) -> Result<Vec<SessionId>, ServiceError> {
         let now = self.clock.now();
-        let (user_id, keep, who) = (user_id.to_owned(), keep.map(str::to_owned), who.clone());
+        let (user_id, keep, who) = (user_id.clone(), keep.cloned(), who.clone());
         let ended = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
                 // The account's row first, as a password change, a reset and
@@ -275,8 +285,8 @@ impl Accounts {
                 // a circle over the sessions' rows.
                 users::lock(conn, &user_id)?;
                 let ended =
-                    sessions::revoke_all_except(conn, &user_id, keep.as_deref(), now, kind)?;
-                events::record(conn, Some(&user_id), keep.as_deref(), kind, &who, now)?;
+                    sessions::revoke_all_except(conn, &user_id, keep.as_ref(), now, kind.as_str())?;
+                events::record(conn, Some(&user_id), keep.as_ref(), kind, &who, now)?;
                 Ok::<_, diesel::result::Error>(ended)
             })?)
         })
@@ -291,8 +301,8 @@ impl Accounts {
     pub async fn change_password(
         &self,
         user: &SessionUser,
-        current_password: String,
-        new_password: String,
+        current_password: Password,
+        new_password: Password,
         who: &Requester,
     ) -> Result<SignedIn, PasswordChangeError> {
         let stored = {
@@ -313,22 +323,17 @@ impl Accounts {
         if !current_ok {
             errors.current = Some("Your current password is not correct.".into());
         }
-        errors.new = {
-            let (password, email, name) = (new_password.clone(), stored.email, stored.name);
-            self.hasher
-                .in_slot(move |_| {
-                    length_problem(&password)
-                        .or_else(|| strength_problem(&password, &[email.as_str(), name.as_str()]))
-                })
-                .await?
-        };
+        errors.new = self
+            .hasher
+            .new_password_problem(new_password.clone(), stored.email, stored.name)
+            .await?;
         if errors.current.is_some() || errors.new.is_some() {
             return Err(PasswordChangeError::Invalid(errors));
         }
         let new_hash = self.hasher.hash(new_password).await?;
 
         let now = self.clock.now();
-        let kind = event::PASSWORD_CHANGED;
+        let kind = EventKind::PasswordChanged;
         let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
         let verified_version = stored.password_version;
         let (ended, tokens) = db::run(&self.pool, move |conn| {
@@ -345,20 +350,21 @@ impl Accounts {
                 // meanwhile. Before the others are revoked: sessions' rows
                 // before the revocation counter, in every transaction.
                 let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;
-                let ended = sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind)?;
+                let ended =
+                    sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind.as_str())?;
                 events::record(conn, Some(&user_id), Some(&keep), kind, &who, now)?;
                 Ok::<_, PasswordChangeError>((ended, tokens))
             })
         })
         .await?;
         self.revoked.insert(ended.iter().cloned(), now);
-        tracing::info!(event = kind, user_id = %user.user_id, session_id = %user.session_id, ended = ended.len());
+        tracing::info!(event = kind.as_str(), user_id = %user.user_id, session_id = %user.session_id, ended = ended.len());
         Ok(self.issue(user.clone(), tokens)?)
     }
 
     /// The account behind a session (`None` if it was deleted meanwhile).
-    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, ServiceError> {
-        let user_id = user_id.to_owned();
+    pub async fn profile(&self, user_id: &UserId) -> Result<Option<Profile>, ServiceError> {
+        let user_id = user_id.clone();
         db::run(&self.pool, move |conn| {
             Ok(users::find(conn, &user_id)?.map(|u| Profile {
                 id: u.id,
@@ -370,8 +376,8 @@ impl Accounts {
     }
 
     /// `user_id`'s live sessions and recent events, for the account page.
-    pub async fn overview(&self, user_id: &str) -> Result<AccountOverview, ServiceError> {
-        let user_id = user_id.to_owned();
+    pub async fn overview(&self, user_id: &UserId) -> Result<AccountOverview, ServiceError> {
+        let user_id = user_id.clone();
         let clock = self.clock.clone();
         db::run(&self.pool, move |conn| {
             let sessions = sessions::list_active(conn, &user_id, clock.now())?
@@ -387,7 +393,7 @@ impl Accounts {
             let events = event_rows::recent(conn, &user_id, RECENT_EVENTS)?
                 .into_iter()
                 .map(|e| Event {
-                    kind: e.kind,
+                    kind: EventKind::parse(&e.kind),
                     ip: e.ip,
                     user_agent: e.user_agent,
                     at: e.created_at,
@@ -399,7 +405,7 @@ impl Accounts {
     }
 
     /// Takes in revocations another instance announced (pushed on PostgreSQL).
-    pub fn revoked_elsewhere(&self, session_ids: Vec<String>) {
+    pub fn revoked_elsewhere(&self, session_ids: Vec<SessionId>) {
         if !session_ids.is_empty() {
             tracing::debug!(
                 count = session_ids.len(),
@@ -432,7 +438,7 @@ impl Accounts {
 /// Gives `session_id` a new refresh token inside the caller's transaction.
 fn reissue(
     conn: &mut DbConnection,
-    session_id: &str,
+    session_id: &SessionId,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Option<NewTokens>> {
     let Some(session) = sessions::find(conn, session_id)?.filter(|s| s.revoked_at.is_none()) else {
@@ -484,8 +490,8 @@ fn refresh_found(
     if session.revoked_at.is_some() {
         return Ok(Refreshed::Refused);
     }
-    let end = |conn: &mut DbConnection, reason: &str| -> diesel::QueryResult<_> {
-        sessions::revoke(conn, &session.id, &session.user_id, now, reason)?;
+    let end = |conn: &mut DbConnection, reason: EventKind| -> diesel::QueryResult<_> {
+        sessions::revoke(conn, &session.id, &session.user_id, now, reason.as_str())?;
         events::record(
             conn,
             Some(&session.user_id),
@@ -497,7 +503,7 @@ fn refresh_found(
         Ok(Refreshed::Ended(session.id.clone(), now))
     };
     if now >= session.expires_at || now - session.last_seen_at > delta(policy.idle_timeout) {
-        return end(conn, event::SESSION_EXPIRED);
+        return end(conn, EventKind::SessionExpired);
     }
 
     let user = SessionUser {
@@ -549,13 +555,13 @@ fn refresh_found(
         return Ok(Refreshed::Renewed(user, tokens));
     }
     tracing::warn!(
-        event = event::REFRESH_REUSE,
+        event = EventKind::RefreshReuse.as_str(),
         user_id = %session.user_id,
         session_id = %session.id,
         ip = %who.ip,
         "a rotated refresh token was presented again; session revoked"
     );
-    end(conn, event::REFRESH_REUSE)
+    end(conn, EventKind::RefreshReuse)
 }
 
 #[cfg(test)]
@@ -584,8 +590,8 @@ mod tests {
         users::insert(
             &mut conn,
             &crate::db::models::NewUser {
-                id: "u1",
-                email: "race@example.com",
+                id: &UserId::from_stored("u1"),
+                email: &Email::new("race@example.com"),
                 name: "Racer",
                 password_hash: "x",
                 created_at: now,
@@ -600,7 +606,15 @@ mod tests {
             max_age_remember: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(3600),
         };
-        let tokens = create(&mut conn, &policy, "u1", &who, false, now).unwrap();
+        let tokens = create(
+            &mut conn,
+            &policy,
+            &UserId::from_stored("u1"),
+            &who,
+            false,
+            now,
+        )
+        .unwrap();
         let presented = hash_token(tokens.refresh_token.as_deref().unwrap());
         let (as_read, name) = sessions::find_by_refresh_hash(&mut conn, &presented)
             .unwrap()

@@ -2,12 +2,13 @@
 //! re-hash at a raised cost and create the session, having checked again, in
 //! that transaction, that the password verified is still the account's.
 
-use super::events::{self, event};
-use super::registration::normalize_email;
+use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, SessionUser, SignInError, SignedIn};
 use super::throttle;
 use crate::db::models::User;
 use crate::db::{self, sessions, users};
+use crate::ids::{Email, UserId};
+use crate::secret::Password;
 
 /// The one message for every failed sign-in, so no door tells whether an
 /// e-mail has an account.
@@ -20,8 +21,8 @@ pub const MISSING_CREDENTIALS: &str = "Enter your e-mail and password.";
 /// What a person signs in with, as typed.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    pub email: String,
-    pub password: String,
+    pub email: Email,
+    pub password: Password,
     /// Keep the session beyond the browser session ("remember me").
     pub remember: bool,
 }
@@ -38,7 +39,7 @@ impl Accounts {
         replacing: Option<&SessionUser>,
         who: &Requester,
     ) -> Result<SignedIn, SignInError> {
-        let email = normalize_email(&credentials.email);
+        let email = credentials.email.clone();
         if email.is_empty() || credentials.password.is_empty() {
             return Err(SignInError::MissingCredentials);
         }
@@ -62,7 +63,7 @@ impl Accounts {
         credentials: Credentials,
         replacing: Option<&SessionUser>,
         who: &Requester,
-        email: &str,
+        email: &Email,
         admission: throttle::SignInAdmission,
         user: Option<User>,
     ) -> Result<SignedIn, SignInError> {
@@ -96,7 +97,7 @@ impl Accounts {
         let now = self.clock.now();
         let tokens = {
             let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
-            let email = email.to_owned();
+            let email = email.clone();
             let verified_version = user.password_version;
             let replaced = replacing.cloned();
             db::run(&self.pool, move |conn| {
@@ -113,14 +114,14 @@ impl Accounts {
                     if !current {
                         return Ok(None);
                     }
-                    throttle::record_sign_in_success(conn, admission, &email, &who.ip)?;
+                    throttle::record_sign_in_success(conn, admission, email.as_str(), &who.ip)?;
                     if let Some(old) = &replaced {
                         sessions::revoke(
                             conn,
                             &old.session_id,
                             &old.user_id,
                             now,
-                            event::SIGNED_OUT,
+                            EventKind::SignedOut.as_str(),
                         )?;
                     }
                     let tokens = super::sessions::create(
@@ -131,8 +132,8 @@ impl Accounts {
                         credentials.remember,
                         now,
                     )?;
-                    let sid = Some(tokens.id.as_str());
-                    events::record(conn, Some(&user_id), sid, event::SIGNED_IN, &who, now)?;
+                    let sid = Some(&tokens.id);
+                    events::record(conn, Some(&user_id), sid, EventKind::SignedIn, &who, now)?;
                     Ok::<_, diesel::result::Error>(Some(tokens))
                 })?)
             })
@@ -145,12 +146,12 @@ impl Accounts {
             );
             return Err(self.sign_in_failed(email, Some(user.id), who).await);
         };
-        self.waiters.judged(email, &who.ip);
+        self.waiters.judged(email.as_str(), &who.ip);
         if let Some(old) = replacing {
             self.revoked.insert([old.session_id.clone()], now);
         }
         tracing::info!(
-            event = event::SIGNED_IN,
+            event = EventKind::SignedIn.as_str(),
             user_id = %user.id,
             session_id = %tokens.id,
             replaced_session = replacing.map(|c| c.session_id.as_str()),
@@ -170,22 +171,22 @@ impl Accounts {
     /// finds the account when admitted.
     async fn admit(
         &self,
-        email: &str,
+        email: &Email,
         who: &Requester,
     ) -> Result<(throttle::SignInAdmission, Option<User>), SignInError> {
         let started = std::time::Instant::now();
         // Behind the attempts of the pair already waiting here, not ahead.
-        let mut queued = self.waiters.queue_behind_others(email, &who.ip);
+        let mut queued = self.waiters.queue_behind_others(email.as_str(), &who.ip);
         if let Some(turn) = queued.as_mut() {
             turn.wait().await;
         }
         loop {
-            let (limits, key, ip) = (self.throttle, email.to_owned(), who.ip.clone());
+            let (limits, key, ip) = (self.throttle, email.clone(), who.ip.clone());
             let clock = self.clock.clone();
             let (admitted, user) = db::run(&self.pool, move |conn| {
                 let email = key;
                 let admitted = throttle::admitting(conn, |conn| {
-                    throttle::admit_sign_in(conn, &limits, &email, &ip, clock.now())
+                    throttle::admit_sign_in(conn, &limits, email.as_str(), &ip, clock.now())
                 })?;
                 let user = match admitted {
                     Ok(Some(_)) => users::find_by_email(conn, &email)?,
@@ -202,7 +203,8 @@ impl Accounts {
             let retry_after = match admitted {
                 Ok(Some(admission)) => return Ok((admission, user)),
                 Ok(None) if started.elapsed() < throttle::MAX_WAIT => {
-                    let turn = queued.get_or_insert_with(|| self.waiters.queue(email, &who.ip));
+                    let turn =
+                        queued.get_or_insert_with(|| self.waiters.queue(email.as_str(), &who.ip));
                     turn.wait().await;
                     continue;
                 }
@@ -216,39 +218,45 @@ impl Accounts {
 
     /// Takes an attempt that was never judged out of its pair's count of
     /// attempts being checked (it stays counted against the IP).
-    async fn release_attempt(&self, email: &str, who: &Requester) {
-        let (email_owned, ip) = (email.to_owned(), who.ip.clone());
+    async fn release_attempt(&self, email: &Email, who: &Requester) {
+        let (email_owned, ip) = (email.clone(), who.ip.clone());
         let released = db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(throttle::release_sign_in(conn, &email_owned, &ip)?)
+            Ok::<_, ServiceError>(throttle::release_sign_in(conn, email_owned.as_str(), &ip)?)
         })
         .await;
         if let Err(e) = released {
             tracing::warn!(error = %e, "an unjudged sign-in attempt stays counted until its pair is quiet");
         }
-        self.waiters.judged(email, &who.ip);
+        self.waiters.judged(email.as_str(), &who.ip);
     }
 
     /// Records a failed sign-in in the pair's streak and the audit trail,
     /// and returns the one answer every failure gets.
     async fn sign_in_failed(
         &self,
-        email: &str,
-        user_id: Option<String>,
+        email: &Email,
+        user_id: Option<UserId>,
         who: &Requester,
     ) -> SignInError {
-        tracing::info!(event = event::SIGN_IN_FAILED, user_id = user_id.as_deref(), ip = %who.ip);
-        let (limits, email_owned, who_owned) = (self.throttle, email.to_owned(), who.clone());
+        tracing::info!(event = EventKind::SignInFailed.as_str(), user_id = user_id.as_ref().map(UserId::as_str), ip = %who.ip);
+        let (limits, email_owned, who_owned) = (self.throttle, email.clone(), who.clone());
         let clock = self.clock.clone();
         let recorded = db::run(&self.pool, move |conn| {
             let now = clock.now();
             Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                throttle::record_sign_in_failure(conn, &limits, &email_owned, &who_owned.ip, now)?;
-                let user = user_id.as_deref();
-                events::record(conn, user, None, event::SIGN_IN_FAILED, &who_owned, now)
+                throttle::record_sign_in_failure(
+                    conn,
+                    &limits,
+                    email_owned.as_str(),
+                    &who_owned.ip,
+                    now,
+                )?;
+                let user = user_id.as_ref();
+                events::record(conn, user, None, EventKind::SignInFailed, &who_owned, now)
             })?)
         })
         .await;
-        self.waiters.judged(email, &who.ip);
+        self.waiters.judged(email.as_str(), &who.ip);
         match recorded {
             Ok(()) => SignInError::InvalidCredentials,
             Err(e) => SignInError::Failed(e),

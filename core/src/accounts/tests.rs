@@ -13,6 +13,7 @@ use crate::auth::token::hash_token;
 use crate::clock::Clock;
 use crate::db::schema::{sessions as session_rows, users as user_rows};
 use crate::db::{self, sessions, throttle as throttle_rows};
+use crate::ids::{Email, SessionId, UserId};
 use crate::secret::Secret;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -97,7 +98,7 @@ fn conn(accounts: &Accounts) -> crate::db::PooledConn {
     accounts.pool().get().unwrap()
 }
 
-fn session_row(accounts: &Accounts, id: &str) -> crate::db::models::Session {
+fn session_row(accounts: &Accounts, id: &SessionId) -> crate::db::models::Session {
     sessions::find(&mut conn(accounts), id).unwrap().unwrap()
 }
 
@@ -166,7 +167,10 @@ async fn a_rotated_refresh_token_replayed_after_the_grace_window_revokes_the_ses
     assert!(replayed.is_none());
     let row = session_row(&f.accounts, &first.session.session_id);
     assert!(row.revoked_at.is_some());
-    assert_eq!(row.revoke_reason.as_deref(), Some(event::REFRESH_REUSE));
+    assert_eq!(
+        row.revoke_reason.as_deref(),
+        Some(EventKind::RefreshReuse.as_str())
+    );
     let access = renewed.unwrap().session.access_token;
     assert!(f.accounts.verify_access(&access).is_none());
 }
@@ -234,7 +238,12 @@ async fn a_password_change_revokes_every_other_session_in_one_transaction() {
 
     let changed = f
         .accounts
-        .change_password(&current.user, PASSWORD.into(), new_password.clone(), &who())
+        .change_password(
+            &current.user,
+            PASSWORD.into(),
+            new_password.clone().into(),
+            &who(),
+        )
         .await
         .unwrap();
 
@@ -250,7 +259,10 @@ async fn a_password_change_revokes_every_other_session_in_one_transaction() {
             Some(updated_at),
             "same transaction, same instant"
         );
-        assert_eq!(row.revoke_reason.as_deref(), Some(event::PASSWORD_CHANGED));
+        assert_eq!(
+            row.revoke_reason.as_deref(),
+            Some(EventKind::PasswordChanged.as_str())
+        );
         assert!(
             f.accounts
                 .verify_access(&other.session.access_token)
@@ -316,7 +328,7 @@ async fn revoke_all_keeps_no_session() {
 
     let ended = f
         .accounts
-        .revoke_all(&first.user.user_id, event::SESSION_REVOKED, &who())
+        .revoke_all(&first.user.user_id, EventKind::SessionRevoked, &who())
         .await
         .unwrap();
 
@@ -372,12 +384,12 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
     let limits = f.accounts.throttle;
     for n in 0..20 {
         // Operator-made accounts and audit rows from the same address.
-        let id = format!("operator-made-{n}");
+        let id = UserId::from_stored(format!("operator-made-{n}"));
         crate::db::users::insert(
             &mut conn,
             &crate::db::models::NewUser {
                 id: &id,
-                email: &format!("op{n}@example.com"),
+                email: &Email::new(&format!("op{n}@example.com")),
                 name: "Made by an operator",
                 password_hash: "x",
                 created_at: now,
@@ -386,7 +398,15 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
             },
         )
         .unwrap();
-        events::record(&mut conn, Some(&id), None, event::REGISTERED, &who(), now).unwrap();
+        events::record(
+            &mut conn,
+            Some(&id),
+            None,
+            EventKind::Registered,
+            &who(),
+            now,
+        )
+        .unwrap();
     }
     assert_eq!(
         throttle::registration_blocked_for(&mut conn, &limits, &who().ip, now).unwrap(),
@@ -411,7 +431,7 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
 
 async fn link_for(accounts: &Accounts, email: &str) -> Option<ResetLink> {
     accounts
-        .request_password_reset(email, &who())
+        .request_password_reset(&Email::new(email), &who())
         .await
         .unwrap()
 }
@@ -423,7 +443,7 @@ async fn a_reset_link_works_once_and_ends_every_session() {
     let f = fixture(Duration::from_secs(10));
     let first = register(&f.accounts, "ada@example.com").await;
     let link = link_for(&f.accounts, "ADA@example.com").await.unwrap();
-    assert_eq!(link.email, "ada@example.com");
+    assert_eq!(link.email.as_str(), "ada@example.com");
 
     let (signed_in, notice) = f
         .accounts
@@ -435,7 +455,7 @@ async fn a_reset_link_works_once_and_ends_every_session() {
         .reset_password(link.token, "yet another long passphrase".into(), &who())
         .await;
 
-    assert_eq!(notice.email, "ada@example.com");
+    assert_eq!(notice.email.as_str(), "ada@example.com");
     assert!(matches!(again, Err(ResetError::InvalidLink)));
     assert!(
         f.accounts
@@ -497,7 +517,7 @@ async fn unknown_disabled_and_throttled_addresses_get_no_link() {
     register(&f.accounts, "ada@example.com").await;
     register(&f.accounts, "off@example.com").await;
     f.accounts
-        .disable_user("off@example.com", &who())
+        .disable_user(&Email::new("off@example.com"), &who())
         .await
         .unwrap();
 
@@ -525,5 +545,9 @@ async fn a_weak_new_password_is_refused_and_the_link_still_works() {
 
     assert!(matches!(weak, Err(ResetError::Weak(_))));
     let account = f.accounts.reset_link_account(&link.token).await.unwrap();
-    assert_eq!(account.as_deref(), Some("ada@example.com"), "still live");
+    assert_eq!(
+        account.as_ref().map(Email::as_str),
+        Some("ada@example.com"),
+        "still live"
+    );
 }

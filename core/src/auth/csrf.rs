@@ -9,6 +9,7 @@ use std::sync::{PoisonError, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::ids::SessionId;
 use crate::secret::Secret;
 
 /// Session-bound tokens remembered, at most (about 200 bytes each). Past it
@@ -44,8 +45,8 @@ impl CsrfKey {
     }
 
     /// The form token for a browser's cookie value and, when signed in, its session.
-    pub fn token(&self, cookie_value: &str, session_id: Option<&str>) -> String {
-        let Some(session) = session_id else {
+    pub fn token(&self, cookie_value: &str, session_id: Option<&SessionId>) -> String {
+        let Some(session) = session_id.map(SessionId::as_str) else {
             // Signed-out pages mostly come with a new cookie: nothing to reuse.
             return self.compute(cookie_value, None);
         };
@@ -75,7 +76,8 @@ impl CsrfKey {
         })
     }
 
-    pub fn verify(&self, token: &str, cookie_value: &str, session_id: Option<&str>) -> bool {
+    pub fn verify(&self, token: &str, cookie_value: &str, session_id: Option<&SessionId>) -> bool {
+        let session_id = session_id.map(SessionId::as_str);
         let mut bytes = [0u8; blake3::OUT_LEN + 1];
         match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
             Ok(blake3::OUT_LEN) => {
@@ -113,10 +115,10 @@ mod tests {
         let anon = key.token("cookie-a", None);
         assert!(key.verify(&anon, "cookie-a", None));
         assert!(!key.verify(&anon, "cookie-b", None));
-        assert!(!key.verify(&anon, "cookie-a", Some("session")));
-        let bound = key.token("cookie-a", Some("session"));
-        assert!(key.verify(&bound, "cookie-a", Some("session")));
-        assert!(!key.verify(&bound, "cookie-a", Some("other")));
+        assert!(!key.verify(&anon, "cookie-a", Some(&SessionId::from_stored("session"))));
+        let bound = key.token("cookie-a", Some(&SessionId::from_stored("session")));
+        assert!(key.verify(&bound, "cookie-a", Some(&SessionId::from_stored("session"))));
+        assert!(!key.verify(&bound, "cookie-a", Some(&SessionId::from_stored("other"))));
         assert!(!key.verify("not base64!", "cookie-a", None));
     }
 
@@ -125,11 +127,15 @@ mod tests {
         let key = CsrfKey::derive(&Secret::new("an-unguessable-test-secret-of-32-bytes!"));
         let cookie = crate::auth::token::new_token();
         let other_cookie = crate::auth::token::new_token();
-        let session = uuid::Uuid::new_v4().to_string();
-        let other_session = uuid::Uuid::new_v4().to_string();
+        let session = SessionId::random();
+        let other_session = SessionId::random();
         let bound = key.token(&cookie, Some(&session));
         assert_eq!(key.token(&cookie, Some(&session)), bound, "remembered");
-        assert_eq!(key.compute(&cookie, Some(&session)), bound, "as computed");
+        assert_eq!(
+            key.compute(&cookie, Some(session.as_str())),
+            bound,
+            "as computed"
+        );
         assert!(key.verify(&bound, &cookie, Some(&session)));
         assert!(!key.verify(&bound, &other_cookie, Some(&session)));
         assert!(!key.verify(&bound, &cookie, Some(&other_session)));
@@ -139,18 +145,28 @@ mod tests {
         assert!(!key.verify(&anonymous, &cookie, Some(&session)));
         // The same session written another way is another session.
         let braced = format!("{{{session}}}");
-        assert!(!key.verify(&bound, &cookie, Some(&braced)));
+        assert!(!key.verify(
+            &bound,
+            &cookie,
+            Some(&SessionId::from_stored(braced.clone()))
+        ));
     }
 
     #[test]
     fn remembered_tokens_stay_bounded() {
         let key = CsrfKey::derive(&Secret::new("an-unguessable-test-secret-of-32-bytes!"));
         let cookie = crate::auth::token::new_token();
-        let first = key.token(&cookie, Some("session-first"));
+        let first = key.token(&cookie, Some(&SessionId::from_stored("session-first")));
         for i in 0..REMEMBERED_MAX {
-            key.token(&cookie, Some(&format!("session-{i}")));
+            key.token(
+                &cookie,
+                Some(&SessionId::from_stored(format!("session-{i}"))),
+            );
         }
         assert!(key.remembered.read().unwrap().len() <= REMEMBERED_MAX);
-        assert_eq!(key.token(&cookie, Some("session-first")), first);
+        assert_eq!(
+            key.token(&cookie, Some(&SessionId::from_stored("session-first"))),
+            first
+        );
     }
 }

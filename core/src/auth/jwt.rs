@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::Clock;
+use crate::ids::{SessionId, UserId};
 use crate::secret::Secret;
 
 pub const ISSUER: &str = "gatehouse";
@@ -115,8 +116,8 @@ impl JwtKeys {
     /// Signs a token for `sub`/`sid`, valid from now for the configured lifetime.
     pub fn issue(
         &self,
-        user_id: &str,
-        session_id: &str,
+        user_id: &UserId,
+        session_id: &SessionId,
         name: &str,
         auth_time: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -125,8 +126,8 @@ impl JwtKeys {
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
-            sub: user_id.to_owned(),
-            sid: session_id.to_owned(),
+            sub: user_id.to_string(),
+            sid: session_id.to_string(),
             iat: now,
             nbf: now,
             exp: now.saturating_add(ttl),
@@ -262,7 +263,12 @@ mod tests {
     fn issued_tokens_verify() {
         let keys = keys();
         let token = keys
-            .issue("user-1", "session-1", "Ada", 1_700_000_000)
+            .issue(
+                &UserId::from_stored("user-1"),
+                &SessionId::from_stored("session-1"),
+                "Ada",
+                1_700_000_000,
+            )
             .unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(
@@ -275,7 +281,14 @@ mod tests {
     #[test]
     fn a_flipped_signature_fails() {
         let keys = keys();
-        let mut token = keys.issue("u", "s", "n", 0).unwrap();
+        let mut token = keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         let last = token.pop().unwrap();
         token.push(if last == 'A' { 'B' } else { 'A' });
         assert!(keys.verify(&token).is_err());
@@ -285,7 +298,14 @@ mod tests {
     fn previous_secrets_verify_and_unknown_kids_fail() {
         let old = Secret::new("the-previous-secret-that-is-32-bytes-long");
         let old_keys = JwtKeys::new(&old, &[], Duration::from_secs(60));
-        let token = old_keys.issue("u", "s", "n", 0).unwrap();
+        let token = old_keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         let rotated = JwtKeys::new(
             &Secret::new("the-brand-new-secret-that-is-32-bytes-long"),
             &[old],
@@ -298,7 +318,14 @@ mod tests {
     #[test]
     fn key_locating_headers_are_refused() {
         let keys = keys();
-        let token = keys.issue("u", "s", "n", 0).unwrap();
+        let token = keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         let (_, rest) = token.split_once('.').unwrap();
         let header = URL_SAFE_NO_PAD.encode(format!(
             r#"{{"alg":"HS256","kid":"{}","jku":"https://evil.example/keys"}}"#,
@@ -316,7 +343,14 @@ mod tests {
             Duration::from_secs(1),
         )
         .with_clock(clock);
-        let token = keys.issue("u", "s", "n", 0).unwrap();
+        let token = keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         assert!(keys.verify(&token).is_ok());
         assert!(keys.verify(&token).is_ok(), "served from what was verified");
         control.advance(Duration::from_secs(1 + LEEWAY_SECS + 1));
@@ -332,7 +366,14 @@ mod tests {
             Duration::from_secs(60),
         )
         .with_clock(clock.clone());
-        let token = keys.issue("u", "s", "n", 0).unwrap();
+        let token = keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         // Another process's keys, same secret: nothing remembered.
         let fresh_keys = JwtKeys::new(
             &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
@@ -352,7 +393,14 @@ mod tests {
     #[test]
     fn a_changed_byte_is_never_served_from_memory() {
         let keys = keys();
-        let token = keys.issue("u", "s", "n", 0).unwrap();
+        let token = keys
+            .issue(
+                &UserId::from_stored("u"),
+                &SessionId::from_stored("s"),
+                "n",
+                0,
+            )
+            .unwrap();
         assert!(keys.verify(&token).is_ok());
         let mut forged = token.clone();
         let last = forged.pop().unwrap();

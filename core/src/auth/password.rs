@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::RngCore as _;
 
+use crate::ids::Email;
+use crate::secret::Password;
 use crate::threads::BlockingThreads;
 
 /// bcrypt's input limit.
@@ -88,13 +90,19 @@ impl PasswordHasher {
     }
 
     /// Hashes a password in a hashing slot.
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        Ok(self.in_slot(move |h| h.hash_blocking(&password)).await??)
+    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+        Ok(self
+            .in_slot(move |h| h.hash_blocking(password.expose()))
+            .await??)
     }
 
     /// Verifies a password in a hashing slot (see [`verify_blocking`](Self::verify_blocking)).
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        self.in_slot(move |h| h.verify_blocking(&password, hash.as_deref()))
+    pub async fn verify(
+        &self,
+        password: Password,
+        hash: Option<String>,
+    ) -> Result<bool, HashError> {
+        self.in_slot(move |h| h.verify_blocking(password.expose(), hash.as_deref()))
             .await
     }
 
@@ -132,14 +140,35 @@ impl PasswordHasher {
         self.inner.verifications.load(Ordering::Relaxed)
     }
 
+    /// What is wrong with `password` as the new password of the account with
+    /// this `email` and `name` ([`new_password_problem`]), checked in a
+    /// hashing slot (the strength check is CPU-bound for long inputs).
+    pub async fn new_password_problem(
+        &self,
+        password: Password,
+        email: Email,
+        name: String,
+    ) -> Result<Option<String>, HashError> {
+        self.in_slot(move |_| new_password_problem(password.expose(), email.as_str(), &name))
+            .await
+    }
+
     /// Whether `hash` was made at another cost than the configured one.
     pub fn needs_rehash(&self, hash: &str) -> bool {
         hash_cost(hash) != Some(self.inner.cost)
     }
 }
 
-/// Length rules for a new password, shared by registration and password change.
-pub fn length_problem(password: &str) -> Option<String> {
+/// The rules every new password meets, at registration, on a password change
+/// and on a reset: its length first, then how easily it is guessed, knowing
+/// the account's e-mail and name. `None` when it passes. CPU-bound: call it
+/// on the hashing threads ([`PasswordHasher::new_password_problem`]).
+pub fn new_password_problem(password: &str, email: &str, name: &str) -> Option<String> {
+    length_problem(password).or_else(|| strength_problem(password, &[email, name]))
+}
+
+/// Length rules for a new password.
+fn length_problem(password: &str) -> Option<String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         Some(format!("Use at least {MIN_PASSWORD_CHARS} characters."))
     } else if password.len() > MAX_PASSWORD_BYTES {
@@ -166,7 +195,7 @@ pub const MIN_STRENGTH: u8 = 4;
 /// it scores at least [`MIN_STRENGTH`]. `related` are the user's own e-mail
 /// and name, which make a password weaker when it contains them. CPU-bound for
 /// long inputs: call it on the blocking pool.
-pub fn strength_problem(password: &str, related: &[&str]) -> Option<String> {
+fn strength_problem(password: &str, related: &[&str]) -> Option<String> {
     let entropy = zxcvbn::zxcvbn(password, related);
     if u8::from(entropy.score()) >= MIN_STRENGTH {
         return None;

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 
+use crate::ids::SessionId;
+
 /// Extra time kept beyond the token lifetime: JWT leeway plus clock skew
 /// between instances.
 const SLACK: Duration = Duration::from_secs(30);
@@ -39,7 +41,7 @@ pub struct PollMark {
 /// map operation), so a poisoned guard is taken back rather than a revocation
 /// being dropped or a revoked session being reported live.
 pub struct RevokedSessions {
-    entries: RwLock<HashMap<String, NaiveDateTime>>,
+    entries: RwLock<HashMap<SessionId, NaiveDateTime>>,
     /// Where the next poll starts reading.
     mark: Mutex<Option<PollMark>>,
     retention: TimeDelta,
@@ -57,7 +59,7 @@ impl RevokedSessions {
         }
     }
 
-    pub fn is_revoked(&self, session_id: &str) -> bool {
+    pub fn is_revoked(&self, session_id: &SessionId) -> bool {
         self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -65,14 +67,10 @@ impl RevokedSessions {
     }
 
     /// Records revocations made by this instance.
-    pub fn insert<I, S>(&self, session_ids: I, at: NaiveDateTime)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    pub fn insert(&self, session_ids: impl IntoIterator<Item = SessionId>, at: NaiveDateTime) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         for id in session_ids {
-            entries.insert(id.into(), at);
+            entries.insert(id, at);
         }
     }
 
@@ -93,7 +91,7 @@ impl RevokedSessions {
 
     /// Takes in the revocations a poll read at `now`, numbered up to
     /// `through`, and drops entries whose tokens have expired anyway.
-    pub fn absorb(&self, found: Vec<(String, NaiveDateTime)>, through: i64, now: NaiveDateTime) {
+    pub fn absorb(&self, found: Vec<(SessionId, NaiveDateTime)>, through: i64, now: NaiveDateTime) {
         let horizon = self.horizon(now);
         {
             let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
@@ -113,14 +111,18 @@ impl RevokedSessions {
 mod tests {
     use super::*;
 
+    fn id(name: &str) -> SessionId {
+        SessionId::from_stored(name)
+    }
+
     #[test]
     fn inserted_ids_are_revoked() {
         let now = chrono::Utc::now().naive_utc();
         let list = RevokedSessions::new(Duration::from_secs(600));
-        assert!(!list.is_revoked("a"));
-        list.insert(["a"], now);
-        assert!(list.is_revoked("a"));
-        assert!(!list.is_revoked("b"));
+        assert!(!list.is_revoked(&id("a")));
+        list.insert([id("a")], now);
+        assert!(list.is_revoked(&id("a")));
+        assert!(!list.is_revoked(&id("b")));
     }
 
     #[test]
@@ -129,9 +131,9 @@ mod tests {
         let list = RevokedSessions::new(Duration::from_secs(60));
         let old = now - TimeDelta::hours(1);
         assert_eq!(list.mark(now).number, 0);
-        list.absorb(vec![("recent".into(), now), ("old".into(), old)], 7, now);
-        assert!(list.is_revoked("recent"));
-        assert!(!list.is_revoked("old"));
+        list.absorb(vec![(id("recent"), now), (id("old"), old)], 7, now);
+        assert!(list.is_revoked(&id("recent")));
+        assert!(!list.is_revoked(&id("old")));
         assert_eq!(list.mark(now).number, 7);
         list.absorb(Vec::new(), 3, now);
         assert_eq!(list.mark(now).number, 7, "the mark never moves back");
@@ -141,7 +143,7 @@ mod tests {
     fn a_poisoned_lock_still_reports_revocations() {
         let now = chrono::Utc::now().naive_utc();
         let list = std::sync::Arc::new(RevokedSessions::new(Duration::from_secs(60)));
-        list.insert(["a"], now);
+        list.insert([id("a")], now);
         let poisoner = list.clone();
         let _ = std::thread::spawn(move || {
             let _guard = poisoner.entries.write();
@@ -149,8 +151,8 @@ mod tests {
         })
         .join();
         assert!(list.entries.is_poisoned());
-        assert!(list.is_revoked("a"));
-        list.insert(["b"], now);
-        assert!(list.is_revoked("b"));
+        assert!(list.is_revoked(&id("a")));
+        list.insert([id("b")], now);
+        assert!(list.is_revoked(&id("b")));
     }
 }

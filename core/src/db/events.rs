@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::DbConnection;
 use super::models::{AuthEvent, NewAuthEvent};
 use super::schema::auth_events;
+use crate::ids::UserId;
 
 pub fn record(conn: &mut DbConnection, event: &NewAuthEvent<'_>) -> QueryResult<()> {
     diesel::insert_into(auth_events::table)
@@ -14,7 +15,11 @@ pub fn record(conn: &mut DbConnection, event: &NewAuthEvent<'_>) -> QueryResult<
 }
 
 /// The latest `limit` events of a user, newest first.
-pub fn recent(conn: &mut DbConnection, user_id: &str, limit: i64) -> QueryResult<Vec<AuthEvent>> {
+pub fn recent(
+    conn: &mut DbConnection,
+    user_id: &UserId,
+    limit: i64,
+) -> QueryResult<Vec<AuthEvent>> {
     auth_events::table
         .filter(auth_events::user_id.eq(user_id))
         .order((auth_events::created_at.desc(), auth_events::id.desc()))

@@ -247,6 +247,19 @@ where
         })?
 }
 
+/// Runs `f` in a write transaction ([`write_transaction`]) on a pooled
+/// connection on the database's threads ([`run`]): how the domain changes
+/// rows. `f`'s error type takes both the pool's and the queries' errors, so
+/// `?` works on either inside it.
+pub async fn write<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+{
+    run(pool, move |conn| write_transaction(conn, f)).await
+}
+
 /// `DATABASE_URL` may be a plain path or a `sqlite:`/`sqlite://` URL.
 pub fn sqlite_path(database_url: &str) -> &str {
     database_url

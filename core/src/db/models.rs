@@ -4,13 +4,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{auth_events, sessions, users};
+use crate::ids::{Email, SessionId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct User {
-    pub id: String,
-    pub email: String,
+    pub id: UserId,
+    pub email: Email,
     pub name: String,
     pub password_hash: String,
     pub created_at: NaiveDateTime,
@@ -24,8 +25,8 @@ pub struct User {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
-    pub id: &'a str,
-    pub email: &'a str,
+    pub id: &'a UserId,
+    pub email: &'a Email,
     pub name: &'a str,
     pub password_hash: &'a str,
     pub created_at: NaiveDateTime,
@@ -39,8 +40,8 @@ pub struct NewUser<'a> {
 #[diesel(table_name = sessions)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Session {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
     pub ip: String,
@@ -60,8 +61,8 @@ pub struct Session {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
+    pub id: &'a SessionId,
+    pub user_id: &'a UserId,
     pub created_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
     pub ip: &'a str,
@@ -76,8 +77,8 @@ pub struct NewSession<'a> {
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AuthEvent {
     pub id: String,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
     pub kind: String,
     pub ip: String,
     pub user_agent: String,
@@ -88,8 +89,8 @@ pub struct AuthEvent {
 #[diesel(table_name = auth_events)]
 pub struct NewAuthEvent<'a> {
     pub id: String,
-    pub user_id: Option<&'a str>,
-    pub session_id: Option<&'a str>,
+    pub user_id: Option<&'a UserId>,
+    pub session_id: Option<&'a SessionId>,
     pub kind: &'a str,
     pub ip: &'a str,
     pub user_agent: &'a str,

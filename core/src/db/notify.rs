@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 use super::{DbConnection, Target};
+use crate::ids::SessionId;
 
 /// The channel revoked session ids travel on.
 pub const CHANNEL: &str = "gatehouse_revoked";
@@ -17,14 +18,14 @@ pub const CHANNEL: &str = "gatehouse_revoked";
 /// Announces revoked sessions to every listening instance. Call it inside the
 /// revoking transaction: PostgreSQL delivers the notifications on commit, and
 /// drops them on rollback. Nothing to do on SQLite.
-pub fn announce_revoked(conn: &mut DbConnection, session_ids: &[String]) -> QueryResult<()> {
+pub fn announce_revoked(conn: &mut DbConnection, session_ids: &[SessionId]) -> QueryResult<()> {
     let DbConnection::Postgresql(pg) = conn else {
         return Ok(());
     };
     for id in session_ids {
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(id)
+            .bind::<Text, _>(id.as_str())
             .execute(pg)?;
     }
     Ok(())
@@ -63,7 +64,7 @@ impl RevocationListener {
 
     /// Revoked session ids announced since the last call. Blocking (briefly):
     /// run it off the async workers.
-    pub fn poll(&mut self) -> Vec<String> {
+    pub fn poll(&mut self) -> Vec<SessionId> {
         let check_alive = self.last_check.elapsed() >= KEEPALIVE;
         let Some(conn) = self.connection() else {
             return Vec::new();
@@ -72,7 +73,7 @@ impl RevocationListener {
         let mut lost = None;
         for notification in conn.notifications_iter() {
             match notification {
-                Ok(n) if n.channel == CHANNEL => ids.push(n.payload),
+                Ok(n) if n.channel == CHANNEL => ids.push(SessionId::from_stored(n.payload)),
                 Ok(_) => {}
                 Err(e) => {
                     lost = Some(e);

@@ -5,13 +5,14 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::password_resets;
+use crate::ids::UserId;
 
 /// A request for a reset link (with no user or token for an unknown address).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = password_resets)]
 pub struct NewReset<'a> {
     pub id: &'a str,
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<&'a UserId>,
     pub token_hash: Option<&'a str>,
     pub ip: &'a str,
     pub created_at: NaiveDateTime,
@@ -29,7 +30,7 @@ pub fn insert(conn: &mut DbConnection, reset: &NewReset<'_>) -> QueryResult<()> 
 /// change); returns how many.
 pub fn invalidate_all(
     conn: &mut DbConnection,
-    user_id: &str,
+    user_id: &UserId,
     at: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
@@ -46,7 +47,7 @@ pub fn live_user(
     conn: &mut DbConnection,
     token_hash: &str,
     now: NaiveDateTime,
-) -> QueryResult<Option<String>> {
+) -> QueryResult<Option<UserId>> {
     password_resets::table
         .filter(password_resets::token_hash.eq(token_hash))
         .filter(password_resets::used_at.is_null())

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::DbConnection;
 use super::models::{NewSession, Session};
 use super::schema::{revocation_counter, sessions, users};
+use crate::ids::{SessionId, UserId};
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
@@ -14,7 +15,7 @@ pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<
         .map(|_| ())
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Session>> {
+pub fn find(conn: &mut DbConnection, id: &SessionId) -> QueryResult<Option<Session>> {
     sessions::table
         .find(id)
         .select(Session::as_select())
@@ -48,7 +49,7 @@ pub fn find_by_refresh_hash(
 /// racing rotations from the same token exactly one does.
 pub fn rotate_refresh(
     conn: &mut DbConnection,
-    id: &str,
+    id: &SessionId,
     old_hash: &str,
     new_hash: &str,
     now: NaiveDateTime,
@@ -73,8 +74,8 @@ pub fn rotate_refresh(
 /// Other instances hear of it at commit (see [`super::notify`]).
 pub fn revoke(
     conn: &mut DbConnection,
-    session_id: &str,
-    user_id: &str,
+    session_id: &SessionId,
+    user_id: &UserId,
     at: NaiveDateTime,
     reason: &str,
 ) -> QueryResult<bool> {
@@ -90,7 +91,7 @@ pub fn revoke(
     ))
     .execute(conn)?;
     if revoked > 0 {
-        announce(conn, &[session_id.to_owned()])?;
+        announce(conn, std::slice::from_ref(session_id))?;
     }
     Ok(revoked > 0)
 }
@@ -99,11 +100,11 @@ pub fn revoke(
 /// returns the ids ended.
 pub fn revoke_all_except(
     conn: &mut DbConnection,
-    user_id: &str,
-    keep: Option<&str>,
+    user_id: &UserId,
+    keep: Option<&SessionId>,
     at: NaiveDateTime,
     reason: &str,
-) -> QueryResult<Vec<String>> {
+) -> QueryResult<Vec<SessionId>> {
     let mut live = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
@@ -112,7 +113,7 @@ pub fn revoke_all_except(
     if let Some(keep) = keep {
         live = live.filter(sessions::id.ne(keep));
     }
-    let ids: Vec<String> = live.load(conn)?;
+    let ids: Vec<SessionId> = live.load(conn)?;
     if !ids.is_empty() {
         diesel::update(sessions::table.filter(sessions::id.eq_any(&ids)))
             .set((
@@ -135,7 +136,7 @@ pub fn revoke_all_except(
 /// `n` (see [`revocations_after`]). Every transaction takes the account's
 /// row (when it takes it) first, then sessions' rows, then the counter, so
 /// no two wait for each other in a circle.
-fn announce(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+fn announce(conn: &mut DbConnection, ids: &[SessionId]) -> QueryResult<()> {
     let counter = revocation_counter::table.find(1);
     diesel::update(counter)
         .set(revocation_counter::last.eq(revocation_counter::last + 1))
@@ -151,7 +152,7 @@ fn announce(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
     /// Sessions revoked at or after the horizon, with when.
-    pub sessions: Vec<(String, NaiveDateTime)>,
+    pub sessions: Vec<(SessionId, NaiveDateTime)>,
     /// The highest number read: the next poll starts above it.
     pub through: i64,
 }
@@ -192,7 +193,7 @@ pub fn revocations_after(
 /// Live sessions of a user, newest first.
 pub fn list_active(
     conn: &mut DbConnection,
-    user_id: &str,
+    user_id: &UserId,
     now: NaiveDateTime,
 ) -> QueryResult<Vec<Session>> {
     sessions::table
@@ -205,7 +206,7 @@ pub fn list_active(
 }
 
 /// How many live sessions each user has.
-pub fn live_counts(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<(String, i64)>> {
+pub fn live_counts(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<Vec<(UserId, i64)>> {
     sessions::table
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(now))

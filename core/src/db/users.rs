@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::DbConnection;
 use super::models::{NewUser, User};
 use super::schema::users;
+use crate::ids::{Email, UserId};
 
 /// Inserts a user. A taken e-mail surfaces as the database's unique violation,
 /// so two concurrent registrations cannot both succeed.
@@ -15,7 +16,7 @@ pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
         .map(|_| ())
 }
 
-pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> QueryResult<Option<User>> {
     users::table
         .filter(users::email.eq(email))
         .select(User::as_select())
@@ -23,7 +24,7 @@ pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option
         .optional()
 }
 
-pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
+pub fn find(conn: &mut DbConnection, id: &UserId) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -40,7 +41,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
 /// raised cost, to store.
 pub fn still_signs_in_with(
     conn: &mut DbConnection,
-    id: &str,
+    id: &UserId,
     verified_version: i32,
     rehashed: Option<&str>,
 ) -> QueryResult<bool> {
@@ -62,7 +63,7 @@ pub fn still_signs_in_with(
 }
 
 /// Locks the account's row until the transaction ends.
-pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+pub fn lock(conn: &mut DbConnection, id: &UserId) -> QueryResult<()> {
     diesel::update(users::table.find(id))
         .set(users::password_version.eq(users::password_version))
         .execute(conn)
@@ -74,7 +75,7 @@ pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
 /// it did.
 pub fn replace_password(
     conn: &mut DbConnection,
-    id: &str,
+    id: &UserId,
     verified_version: Option<i32>,
     new_hash: &str,
     now: chrono::NaiveDateTime,
@@ -122,7 +123,7 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
 /// Disables (`Some(at)`) or enables (`None`) an account; returns whether one changed.
 pub fn set_disabled(
     conn: &mut DbConnection,
-    id: &str,
+    id: &UserId,
     disabled_at: Option<chrono::NaiveDateTime>,
 ) -> QueryResult<bool> {
     diesel::update(users::table.find(id))

@@ -5,6 +5,8 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_core::ids::Email;
+use gatehouse_core::secret::Password;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
@@ -21,8 +23,8 @@ use gatehouse_core::accounts::{
 pub struct LoginRequest {
     #[schema(min_length = 1)]
     pub email: String,
-    #[schema(min_length = 1)]
-    pub password: String,
+    #[schema(value_type = String, min_length = 1)]
+    pub password: Password,
     /// Keep the session beyond the browser session.
     #[serde(default)]
     pub remember: bool,
@@ -43,9 +45,9 @@ pub struct User {
 impl From<Profile> for User {
     fn from(p: Profile) -> Self {
         Self {
-            id: p.id,
+            id: p.id.to_string(),
             name: p.name,
-            email: p.email,
+            email: p.email.to_string(),
         }
     }
 }
@@ -107,7 +109,7 @@ pub async fn login(
 ) -> Result<HttpResponse, AppError> {
     let body: LoginRequest = object(body.into_inner())?;
     let credentials = Credentials {
-        email: body.email,
+        email: Email::new(&body.email),
         password: body.password,
         remember: body.remember,
     };

@@ -126,8 +126,8 @@ pub async fn seed_user_at_cost(
         db::users::insert(
             &mut conn,
             &db::models::NewUser {
-                id: &id,
-                email: &email,
+                id: &gatehouse_core::ids::UserId::from_stored(id),
+                email: &gatehouse_core::ids::Email::new(&email),
                 name: &name,
                 password_hash: &hash,
                 created_at: now,
