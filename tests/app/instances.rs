@@ -1,7 +1,8 @@
 //! Several real `gatehouse` processes on one PostgreSQL database: a cookie
 //! from one works on the other, a revocation on one is honoured by the other
 //! at once, throttling counts on both, and a rotated refresh token cannot be
-//! replayed anywhere. Skipped, with one line, without `TEST_DATABASE_URL`.
+//! replayed anywhere. Each test needs `TEST_DATABASE_URL` and is ignored
+//! without `--include-ignored`.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -15,16 +16,11 @@ struct Instances {
     a: RunningBinary,
     b: RunningBinary,
     _database: TestDatabase,
-    _dir: tempfile::TempDir,
 }
 
-/// Two instances on a fresh PostgreSQL database, or `None` (said once) on SQLite.
-fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
-    let dir = tempfile::tempdir().unwrap();
-    let database = TestDatabase::new(dir.path());
-    if !database.is_postgres() {
-        return None; // `TestDatabase` has said that PostgreSQL was not set
-    }
+/// Two instances on a fresh PostgreSQL database; fails without `TEST_DATABASE_URL`.
+fn two_instances(vars: &[(&str, &str)]) -> Instances {
+    let database = TestDatabase::postgres();
     let mut all = vec![("DATABASE_URL", database.url.as_str())];
     all.extend_from_slice(vars);
     // Both start at once on the empty database: the migration lock makes one
@@ -34,12 +30,11 @@ fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
         let b = scope.spawn(|| RunningBinary::start(&all));
         (a.join().unwrap(), b.join().unwrap())
     });
-    Some(Instances {
+    Instances {
         a,
         b,
         _database: database,
-        _dir: dir,
-    })
+    }
 }
 
 /// `name`'s value in `client`'s jar for the site at `address`.
@@ -82,10 +77,9 @@ async fn sign_in(client: &Client, address: &str, email: &str, password: &str) ->
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_cookie_from_one_instance_works_on_the_other() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
 
     register(&client, &pair.a.address, "ada@example.com").await;
@@ -101,10 +95,9 @@ async fn a_cookie_from_one_instance_works_on_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     client
@@ -154,10 +147,9 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn throttling_counts_failures_on_both_instances_together() {
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "3")]) else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "3")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let attacker = Client::new("attacker");
@@ -178,11 +170,10 @@ async fn throttling_counts_failures_on_both_instances_together() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times() {
     // Cost 8: each check takes long enough for the guesses to overlap.
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]) else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -211,11 +202,9 @@ async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times()
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times() {
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")])
-    else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")]);
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
 
     let statuses = sign_ins_at_once(
@@ -234,10 +223,9 @@ async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_mo
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
-    let Some(pair) = two_instances(&[("BCRYPT_COST", "8")]) else {
-        return;
-    };
+    let pair = two_instances(&[("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -257,10 +245,9 @@ async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other() {
-    let Some(pair) = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]) else {
-        return;
-    };
+    let pair = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let first = cookie(&client, &pair.a.address, "gatehouse_refresh").unwrap();
@@ -294,10 +281,9 @@ async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let refresh = format!(
@@ -340,10 +326,9 @@ async fn refused_within_2s(address: &str, cookie: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let (laptop, phone, tablet) = (
         Client::new("laptop"),
         Client::new("phone"),
@@ -417,11 +402,10 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other() {
     let (mail_url, inbox) = start_smtp().await;
-    let Some(pair) = two_instances(&[("MAIL_URL", &mail_url)]) else {
-        return;
-    };
+    let pair = two_instances(&[("MAIL_URL", &mail_url)]);
     let phone = Client::new("phone");
     register(&phone, &pair.a.address, "ada@example.com").await;
     let phone_cookie = format!(
