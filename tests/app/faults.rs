@@ -235,7 +235,7 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_0() {
         .send()
         .await
         .unwrap();
-    let token = extract_csrf(&page.text().await.unwrap()).unwrap();
+    let token = csrf_of(&page.text().await.unwrap());
     let in_flight = {
         let (http, address) = (client.http.clone(), address.clone());
         tokio::spawn(async move {
