@@ -409,16 +409,14 @@ mod tests {
             .collect();
         let declared = declared_variables();
 
-        assert_eq!(declared.len(), 31, "{declared:?}");
+        // The settings were found at all, so equal sets are not two empty ones.
+        assert!(declared.contains("DATABASE_URL"), "{declared:?}");
         let undocumented: Vec<_> = declared.difference(&documented).collect();
         let undeclared: Vec<_> = documented.difference(&declared).collect();
         assert!(
-            undocumented.is_empty(),
-            "missing from .env.example: {undocumented:?}"
-        );
-        assert!(
-            undeclared.is_empty(),
-            "in .env.example but not declared: {undeclared:?}"
+            undocumented.is_empty() && undeclared.is_empty(),
+            "declared but missing from .env.example: {undocumented:?}; \
+             in .env.example but not declared: {undeclared:?}"
         );
     }
 

@@ -366,7 +366,7 @@ async fn secure_cookies_use_the_host_prefix() {
         "{set}"
     );
     let value = set.split(';').next().unwrap().to_owned();
-    let form_token = extract_csrf(&login_page.text().await.unwrap()).unwrap();
+    let form_token = csrf_of(&login_page.text().await.unwrap());
 
     let response = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

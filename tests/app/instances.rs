@@ -1,13 +1,13 @@
 //! Several real `gatehouse` processes on one PostgreSQL database: a cookie
 //! from one works on the other, a revocation on one is honoured by the other
 //! at once, throttling counts on both, and a rotated refresh token cannot be
-//! replayed anywhere. Skipped, with one line, without `TEST_DATABASE_URL`.
+//! replayed anywhere. Each test needs `TEST_DATABASE_URL` and is ignored
+//! without `--include-ignored`.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::cookie::CookieStore as _;
 
 use crate::helpers::*;
 
@@ -15,16 +15,11 @@ struct Instances {
     a: RunningBinary,
     b: RunningBinary,
     _database: TestDatabase,
-    _dir: tempfile::TempDir,
 }
 
-/// Two instances on a fresh PostgreSQL database, or `None` (said once) on SQLite.
-fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
-    let dir = tempfile::tempdir().unwrap();
-    let database = TestDatabase::new(dir.path());
-    if !database.is_postgres() {
-        return None; // `TestDatabase` has said that PostgreSQL was not set
-    }
+/// Two instances on a fresh PostgreSQL database; fails without `TEST_DATABASE_URL`.
+fn two_instances(vars: &[(&str, &str)]) -> Instances {
+    let database = TestDatabase::postgres();
     let mut all = vec![("DATABASE_URL", database.url.as_str())];
     all.extend_from_slice(vars);
     // Both start at once on the empty database: the migration lock makes one
@@ -34,34 +29,11 @@ fn two_instances(vars: &[(&str, &str)]) -> Option<Instances> {
         let b = scope.spawn(|| RunningBinary::start(&all));
         (a.join().unwrap(), b.join().unwrap())
     });
-    Some(Instances {
+    Instances {
         a,
         b,
         _database: database,
-        _dir: dir,
-    })
-}
-
-/// `name`'s value in `client`'s jar for the site at `address`.
-fn cookie(client: &Client, address: &str, name: &str) -> Option<String> {
-    let header = client.jar.cookies(&address.parse().unwrap())?;
-    header.to_str().unwrap().split("; ").find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| v.to_owned())
-    })
-}
-
-/// `GET path` with exactly this `Cookie` header.
-async fn get_with(address: &str, path: &str, cookie: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{address}{path}"))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .unwrap()
+    }
 }
 
 async fn register(client: &Client, address: &str, email: &str) {
@@ -76,16 +48,23 @@ async fn register(client: &Client, address: &str, email: &str) {
     assert_redirects_to(&response, "/dashboard");
 }
 
-async fn sign_in(client: &Client, address: &str, email: &str, password: &str) -> reqwest::Response {
-    let fields = [("email", email), ("password", password)];
-    client.submit(address, "/login", "/login", &fields).await
+/// Signs in the account `register` made, on the site at `address`.
+async fn sign_in_ada(client: &Client, address: &str) {
+    let signed_in = client
+        .sign_in(
+            address,
+            "ada@example.com",
+            "correct horse battery staple",
+            false,
+        )
+        .await;
+    assert_redirects_to(&signed_in, "/dashboard");
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_cookie_from_one_instance_works_on_the_other() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
 
     register(&client, &pair.a.address, "ada@example.com").await;
@@ -101,10 +80,9 @@ async fn a_cookie_from_one_instance_works_on_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     client
@@ -113,18 +91,13 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
     let mut delays = Vec::new();
 
     for _ in 0..50 {
-        let signed_in = sign_in(
-            &client,
-            &pair.a.address,
-            "ada@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        assert_redirects_to(&signed_in, "/dashboard");
-        let access = cookie(&client, &pair.a.address, "gatehouse_access").unwrap();
+        sign_in_ada(&client, &pair.a.address).await;
+        let access = client.cookie(&pair.a.address, "gatehouse_access").unwrap();
         let old = format!("gatehouse_access={access}");
         assert_eq!(
-            get_with(&pair.b.address, "/dashboard", &old).await.status(),
+            get_with_cookie(&pair.b.address, "/dashboard", &old)
+                .await
+                .status(),
             StatusCode::OK
         );
         let signed_out = client
@@ -132,7 +105,11 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
             .await;
         assert_redirects_to(&signed_out, "/login");
         let started = Instant::now();
-        while get_with(&pair.b.address, "/dashboard", &old).await.status() == StatusCode::OK {
+        while get_with_cookie(&pair.b.address, "/dashboard", &old)
+            .await
+            .status()
+            == StatusCode::OK
+        {
             assert!(
                 started.elapsed() < Duration::from_secs(2),
                 "B still accepts the cookie"
@@ -154,35 +131,36 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn throttling_counts_failures_on_both_instances_together() {
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "3")]) else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "3")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let attacker = Client::new("attacker");
 
     for address in [&pair.a.address, &pair.a.address, &pair.b.address] {
-        let failed = sign_in(&attacker, address, "ada@example.com", "not the password").await;
+        let failed = attacker
+            .sign_in(address, "ada@example.com", "not the password", false)
+            .await;
         assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
     }
-    let locked = sign_in(
-        &attacker,
-        &pair.b.address,
-        "ada@example.com",
-        "correct horse battery staple",
-    )
-    .await;
+    let locked = attacker
+        .sign_in(
+            &pair.b.address,
+            "ada@example.com",
+            "correct horse battery staple",
+            false,
+        )
+        .await;
 
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times() {
     // Cost 8: each check takes long enough for the guesses to overlap.
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]) else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -194,13 +172,14 @@ async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times()
         |i| format!("wrong guess number {i}"),
     )
     .await;
-    let right = sign_in(
-        &Client::new("owner"),
-        &pair.b.address,
-        "ada@example.com",
-        "correct horse battery staple",
-    )
-    .await;
+    let right = Client::new("owner")
+        .sign_in(
+            &pair.b.address,
+            "ada@example.com",
+            "correct horse battery staple",
+            false,
+        )
+        .await;
 
     eprintln!(
         "30 guesses at once on two instances, limit 5: {} judged",
@@ -211,11 +190,9 @@ async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times()
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times() {
-    let Some(pair) = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")])
-    else {
-        return;
-    };
+    let pair = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")]);
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
 
     let statuses = sign_ins_at_once(
@@ -234,10 +211,9 @@ async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_mo
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
-    let Some(pair) = two_instances(&[("BCRYPT_COST", "8")]) else {
-        return;
-    };
+    let pair = two_instances(&[("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -257,15 +233,14 @@ async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other() {
-    let Some(pair) = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]) else {
-        return;
-    };
+    let pair = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
-    let first = cookie(&client, &pair.a.address, "gatehouse_refresh").unwrap();
+    let first = client.cookie(&pair.a.address, "gatehouse_refresh").unwrap();
 
-    let rotated = get_with(
+    let rotated = get_with_cookie(
         &pair.b.address,
         "/dashboard",
         &format!("gatehouse_refresh={first}"),
@@ -277,13 +252,13 @@ async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other
         .to_owned();
     let second = second.split(';').next().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let replayed = get_with(
+    let replayed = get_with_cookie(
         &pair.a.address,
         "/dashboard",
         &format!("gatehouse_refresh={first}"),
     )
     .await;
-    let after_replay = get_with(&pair.b.address, "/dashboard", &second).await;
+    let after_replay = get_with_cookie(&pair.b.address, "/dashboard", &second).await;
 
     assert_eq!(replayed.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -294,20 +269,19 @@ async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let refresh = format!(
         "gatehouse_refresh={}",
-        cookie(&client, &pair.a.address, "gatehouse_refresh").unwrap()
+        client.cookie(&pair.a.address, "gatehouse_refresh").unwrap()
     );
 
     let (on_a, on_b) = tokio::join!(
-        get_with(&pair.a.address, "/dashboard", &refresh),
-        get_with(&pair.b.address, "/dashboard", &refresh)
+        get_with_cookie(&pair.a.address, "/dashboard", &refresh),
+        get_with_cookie(&pair.b.address, "/dashboard", &refresh)
     );
 
     assert_eq!(on_a.status(), StatusCode::OK);
@@ -318,7 +292,7 @@ async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
         .map(|c| c.split(';').next().unwrap().to_owned())
         .collect();
     assert_eq!(rotated.len(), 1, "exactly one tab rotates: {rotated:?}");
-    let next = get_with(&pair.a.address, "/dashboard", &rotated[0]).await;
+    let next = get_with_cookie(&pair.a.address, "/dashboard", &rotated[0]).await;
     assert_eq!(
         next.status(),
         StatusCode::OK,
@@ -330,7 +304,11 @@ async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
 /// after 2 s.
 async fn refused_within_2s(address: &str, cookie: &str) {
     let started = Instant::now();
-    while get_with(address, "/dashboard", cookie).await.status() == StatusCode::OK {
+    while get_with_cookie(address, "/dashboard", cookie)
+        .await
+        .status()
+        == StatusCode::OK
+    {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "still accepted after 2 s"
@@ -340,10 +318,9 @@ async fn refused_within_2s(address: &str, cookie: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other() {
-    let Some(pair) = two_instances(&[]) else {
-        return;
-    };
+    let pair = two_instances(&[]);
     let (laptop, phone, tablet) = (
         Client::new("laptop"),
         Client::new("phone"),
@@ -351,22 +328,15 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
     );
     register(&laptop, &pair.a.address, "ada@example.com").await;
     for other in [&phone, &tablet] {
-        let signed_in = sign_in(
-            other,
-            &pair.a.address,
-            "ada@example.com",
-            "correct horse battery staple",
-        )
-        .await;
-        assert_redirects_to(&signed_in, "/dashboard");
+        sign_in_ada(other, &pair.a.address).await;
     }
     let phone_cookie = format!(
         "gatehouse_access={}",
-        cookie(&phone, &pair.a.address, "gatehouse_access").unwrap()
+        phone.cookie(&pair.a.address, "gatehouse_access").unwrap()
     );
     let tablet_cookie = format!(
         "gatehouse_access={}",
-        cookie(&tablet, &pair.a.address, "gatehouse_access").unwrap()
+        tablet.cookie(&pair.a.address, "gatehouse_access").unwrap()
     );
 
     // The laptop signs out every other session on A; B refuses them.
@@ -383,20 +353,13 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
     refused_within_2s(&pair.b.address, &tablet_cookie).await;
 
     // A password change on A ends a new session on B too.
-    let again = sign_in(
-        &phone,
-        &pair.a.address,
-        "ada@example.com",
-        "correct horse battery staple",
-    )
-    .await;
-    assert_redirects_to(&again, "/dashboard");
+    sign_in_ada(&phone, &pair.a.address).await;
     let phone_cookie = format!(
         "gatehouse_access={}",
-        cookie(&phone, &pair.a.address, "gatehouse_access").unwrap()
+        phone.cookie(&pair.a.address, "gatehouse_access").unwrap()
     );
     assert_eq!(
-        get_with(&pair.b.address, "/dashboard", &phone_cookie)
+        get_with_cookie(&pair.b.address, "/dashboard", &phone_cookie)
             .await
             .status(),
         StatusCode::OK
@@ -417,16 +380,15 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other() {
     let (mail_url, inbox) = start_smtp().await;
-    let Some(pair) = two_instances(&[("MAIL_URL", &mail_url)]) else {
-        return;
-    };
+    let pair = two_instances(&[("MAIL_URL", &mail_url)]);
     let phone = Client::new("phone");
     register(&phone, &pair.a.address, "ada@example.com").await;
     let phone_cookie = format!(
         "gatehouse_access={}",
-        cookie(&phone, &pair.a.address, "gatehouse_access").unwrap()
+        phone.cookie(&pair.a.address, "gatehouse_access").unwrap()
     );
     let forgetful = Client::new("forgetful");
 

@@ -4,10 +4,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-fn csrf_of(html: &str) -> String {
-    extract_csrf(html).unwrap()
-}
-
 #[tokio::test]
 async fn logs_carry_events_and_ids_but_no_secrets() {
     let server = RunningBinary::start(&[("RUST_LOG", "debug")]);

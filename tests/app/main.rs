@@ -20,6 +20,7 @@ mod logs;
 mod operator;
 mod password_reset;
 mod races;
+mod schema;
 mod sessions;
 mod startup;
 mod throttling;

@@ -13,22 +13,6 @@ use crate::helpers::*;
 const ACCESS: &str = "gatehouse_access";
 const REFRESH: &str = "gatehouse_refresh";
 
-/// Signs the seeded user in on `client`, optionally with "remember me".
-async fn sign_in(app: &TestApp, client: &Client, remember: bool) -> Response {
-    let csrf = app.csrf_token_as(client, "/login").await;
-    let mut fields = vec![
-        ("email", app.test_user.email.as_str()),
-        ("password", app.test_user.password.as_str()),
-        ("csrf_token", csrf.as_str()),
-    ];
-    if remember {
-        fields.push(("remember", "on"));
-    }
-    let response = app.post_form_as(client, "/login", &fields).await;
-    assert_redirects_to(&response, "/dashboard");
-    response
-}
-
 fn cookie_value(response: &Response, name: &str) -> Option<String> {
     let header = set_cookie(response, name)?;
     let value = header.split(';').next()?.split_once('=')?.1;
@@ -98,7 +82,7 @@ async fn event_kinds(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn a_missing_access_token_is_renewed_transparently_on_a_page() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
 
     let page = get_with(&app, "/dashboard", &[(REFRESH, &refresh)]).await;
@@ -119,7 +103,7 @@ async fn a_missing_access_token_is_renewed_transparently_on_a_page() {
 #[tokio::test]
 async fn an_expired_access_token_is_renewed_transparently() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     let secret = Secret::new(TEST_SECRET);
     let now = chrono::Utc::now().timestamp();
@@ -156,7 +140,7 @@ async fn an_expired_access_token_is_renewed_transparently() {
 #[tokio::test]
 async fn a_posted_form_is_served_after_a_transparent_refresh() {
     let app = spawn_app().await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user().await;
     let csrf_token = app.csrf_token("/account").await;
     let refresh = app.cookie_in(&app.client, REFRESH).unwrap();
     let csrf_cookie = app.cookie_in(&app.client, "gatehouse_csrf").unwrap();
@@ -178,7 +162,7 @@ async fn a_posted_form_is_served_after_a_transparent_refresh() {
 #[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_session() {
     let app = spawn_app_with(|s| s.sessions.refresh_reuse_grace = Duration::ZERO).await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let stolen = cookie_value(&login, REFRESH).unwrap();
     let renewed = get_with(&app, "/dashboard", &[(REFRESH, &stolen)]).await;
     let newer = cookie_value(&renewed, REFRESH).unwrap();
@@ -204,7 +188,7 @@ async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_sessio
 #[tokio::test]
 async fn two_concurrent_refreshes_inside_the_grace_window_both_succeed() {
     let app = Arc::new(spawn_app().await);
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
 
     let tabs: Vec<_> = (0..2)
@@ -226,7 +210,7 @@ async fn two_concurrent_refreshes_inside_the_grace_window_both_succeed() {
 #[tokio::test]
 async fn an_access_cookie_replayed_after_sign_out_goes_to_login() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let copied = cookie_value(&login, ACCESS).unwrap();
 
     let logout = app.post_logout().await;
@@ -241,8 +225,8 @@ async fn an_access_cookie_replayed_after_sign_out_goes_to_login() {
 async fn revoking_a_session_from_another_browser_signs_that_browser_out() {
     let app = spawn_app().await;
     let laptop = app.new_client();
-    sign_in(&app, &laptop, false).await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user_as(&laptop, false).await;
+    app.login_test_user().await;
     let laptop_session = session_ids(&app, &app.test_user.id).await[0].clone();
     let csrf = app.csrf_token("/account").await;
 
@@ -265,9 +249,9 @@ async fn revoking_a_session_from_another_browser_signs_that_browser_out() {
 async fn sign_out_all_other_sessions_keeps_only_this_one() {
     let app = spawn_app().await;
     let (phone, laptop) = (app.new_client(), app.new_client());
-    sign_in(&app, &phone, false).await;
-    sign_in(&app, &laptop, true).await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user_as(&phone, false).await;
+    app.login_test_user_as(&laptop, true).await;
+    app.login_test_user().await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app
@@ -294,8 +278,8 @@ async fn sign_out_all_other_sessions_keeps_only_this_one() {
 async fn changing_the_password_ends_other_sessions_and_keeps_this_one() {
     let app = spawn_app().await;
     let other = app.new_client();
-    sign_in(&app, &other, true).await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user_as(&other, true).await;
+    app.login_test_user().await;
     let csrf = app.csrf_token("/account").await;
     let new_password = "an entirely different passphrase";
 
@@ -338,8 +322,8 @@ async fn changing_the_password_ends_other_sessions_and_keeps_this_one() {
 async fn a_wrong_current_password_changes_nothing() {
     let app = spawn_app().await;
     let other = app.new_client();
-    sign_in(&app, &other, false).await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user_as(&other, false).await;
+    app.login_test_user().await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app
@@ -375,7 +359,7 @@ async fn a_wrong_current_password_changes_nothing() {
 #[tokio::test]
 async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
     let app = spawn_app_with(|s| s.sessions.session_max_age = Duration::from_secs(3600)).await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     app.clock.advance(Duration::from_secs(3601));
 
@@ -388,7 +372,7 @@ async fn the_absolute_limit_ends_a_session_whatever_the_activity() {
 #[tokio::test]
 async fn the_idle_limit_ends_a_session_not_refreshed_in_time() {
     let app = spawn_app_with(|s| s.sessions.session_idle_timeout = Duration::from_secs(3600)).await;
-    let login = sign_in(&app, &app.client, true).await;
+    let login = app.login_test_user_as(&app.client, true).await;
     let refresh = cookie_value(&login, REFRESH).unwrap();
     app.clock.advance(Duration::from_secs(3601));
 
@@ -401,8 +385,8 @@ async fn the_idle_limit_ends_a_session_not_refreshed_in_time() {
 async fn remember_me_decides_the_refresh_cookie_lifetime() {
     let app = spawn_app().await;
 
-    let remembered = sign_in(&app, &app.client, true).await;
-    let session_only = sign_in(&app, &app.new_client(), false).await;
+    let remembered = app.login_test_user_as(&app.client, true).await;
+    let session_only = app.login_test_user_as(&app.new_client(), false).await;
 
     let persistent = set_cookie(&remembered, REFRESH).unwrap();
     assert!(persistent.contains("Max-Age=2592000"), "{persistent}");
@@ -416,7 +400,7 @@ async fn remember_me_decides_the_refresh_cookie_lifetime() {
 #[tokio::test]
 async fn a_revocation_written_by_another_instance_is_honoured_within_two_seconds() {
     let app = spawn_app().await;
-    let login = sign_in(&app, &app.client, false).await;
+    let login = app.login_test_user().await;
     let access = cookie_value(&login, ACCESS).unwrap();
     assert_eq!(
         get_with(&app, "/dashboard", &[(ACCESS, &access)])
@@ -490,7 +474,7 @@ async fn tokens_signed_with_a_previous_secret_are_accepted_and_unknown_keys_are_
 async fn another_users_session_cannot_be_revoked() {
     let app = spawn_app().await;
     let victim = app.new_client();
-    sign_in(&app, &victim, false).await;
+    app.login_test_user_as(&victim, false).await;
     let victim_session = session_ids(&app, &app.test_user.id).await[0].clone();
     app.register(
         "Mallory",
@@ -520,12 +504,12 @@ async fn the_account_page_lists_sessions_and_activity() {
     let phone = Client::new(
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
     );
-    sign_in(&app, &phone, false).await;
+    app.login_test_user_as(&phone, false).await;
     let failed = app
         .login_as(&app.client, &app.test_user.email, "wrong password!!")
         .await;
     assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user().await;
 
     let page = app.get("/account").await;
 
@@ -554,7 +538,7 @@ async fn the_account_page_requires_signing_in() {
 #[tokio::test]
 async fn a_cross_site_password_change_changes_nothing() {
     let app = spawn_app().await;
-    sign_in(&app, &app.client, false).await;
+    app.login_test_user().await;
     let csrf = app.csrf_token("/account").await;
 
     let response = app

@@ -1,11 +1,9 @@
 //! A Chromium of its own for each test, and what tests say to it.
 
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -34,19 +32,17 @@ pub struct Browser {
     name: String,
 }
 
-/// Starts a browser for test `name`, or `None` (said once) without
-/// `CHROMEDRIVER`. With `javascript: false`, pages run no script.
-pub async fn browser(name: &str, javascript: bool) -> Option<Browser> {
-    let Some(driver) = std::env::var_os("CHROMEDRIVER").filter(|d| !d.is_empty()) else {
-        static SKIPPED: Once = Once::new();
-        SKIPPED.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "browser tests skipped: CHROMEDRIVER is not set (e.g. CHROMEDRIVER=/usr/bin/chromedriver)"
-            );
+/// Starts a browser for test `name`. With `javascript: false`, pages run no
+/// script. Fails the test when `CHROMEDRIVER` is unset: browser tests carry
+/// `#[ignore = "needs CHROMEDRIVER"]` and run only with `--include-ignored`.
+pub async fn browser(name: &str, javascript: bool) -> Browser {
+    let driver = std::env::var_os("CHROMEDRIVER")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a browser: set CHROMEDRIVER (e.g. CHROMEDRIVER=/usr/bin/chromedriver)"
+            )
         });
-        return None;
-    };
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -64,14 +60,14 @@ pub async fn browser(name: &str, javascript: bool) -> Option<Browser> {
     let driver_url = format!("http://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let client = connect(&driver_url, profile.path(), javascript).await;
-    Some(Browser {
+    Browser {
         client,
         driver: child,
         driver_url,
         profile,
         javascript,
         name: name.to_owned(),
-    })
+    }
 }
 
 async fn connect(driver_url: &str, profile: &Path, javascript: bool) -> Client {

@@ -1,8 +1,9 @@
 //! Real-browser tests: Debian's headless Chromium, driven through chromedriver
-//! (WebDriver), against the site served in this process. They run when
-//! `CHROMEDRIVER` names the driver and say once that they were skipped
-//! otherwise. Each test gets a fresh browser profile; a failure saves a
-//! screenshot and the page source under `target/browser-artifacts/`.
+//! (WebDriver), against the site served in this process. `CHROMEDRIVER` names
+//! the driver; each test is `#[ignore = "needs CHROMEDRIVER"]`, so it runs
+//! with `--include-ignored` (and fails if the variable is unset). Each test
+//! gets a fresh browser profile; a failure saves a screenshot and the page
+//! source under `target/browser-artifacts/`.
 #![expect(
     clippy::unwrap_used,
     reason = "a test fails loudly on any unexpected error"

@@ -6,10 +6,11 @@ use gatehouse::config::Settings;
 use gatehouse::startup::Application;
 use gatehouse_core::clock::{Clock, ClockControl};
 use gatehouse_core::db::DbPool;
-use reqwest::cookie::CookieStore as _;
-use reqwest::{Response, Url};
+use reqwest::Response;
 
-use super::{Client, TestDatabase, TestUser, assert_redirects_to, extract_csrf, seed_user};
+use super::{
+    Client, TestDatabase, TestUser, assert_redirects_to, extract_csrf, get_with_cookie, seed_user,
+};
 
 pub const TEST_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -180,17 +181,7 @@ impl TestApp {
     }
 
     pub async fn login_as(&self, client: &Client, email: &str, password: &str) -> Response {
-        let csrf = self.csrf_token_as(client, "/login").await;
-        self.post_form_as(
-            client,
-            "/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf_token", &csrf),
-            ],
-        )
-        .await
+        client.sign_in(&self.address, email, password, false).await
     }
 
     pub async fn post_login(&self, email: &str, password: &str) -> Response {
@@ -199,8 +190,14 @@ impl TestApp {
 
     /// Signs the seeded user in with the default client.
     pub async fn login_test_user(&self) -> Response {
-        let response = self
-            .post_login(&self.test_user.email, &self.test_user.password)
+        self.login_test_user_as(&self.client, false).await
+    }
+
+    /// Signs the seeded user in on `client`, optionally with "remember me".
+    pub async fn login_test_user_as(&self, client: &Client, remember: bool) -> Response {
+        let user = &self.test_user;
+        let response = client
+            .sign_in(&self.address, &user.email, &user.password, remember)
             .await;
         assert_redirects_to(&response, "/dashboard");
         response
@@ -223,12 +220,7 @@ impl TestApp {
 
     /// The value of cookie `name` in `client`'s jar, if set.
     pub fn cookie_in(&self, client: &Client, name: &str) -> Option<String> {
-        let url: Url = self.address.parse().unwrap();
-        let header = client.jar.cookies(&url)?;
-        header.to_str().unwrap().split("; ").find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
+        client.cookie(&self.address, name)
     }
 
     pub fn access_cookie(&self) -> Option<String> {
@@ -237,14 +229,6 @@ impl TestApp {
 
     /// Sends `GET path` with exactly this `Cookie` header and nothing else.
     pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
-            .get(self.url(path))
-            .header("Cookie", cookie)
-            .send()
-            .await
-            .unwrap()
+        get_with_cookie(&self.address, path, cookie).await
     }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use reqwest::cookie::Jar;
+use reqwest::Response;
+use reqwest::cookie::{CookieStore as _, Jar};
 
 /// A client: its own cookie jar, never follows redirects.
 pub struct Client {
@@ -44,7 +45,7 @@ impl Client {
         form_page: &str,
         action: &str,
         fields: &[(&str, &str)],
-    ) -> reqwest::Response {
+    ) -> Response {
         let page = self
             .http
             .get(format!("{address}{form_page}"))
@@ -63,4 +64,44 @@ impl Client {
             .await
             .unwrap()
     }
+
+    /// Signs in on the site at `address` through its sign-in form, with
+    /// "remember me" ticked when `remember`.
+    pub async fn sign_in(
+        &self,
+        address: &str,
+        email: &str,
+        password: &str,
+        remember: bool,
+    ) -> Response {
+        let mut fields = vec![("email", email), ("password", password)];
+        if remember {
+            fields.push(("remember", "on"));
+        }
+        self.submit(address, "/login", "/login", &fields).await
+    }
+
+    /// The value of cookie `name` in this client's jar for the site at
+    /// `address`, if set.
+    pub fn cookie(&self, address: &str, name: &str) -> Option<String> {
+        let header = self.jar.cookies(&address.parse().unwrap())?;
+        header.to_str().unwrap().split("; ").find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+}
+
+/// Sends `GET path` to the site at `address` with exactly this `Cookie`
+/// header and nothing else, never following a redirect.
+pub async fn get_with_cookie(address: &str, path: &str, cookie: &str) -> Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{address}{path}"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap()
 }

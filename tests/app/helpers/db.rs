@@ -4,7 +4,9 @@
 //! With `TEST_DATABASE_URL` (a PostgreSQL server's admin URL) each test gets a
 //! database of its own, created with a random name and dropped when the test
 //! ends, pass or fail; without it, a SQLite file in the test's temporary
-//! directory, and one line says the PostgreSQL run was skipped.
+//! directory, and one line says the PostgreSQL run was skipped. Tests that
+//! need PostgreSQL itself are `#[ignore = "needs TEST_DATABASE_URL"]` and take
+//! `TestDatabase::postgres()`, which fails them when the variable is unset.
 
 use std::io::Write as _;
 use std::sync::Once;
@@ -23,24 +25,42 @@ impl TestDatabase {
     /// A fresh database: PostgreSQL when `TEST_DATABASE_URL` is set, else a
     /// SQLite file in `dir`.
     pub fn new(dir: &std::path::Path) -> Self {
-        let Some(admin) = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            static SKIPPED: Once = Once::new();
-            SKIPPED.call_once(|| {
-                // Straight to stderr: the test harness captures `eprintln!`.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "PostgreSQL run skipped: TEST_DATABASE_URL is not set (tests/app uses SQLite; the several-instances tests need PostgreSQL and pass without running)"
-                );
-            });
-            let url = dir.join("test.db").display().to_string();
-            return Self {
-                url,
-                postgres: None,
-            };
-        };
+        if let Some(admin) = postgres_admin_url() {
+            return Self::create_postgres(admin);
+        }
+        static SKIPPED: Once = Once::new();
+        SKIPPED.call_once(|| {
+            // Straight to stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL run skipped: TEST_DATABASE_URL is not set (tests/app uses SQLite; the tests that need PostgreSQL are ignored)"
+            );
+        });
+        Self::sqlite(dir)
+    }
+
+    /// A fresh SQLite file in `dir`, whether or not `TEST_DATABASE_URL` is set.
+    pub fn sqlite(dir: &std::path::Path) -> Self {
+        Self {
+            url: dir.join("test.db").display().to_string(),
+            postgres: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, for tests that need one (and carry
+    /// `#[ignore = "needs TEST_DATABASE_URL"]`). Run with `--include-ignored`
+    /// but without the variable, the test fails here rather than passing
+    /// without having run.
+    pub fn postgres() -> Self {
+        let admin = postgres_admin_url().unwrap_or_else(|| {
+            panic!(
+                "this test needs PostgreSQL: set TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+            )
+        });
+        Self::create_postgres(admin)
+    }
+
+    fn create_postgres(admin: String) -> Self {
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = gatehouse_core::db::connect_postgres(&admin)
             .unwrap_or_else(|e| panic!("TEST_DATABASE_URL does not answer: {e}"));
@@ -52,10 +72,13 @@ impl TestDatabase {
             postgres: Some((admin, name)),
         }
     }
+}
 
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
+/// `TEST_DATABASE_URL`, when it is set and not empty.
+fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 impl Drop for TestDatabase {

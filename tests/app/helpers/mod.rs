@@ -24,6 +24,12 @@ pub fn extract_csrf(html: &str) -> Option<String> {
     Some(html[start..end].to_owned())
 }
 
+/// The `csrf_token` of the first form in `html`; fails the test without one.
+#[track_caller]
+pub fn csrf_of(html: &str) -> String {
+    extract_csrf(html).unwrap_or_else(|| panic!("no csrf_token in the page: {html}"))
+}
+
 #[track_caller]
 pub fn assert_redirects_to(response: &Response, location: &str) {
     assert_eq!(
@@ -76,7 +82,7 @@ pub async fn sign_ins_at_once(
             .send()
             .await
             .unwrap();
-        let csrf = extract_csrf(&page.text().await.unwrap()).unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
         ready.push((address, client, csrf, email(i), password(i)));
     }
     let mut set = tokio::task::JoinSet::new();
