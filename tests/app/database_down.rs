@@ -14,7 +14,7 @@ async fn a_pool_that_times_out_gives_the_503_page() {
     let size = pool.max_size();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        let held: Vec<_> = (0..size).map(|_| pool.get().unwrap()).collect();
+        let held: Vec<_> = (0..size).map(|_| pool.get_blocking().unwrap()).collect();
         released.recv().ok();
         drop(held);
     });

@@ -110,7 +110,7 @@ async fn an_empty_sign_in_is_explained_and_not_counted() {
 
     let pool = app.pool.clone();
     let (failures, events) = tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         let failures: i64 = rate_limits::table
             .count()
             .get_result::<i64>(&mut conn)

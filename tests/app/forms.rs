@@ -13,7 +13,7 @@ async fn user_count(app: &TestApp) -> i64 {
     tokio::task::spawn_blocking(move || {
         users::table
             .count()
-            .get_result(&mut pool.get().unwrap())
+            .get_result(&mut pool.get_blocking().unwrap())
             .unwrap()
     })
     .await
@@ -320,7 +320,7 @@ async fn signing_in_again_ends_the_previous_session() {
         sessions::table
             .order(sessions::created_at.asc())
             .select(sessions::revoked_at)
-            .load(&mut pool.get().unwrap())
+            .load(&mut pool.get_blocking().unwrap())
             .unwrap()
     })
     .await

@@ -244,7 +244,7 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
                 sessions::remember.eq(false),
                 sessions::expires_at.eq(long_ago),
             ))
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get_blocking().unwrap())
             .unwrap();
     })
     .await
@@ -268,7 +268,7 @@ async fn prune_deletes_reset_links_that_can_no_longer_be_used_and_says_how_many(
     tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now().naive_utc();
         let hour = chrono::TimeDelta::hours(1);
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         for (id, expires_at, used_at) in [
             ("expired", now - hour, None),
             ("used", now + hour, Some(now - hour)),
@@ -303,7 +303,7 @@ async fn prune_deletes_reset_links_that_can_no_longer_be_used_and_says_how_many(
     let left: Vec<String> = tokio::task::spawn_blocking(move || {
         password_resets::table
             .select(password_resets::id)
-            .load(&mut pool.get().unwrap())
+            .load(&mut pool.get_blocking().unwrap())
             .unwrap()
     })
     .await

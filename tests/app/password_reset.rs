@@ -152,7 +152,7 @@ async fn superseded_expired_and_changed_password_links_all_fail_alike() {
                 password_resets::expires_at
                     .eq(chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(1)),
             )
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get_blocking().unwrap())
             .unwrap();
     })
     .await

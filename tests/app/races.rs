@@ -122,7 +122,7 @@ async fn reset_token(app: &TestApp, user_id: &str) -> String {
     tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now().naive_utc();
         gatehouse_core::db::resets::insert(
-            &mut pool.get().unwrap(),
+            &mut pool.get_blocking().unwrap(),
             &gatehouse_core::db::resets::NewReset {
                 id: &uuid::Uuid::new_v4().to_string(),
                 user_id: Some(&user_id),
@@ -363,7 +363,7 @@ async fn refresh_refuses_a_session_whose_account_is_disabled() {
     tokio::task::spawn_blocking(move || {
         diesel::update(users::table.find(id))
             .set(users::disabled_at.eq(Some(chrono::Utc::now().naive_utc())))
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get_blocking().unwrap())
             .unwrap();
     })
     .await
@@ -467,7 +467,7 @@ async fn forty_guesses_at_once_over_ten_emails_are_judged_at_most_as_often_as_th
 async fn reset_rows(app: &TestApp, user_id: &str) -> (i64, i64) {
     let (pool, user_id) = (app.pool.clone(), user_id.to_owned());
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         let links = password_resets::table
             .filter(password_resets::user_id.eq(user_id))
             .count()
@@ -569,7 +569,7 @@ async fn throttled_reset_requests_write_nothing() {
 async fn all_rows(app: &TestApp) -> (i64, i64) {
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         (
             password_resets::table
                 .count()
@@ -613,11 +613,11 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
     let (first, second, list) = tokio::task::spawn_blocking(move || {
         let ids: Vec<gatehouse_core::ids::SessionId> = gatehouse_core::db::schema::sessions::table
             .select(gatehouse_core::db::schema::sessions::id)
-            .load(&mut pool.get().unwrap())
+            .load(&mut pool.get_blocking().unwrap())
             .unwrap();
         let (first, second) = (ids[0].clone(), ids[1].clone());
         let list = RevokedSessions::new(Duration::from_secs(600));
-        let mut poller = pool.get().unwrap();
+        let mut poller = pool.get_blocking().unwrap();
         poll(&mut poller, &list);
 
         // One revoking transaction stays open (stamped 10 s back, as by an
@@ -627,7 +627,7 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
         let earlier = std::thread::spawn({
             let (pool, user_id, id) = (pool.clone(), user_id.clone(), first.clone());
             move || {
-                let mut conn = pool.get().unwrap();
+                let mut conn = pool.get_blocking().unwrap();
                 db::write_transaction(&mut conn, |conn| {
                     let at = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(10);
                     session_rows::revoke(conn, &id, &user_id, at, "signed_out")?;
@@ -642,7 +642,7 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
         let later = std::thread::spawn({
             let (pool, user_id, id) = (pool.clone(), user_id.clone(), second.clone());
             move || {
-                let mut conn = pool.get().unwrap();
+                let mut conn = pool.get_blocking().unwrap();
                 db::write_transaction(&mut conn, |conn| {
                     session_rows::revoke(
                         conn,

@@ -81,7 +81,7 @@ fn migrated_schema(database: &TestDatabase) -> BTreeSet<String> {
     };
     let pool = db::build_pool(&database.url, options).unwrap();
     db::run_migrations(&pool).unwrap();
-    let mut conn = pool.get().unwrap();
+    let mut conn = pool.get_blocking().unwrap();
     match &mut *conn {
         DbConnection::Sqlite(c) => sqlite_schema(c),
         DbConnection::Postgresql(c) => postgres_schema(c),

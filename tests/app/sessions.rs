@@ -54,7 +54,7 @@ async fn get_with(app: &TestApp, path: &str, cookies: &[(&str, &str)]) -> Respon
 async fn session_ids(app: &TestApp, user_id: &str) -> Vec<String> {
     let (pool, user_id) = (app.pool.clone(), user_id.to_owned());
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         sessions::table
             .filter(sessions::user_id.eq(user_id))
             .order(sessions::created_at.asc())
@@ -69,7 +69,7 @@ async fn session_ids(app: &TestApp, user_id: &str) -> Vec<String> {
 async fn event_kinds(app: &TestApp) -> Vec<String> {
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         auth_events::table
             .select(auth_events::kind)
             .load::<String>(&mut conn)
@@ -412,7 +412,7 @@ async fn a_revocation_written_by_another_instance_is_honoured_within_two_seconds
     let user_id = app.test_user.id.clone();
 
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         diesel::update(sessions::table.filter(sessions::user_id.eq(user_id)))
             .set(sessions::revoked_at.eq(Some(chrono::Utc::now().naive_utc())))
             .execute(&mut conn)

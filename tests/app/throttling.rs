@@ -108,7 +108,7 @@ async fn the_lock_doubles_with_each_further_failure() {
         let past = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(1);
         diesel::update(login_throttles::table)
             .set(login_throttles::locked_until.eq(Some(past)))
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get_blocking().unwrap())
             .unwrap();
     })
     .await
@@ -193,7 +193,7 @@ async fn a_raised_bcrypt_cost_rehashes_the_password_at_sign_in() {
         users::table
             .find(id)
             .select(users::password_hash)
-            .first(&mut pool.get().unwrap())
+            .first(&mut pool.get_blocking().unwrap())
             .unwrap()
     })
     .await

@@ -100,27 +100,25 @@ impl Accounts {
     ) -> Result<usize, OperatorError> {
         let now = self.clock.now();
         let (email_owned, who_owned) = (email.clone(), who.clone());
-        let ended = db::run(&self.pool, move |conn| {
-            db::write_transaction(conn, |conn| {
-                let Some(user) = users::find_by_email(conn, &email_owned)? else {
-                    return Err(OperatorError::NoSuchUser(email_owned.clone()));
-                };
-                users::set_disabled(conn, &user.id, disable.then_some(now))?;
-                let (kind, ended) = if disable {
-                    let ended = sessions::revoke_all_except(
-                        conn,
-                        &user.id,
-                        None,
-                        now,
-                        EventKind::AccountDisabled.as_str(),
-                    )?;
-                    (EventKind::AccountDisabled, ended)
-                } else {
-                    (EventKind::AccountEnabled, Vec::new())
-                };
-                events::record(conn, Some(&user.id), None, kind, &who_owned, now)?;
-                Ok((user.id, ended))
-            })
+        let ended = db::write(&self.pool, move |conn| {
+            let Some(user) = users::find_by_email(conn, &email_owned)? else {
+                return Err(OperatorError::NoSuchUser(email_owned.clone()));
+            };
+            users::set_disabled(conn, &user.id, disable.then_some(now))?;
+            let (kind, ended) = if disable {
+                let ended = sessions::revoke_all_except(
+                    conn,
+                    &user.id,
+                    None,
+                    now,
+                    EventKind::AccountDisabled.as_str(),
+                )?;
+                (EventKind::AccountDisabled, ended)
+            } else {
+                (EventKind::AccountEnabled, Vec::new())
+            };
+            events::record(conn, Some(&user.id), None, kind, &who_owned, now)?;
+            Ok((user.id, ended))
         })
         .await;
         let (user_id, ended) = ended?;

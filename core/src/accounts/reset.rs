@@ -154,40 +154,38 @@ impl Accounts {
         let token = new_token();
         let token_hash = hash_token(&token);
         let clock = self.clock.clone();
-        db::run(&self.pool, move |conn| {
-            db::write_transaction(conn, |conn| {
-                let now = clock.now();
-                let Some(user) =
-                    users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none())
-                else {
-                    return Err(OperatorError::NoSuchUser(email.clone()));
-                };
-                resets::invalidate_all(conn, &user.id, now)?;
-                resets::insert(
-                    conn,
-                    &resets::NewReset {
-                        id: &uuid::Uuid::new_v4().to_string(),
-                        user_id: Some(&user.id),
-                        token_hash: Some(&token_hash),
-                        ip: &who.ip,
-                        created_at: now,
-                        expires_at: now + delta(ttl),
-                    },
-                )?;
-                events::record(
-                    conn,
-                    Some(&user.id),
-                    None,
-                    EventKind::ResetLinkByOperator,
-                    &who,
-                    now,
-                )?;
-                Ok(ResetLink {
-                    email: user.email,
-                    name: user.name,
-                    token,
-                    expires_in: ttl,
-                })
+        db::write(&self.pool, move |conn| {
+            let now = clock.now();
+            let Some(user) =
+                users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none())
+            else {
+                return Err(OperatorError::NoSuchUser(email.clone()));
+            };
+            resets::invalidate_all(conn, &user.id, now)?;
+            resets::insert(
+                conn,
+                &resets::NewReset {
+                    id: &uuid::Uuid::new_v4().to_string(),
+                    user_id: Some(&user.id),
+                    token_hash: Some(&token_hash),
+                    ip: &who.ip,
+                    created_at: now,
+                    expires_at: now + delta(ttl),
+                },
+            )?;
+            events::record(
+                conn,
+                Some(&user.id),
+                None,
+                EventKind::ResetLinkByOperator,
+                &who,
+                now,
+            )?;
+            Ok(ResetLink {
+                email: user.email,
+                name: user.name,
+                token,
+                expires_in: ttl,
             })
         })
         .await
@@ -254,37 +252,34 @@ impl Accounts {
 
         let now = self.clock.now();
         let (policy, who_owned, user_id) = (self.sessions.clone(), who.clone(), user.id.clone());
-        let (ended, tokens) = db::run(&self.pool, move |conn| {
-            db::write_transaction(conn, |conn| {
-                // A link used meanwhile, or an account disabled meanwhile,
-                // changes nothing. The account's row first, as every
-                // transaction that changes a password takes it, so none of
-                // them waits for another in a circle.
-                if !users::replace_password(conn, &user_id, None, &new_hash, now)?
-                    || !resets::use_link(conn, &hash, now)?
-                {
-                    return Err(ResetError::InvalidLink);
-                }
-                resets::invalidate_all(conn, &user_id, now)?;
-                let ended = sessions::revoke_all_except(
-                    conn,
-                    &user_id,
-                    None,
-                    now,
-                    EventKind::PasswordReset.as_str(),
-                )?;
-                let tokens =
-                    super::sessions::create(conn, &policy, &user_id, &who_owned, false, now)?;
-                events::record(
-                    conn,
-                    Some(&user_id),
-                    Some(&tokens.id),
-                    EventKind::PasswordReset,
-                    &who_owned,
-                    now,
-                )?;
-                Ok((ended, tokens))
-            })
+        let (ended, tokens) = db::write(&self.pool, move |conn| {
+            // A link used meanwhile, or an account disabled meanwhile,
+            // changes nothing. The account's row first, as every
+            // transaction that changes a password takes it, so none of
+            // them waits for another in a circle.
+            if !users::replace_password(conn, &user_id, None, &new_hash, now)?
+                || !resets::use_link(conn, &hash, now)?
+            {
+                return Err(ResetError::InvalidLink);
+            }
+            resets::invalidate_all(conn, &user_id, now)?;
+            let ended = sessions::revoke_all_except(
+                conn,
+                &user_id,
+                None,
+                now,
+                EventKind::PasswordReset.as_str(),
+            )?;
+            let tokens = super::sessions::create(conn, &policy, &user_id, &who_owned, false, now)?;
+            events::record(
+                conn,
+                Some(&user_id),
+                Some(&tokens.id),
+                EventKind::PasswordReset,
+                &who_owned,
+                now,
+            )?;
+            Ok((ended, tokens))
         })
         .await?;
         self.revoked.insert(ended.iter().cloned(), now);

@@ -189,18 +189,23 @@ impl Accounts {
         let ip = who.ip.clone();
         let (session_id, user_id, who) =
             (user.session_id.clone(), user.user_id.clone(), who.clone());
-        db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                sessions::revoke(
-                    conn,
-                    &session_id,
-                    &user_id,
-                    now,
-                    EventKind::SignedOut.as_str(),
-                )?;
-                let sid = Some(&session_id);
-                events::record(conn, Some(&user_id), sid, EventKind::SignedOut, &who, now)
-            })?)
+        db::write(&self.pool, move |conn| {
+            sessions::revoke(
+                conn,
+                &session_id,
+                &user_id,
+                now,
+                EventKind::SignedOut.as_str(),
+            )?;
+            let sid = Some(&session_id);
+            Ok::<_, ServiceError>(events::record(
+                conn,
+                Some(&user_id),
+                sid,
+                EventKind::SignedOut,
+                &who,
+                now,
+            )?)
         })
         .await?;
         self.revoked.insert([user.session_id.clone()], now);
@@ -217,15 +222,13 @@ impl Accounts {
     ) -> Result<(), RevokeError> {
         let now = self.clock.now();
         let (target_id, user_id, who) = (target.clone(), user.user_id.clone(), who.clone());
-        let revoked = db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                let kind = EventKind::SessionRevoked;
-                let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind.as_str())?;
-                if revoked {
-                    events::record(conn, Some(&user_id), Some(&target_id), kind, &who, now)?;
-                }
-                Ok::<_, diesel::result::Error>(revoked)
-            })?)
+        let revoked = db::write(&self.pool, move |conn| {
+            let kind = EventKind::SessionRevoked;
+            let revoked = sessions::revoke(conn, &target_id, &user_id, now, kind.as_str())?;
+            if revoked {
+                events::record(conn, Some(&user_id), Some(&target_id), kind, &who, now)?;
+            }
+            Ok::<_, ServiceError>(revoked)
         })
         .await?;
         if !revoked {
@@ -278,17 +281,15 @@ impl Accounts {
     ) -> Result<Vec<SessionId>, ServiceError> {
         let now = self.clock.now();
         let (user_id, keep, who) = (user_id.clone(), keep.cloned(), who.clone());
-        let ended = db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                // The account's row first, as a password change, a reset and
-                // a disable take it, so none of them waits for this one in
-                // a circle over the sessions' rows.
-                users::lock(conn, &user_id)?;
-                let ended =
-                    sessions::revoke_all_except(conn, &user_id, keep.as_ref(), now, kind.as_str())?;
-                events::record(conn, Some(&user_id), keep.as_ref(), kind, &who, now)?;
-                Ok::<_, diesel::result::Error>(ended)
-            })?)
+        let ended = db::write(&self.pool, move |conn| {
+            // The account's row first, as a password change, a reset and
+            // a disable take it, so none of them waits for this one in
+            // a circle over the sessions' rows.
+            users::lock(conn, &user_id)?;
+            let ended =
+                sessions::revoke_all_except(conn, &user_id, keep.as_ref(), now, kind.as_str())?;
+            events::record(conn, Some(&user_id), keep.as_ref(), kind, &who, now)?;
+            Ok::<_, ServiceError>(ended)
         })
         .await?;
         self.revoked.insert(ended.iter().cloned(), now);
@@ -336,25 +337,22 @@ impl Accounts {
         let kind = EventKind::PasswordChanged;
         let (user_id, keep, who) = (user.user_id.clone(), user.session_id.clone(), who.clone());
         let verified_version = stored.password_version;
-        let (ended, tokens) = db::run(&self.pool, move |conn| {
-            db::write_transaction(conn, |conn| {
-                // A reset or a disable that committed since the current
-                // password was checked also ended this session.
-                if !users::replace_password(conn, &user_id, Some(verified_version), &new_hash, now)?
-                {
-                    return Err(PasswordChangeError::SessionEnded);
-                }
-                // Any password change ends every outstanding reset link.
-                crate::db::resets::invalidate_all(conn, &user_id, now)?;
-                // Rolls the whole change back when this session ended
-                // meanwhile. Before the others are revoked: sessions' rows
-                // before the revocation counter, in every transaction.
-                let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;
-                let ended =
-                    sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind.as_str())?;
-                events::record(conn, Some(&user_id), Some(&keep), kind, &who, now)?;
-                Ok::<_, PasswordChangeError>((ended, tokens))
-            })
+        let (ended, tokens) = db::write(&self.pool, move |conn| {
+            // A reset or a disable that committed since the current
+            // password was checked also ended this session.
+            if !users::replace_password(conn, &user_id, Some(verified_version), &new_hash, now)? {
+                return Err(PasswordChangeError::SessionEnded);
+            }
+            // Any password change ends every outstanding reset link.
+            crate::db::resets::invalidate_all(conn, &user_id, now)?;
+            // Rolls the whole change back when this session ended
+            // meanwhile. Before the others are revoked: sessions' rows
+            // before the revocation counter, in every transaction.
+            let tokens = reissue(conn, &keep, now)?.ok_or(PasswordChangeError::SessionEnded)?;
+            let ended =
+                sessions::revoke_all_except(conn, &user_id, Some(&keep), now, kind.as_str())?;
+            events::record(conn, Some(&user_id), Some(&keep), kind, &who, now)?;
+            Ok::<_, PasswordChangeError>((ended, tokens))
         })
         .await?;
         self.revoked.insert(ended.iter().cloned(), now);
@@ -581,7 +579,7 @@ mod tests {
         )
         .unwrap();
         db::run_migrations(&pool).unwrap();
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         let now = chrono::Utc::now().naive_utc();
         let who = Requester {
             ip: "192.0.2.9".into(),

@@ -100,42 +100,40 @@ impl Accounts {
             let email = email.clone();
             let verified_version = user.password_version;
             let replaced = replacing.cloned();
-            db::run(&self.pool, move |conn| {
-                Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {
-                    // The password was checked outside any transaction; a
-                    // reset, password change or disable may have committed
-                    // since. Checked again here, holding the account's row.
-                    let current = users::still_signs_in_with(
+            db::write(&self.pool, move |conn| {
+                // The password was checked outside any transaction; a
+                // reset, password change or disable may have committed
+                // since. Checked again here, holding the account's row.
+                let current = users::still_signs_in_with(
+                    conn,
+                    &user_id,
+                    verified_version,
+                    rehashed.as_deref(),
+                )?;
+                if !current {
+                    return Ok(None);
+                }
+                throttle::record_sign_in_success(conn, admission, email.as_str(), &who.ip)?;
+                if let Some(old) = &replaced {
+                    sessions::revoke(
                         conn,
-                        &user_id,
-                        verified_version,
-                        rehashed.as_deref(),
-                    )?;
-                    if !current {
-                        return Ok(None);
-                    }
-                    throttle::record_sign_in_success(conn, admission, email.as_str(), &who.ip)?;
-                    if let Some(old) = &replaced {
-                        sessions::revoke(
-                            conn,
-                            &old.session_id,
-                            &old.user_id,
-                            now,
-                            EventKind::SignedOut.as_str(),
-                        )?;
-                    }
-                    let tokens = super::sessions::create(
-                        conn,
-                        &policy,
-                        &user_id,
-                        &who,
-                        credentials.remember,
+                        &old.session_id,
+                        &old.user_id,
                         now,
+                        EventKind::SignedOut.as_str(),
                     )?;
-                    let sid = Some(&tokens.id);
-                    events::record(conn, Some(&user_id), sid, EventKind::SignedIn, &who, now)?;
-                    Ok::<_, diesel::result::Error>(Some(tokens))
-                })?)
+                }
+                let tokens = super::sessions::create(
+                    conn,
+                    &policy,
+                    &user_id,
+                    &who,
+                    credentials.remember,
+                    now,
+                )?;
+                let sid = Some(&tokens.id);
+                events::record(conn, Some(&user_id), sid, EventKind::SignedIn, &who, now)?;
+                Ok::<_, ServiceError>(Some(tokens))
             })
             .await?
         };

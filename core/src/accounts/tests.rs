@@ -95,7 +95,7 @@ fn credentials(email: &str, password: &str) -> Credentials {
 }
 
 fn conn(accounts: &Accounts) -> crate::db::PooledConn {
-    accounts.pool().get().unwrap()
+    accounts.pool().get_blocking().unwrap()
 }
 
 fn session_row(accounts: &Accounts, id: &SessionId) -> crate::db::models::Session {

@@ -43,11 +43,22 @@ pub struct DbPool {
     timeout: Duration,
 }
 
-impl std::ops::Deref for DbPool {
-    type Target = Pool<Manager>;
+impl DbPool {
+    /// A connection taken on the calling thread, waiting for one if need be:
+    /// for start-up, the command line's set-up and tests. Never on an async
+    /// worker: requests go through [`run`] and [`write`].
+    pub fn get_blocking(&self) -> Result<PooledConn, DbError> {
+        self.pool.get().map_err(DbError::Unavailable)
+    }
 
-    fn deref(&self) -> &Pool<Manager> {
-        &self.pool
+    /// How many connections the pool may hold.
+    pub fn max_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
+    /// How many connections are open and how many of them idle.
+    pub fn state(&self) -> diesel::r2d2::State {
+        self.pool.state()
     }
 }
 pub type PooledConn = PooledConnection<Manager>;
@@ -316,7 +327,7 @@ pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, Db
 
 /// The names of migrations the database has not had yet.
 pub fn pending_migrations(pool: &DbPool) -> Result<Vec<String>, DbSetupError> {
-    let mut conn = pool.get()?;
+    let mut conn = pool.pool.get()?;
     let names = match &mut *conn {
         DbConnection::Sqlite(c) => pending(c, SQLITE_MIGRATIONS),
         DbConnection::Postgresql(c) => pending(c, POSTGRES_MIGRATIONS),
@@ -339,7 +350,7 @@ fn pending<C: MigrationHarness<B>, B: diesel::backend::Backend>(
 /// PostgreSQL under an advisory lock, so instances starting together take
 /// turns and the later ones find nothing to do.
 pub fn run_migrations(pool: &DbPool) -> Result<Vec<String>, DbSetupError> {
-    let mut conn = pool.get()?;
+    let mut conn = pool.pool.get()?;
     let failed = |e: &dyn std::fmt::Display| DbSetupError::Migrations(e.to_string());
     let applied = match &mut *conn {
         DbConnection::Sqlite(c) => c

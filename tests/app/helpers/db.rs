@@ -145,7 +145,7 @@ pub async fn seed_user_at_cost(
     tokio::task::spawn_blocking(move || {
         let hash = bcrypt::hash(&password, cost).unwrap();
         let now = chrono::Utc::now().naive_utc();
-        let mut conn = pool.get().unwrap();
+        let mut conn = pool.get_blocking().unwrap();
         db::users::insert(
             &mut conn,
             &db::models::NewUser {
@@ -174,7 +174,7 @@ pub async fn accounts_with_email(pool: &DbPool, email: &str) -> i64 {
         users::table
             .filter(users::email.eq(email))
             .count()
-            .get_result(&mut pool.get().unwrap())
+            .get_result(&mut pool.get_blocking().unwrap())
             .unwrap()
     })
     .await
