@@ -39,11 +39,9 @@ use gatehouse::http::{AuthUser, ClientInfo};
 use gatehouse::layout::{Layout, NavUser};
 use gatehouse::routes::dashboard::DashboardPage;
 use gatehouse::startup;
-use gatehouse_core::accounts::{Accounts, Requester, ResetPolicy, SessionPolicy};
+use gatehouse_core::accounts::{Requester, SessionPolicy, Sessions};
 use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::{self, Claims, JwtKeys, TokenError};
-use gatehouse_core::auth::password::PasswordHasher;
-use gatehouse_core::auth::throttle::ThrottlePolicy;
 use gatehouse_core::auth::token::new_token;
 use gatehouse_core::clock::Clock;
 use gatehouse_core::ids::{SessionId, UserId};
@@ -140,7 +138,7 @@ fn extractor(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
-    let accounts = Data::new(runtime.block_on(accounts(&settings)));
+    let sessions = Data::new(runtime.block_on(sessions(&settings)));
     let site = Data::new(site(&settings));
     let (csrf_name, access_name) = (site.cookies.csrf_name(), site.cookies.access_name());
 
@@ -155,13 +153,13 @@ fn extractor(c: &mut Criterion) {
 
     let request = |token: &str| {
         let cookies = format!("{csrf_name}={}; {access_name}={token}", new_token());
-        let (accounts, site) = (accounts.clone(), site.clone());
+        let (sessions, site) = (sessions.clone(), site.clone());
         move || {
             TestRequest::get()
                 .uri("/dashboard")
                 .insert_header((header::COOKIE, cookies.as_str()))
                 .insert_header((header::USER_AGENT, USER_AGENT))
-                .app_data(accounts.clone())
+                .app_data(sessions.clone())
                 .app_data(site.clone())
                 .to_http_request()
         }
@@ -254,34 +252,23 @@ fn settings(dir: &std::path::Path) -> Settings {
     Settings::from_vars(&vars).unwrap()
 }
 
-/// The domain as `Application::build` wires it, signing with `SECRET`.
-/// (`startup::operator_accounts` signs with a random key no bench could
-/// issue a token for, and the policy helpers in `startup` are private, so
-/// the policies are copied from the settings here.)
-async fn accounts(settings: &Settings) -> Accounts {
+/// The sessions as `Application::build` wires them, signing with `SECRET`.
+/// (The policy helpers in `startup` are private, so the policy is copied from
+/// the settings here.)
+async fn sessions(settings: &Settings) -> Sessions {
     let (pool, _) = startup::open_database(&settings.database, true)
         .await
         .unwrap();
     let s = &settings.sessions;
-    Accounts::new(
+    Sessions::new(
         pool,
-        PasswordHasher::new(s.bcrypt_cost).unwrap(),
         JwtKeys::new(&secret(), &[], s.access_token_ttl),
         SessionPolicy {
             refresh_reuse_grace: s.refresh_reuse_grace,
             max_age: s.session_max_age,
             max_age_remember: s.session_max_age_remember,
             idle_timeout: s.session_idle_timeout,
-        },
-        ThrottlePolicy {
-            max_failures: settings.throttle.login_max_failures,
-            max_failures_per_ip: settings.throttle.login_max_failures_per_ip,
-            register_max_per_hour: settings.throttle.register_max_per_hour,
-        },
-        ResetPolicy {
-            ttl: settings.mail.password_reset_ttl,
-            max_per_account_per_hour: settings.throttle.password_reset_max_per_hour,
-            max_per_ip_per_hour: settings.throttle.password_reset_max_per_ip,
+            access_token_ttl: s.access_token_ttl,
         },
         Clock::system(),
     )

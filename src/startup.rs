@@ -20,7 +20,7 @@ use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry;
-use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy};
+use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy, Sessions};
 use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::JwtKeys;
 use gatehouse_core::auth::password::PasswordHasher;
@@ -65,7 +65,7 @@ pub struct Application {
     pool: DbPool,
     public_url: String,
     server: Server,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     poll_interval: Duration,
 }
 
@@ -115,21 +115,26 @@ impl Application {
         let port = address.port();
         let public_url = settings.http.public_origin(port);
 
-        let accounts = web::Data::new(Accounts::new(
+        let sessions = web::Data::new(Sessions::new(
             pool.clone(),
-            hasher,
             JwtKeys::new(
                 &jwt_secret,
                 &settings.sessions.jwt_previous_secrets,
                 settings.sessions.access_token_ttl,
             ),
             session_policy(&settings),
+            clock.clone(),
+        ));
+        let accounts = web::Data::new(Accounts::new(
+            pool.clone(),
+            hasher,
+            session_policy(&settings),
             throttle_policy(&settings),
             reset_policy(&settings),
             clock,
         ));
         // Revocations from before this start that still matter.
-        let loaded = accounts.poll_revocations().await?;
+        let loaded = sessions.poll_revocations().await?;
         tracing::debug!(loaded, "revoked sessions loaded");
 
         let site = web::Data::new(Site {
@@ -160,11 +165,12 @@ impl Application {
         let mail_data = web::Data::new(mailer.clone());
         let production = settings.is_production();
         let cors_origins = settings.http.cors_origins.clone();
-        let app_accounts = accounts.clone();
+        let app_sessions = sessions.clone();
 
         let mut server = HttpServer::new(move || {
             App::new()
-                .app_data(app_accounts.clone())
+                .app_data(accounts.clone())
+                .app_data(app_sessions.clone())
                 .app_data(site.clone())
                 .app_data(mail_data.clone())
                 .app_data(
@@ -205,7 +211,7 @@ impl Application {
             pool,
             public_url,
             server,
-            accounts,
+            sessions,
             poll_interval: settings.sessions.revocation_poll_interval,
         })
     }
@@ -229,17 +235,12 @@ impl Application {
         self.pool.clone()
     }
 
-    /// The domain this server runs on (tests call it directly).
-    pub fn accounts(&self) -> web::Data<Accounts> {
-        self.accounts.clone()
-    }
-
     /// Serves until the server stops, taking in revocations made elsewhere
     /// meanwhile: pushed (PostgreSQL `LISTEN`) and polled (the safety net).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let listener = db::notify::RevocationListener::for_url(&self.database_url)
-            .map(|listener| tokio::spawn(listen_for_revocations(self.accounts.clone(), listener)));
-        let poller = tokio::spawn(poll_revocations(self.accounts, self.poll_interval));
+            .map(|listener| tokio::spawn(listen_for_revocations(self.sessions.clone(), listener)));
+        let poller = tokio::spawn(poll_revocations(self.sessions, self.poll_interval));
         let result = self.server.await;
         poller.abort();
         if let Some(listener) = listener {
@@ -295,18 +296,15 @@ pub async fn open_database(
 
 /// The accounts domain for an operator's command: the database as it is (a
 /// database with pending migrations is refused, naming them), the configured
-/// bcrypt cost and policies. Operator commands issue no tokens, so no
-/// `JWT_SECRET` is needed: the signing key is a random one that never leaves
-/// the process.
+/// bcrypt cost and policies. Operator commands issue no tokens, so they build
+/// no [`Sessions`] and need no `JWT_SECRET`.
 pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupError> {
     let (pool, _) = open_database(&settings.database, false).await?;
     let cost = settings.sessions.bcrypt_cost;
     let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cost)).await??;
-    let unused_key = Secret::new(gatehouse_core::auth::token::new_token());
     Ok(Accounts::new(
         pool,
         hasher,
-        JwtKeys::new(&unused_key, &[], settings.sessions.access_token_ttl),
         session_policy(settings),
         throttle_policy(settings),
         reset_policy(settings),
@@ -320,6 +318,7 @@ fn session_policy(settings: &Settings) -> SessionPolicy {
         max_age: settings.sessions.session_max_age,
         max_age_remember: settings.sessions.session_max_age_remember,
         idle_timeout: settings.sessions.session_idle_timeout,
+        access_token_ttl: settings.sessions.access_token_ttl,
     }
 }
 
@@ -354,7 +353,7 @@ const LISTEN_EVERY: Duration = Duration::from_millis(20);
 
 /// Takes in revocations other instances push, within about [`LISTEN_EVERY`].
 async fn listen_for_revocations(
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     listener: db::notify::RevocationListener,
 ) {
     let listener = std::sync::Arc::new(std::sync::Mutex::new(listener));
@@ -371,7 +370,7 @@ async fn listen_for_revocations(
         })
         .await;
         match polled {
-            Ok(ids) => accounts.revoked_elsewhere(ids),
+            Ok(ids) => sessions.revoked_elsewhere(ids),
             Err(e) => tracing::warn!(error = %e, "the revocation listener failed"),
         }
     }
@@ -379,12 +378,12 @@ async fn listen_for_revocations(
 
 /// Keeps the revocation list current with revocations made by other
 /// instances (or directly in the database).
-async fn poll_revocations(accounts: web::Data<Accounts>, every: Duration) {
+async fn poll_revocations(sessions: web::Data<Sessions>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(e) = accounts.poll_revocations().await {
+        if let Err(e) = sessions.poll_revocations().await {
             tracing::warn!(error = %e, "polling revoked sessions failed");
         }
     }

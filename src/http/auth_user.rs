@@ -27,7 +27,7 @@ use super::client::client_info;
 use super::cookies;
 use super::site::Site;
 use crate::errors::{AppError, LoginRequired, ResponseFormat};
-use gatehouse_core::accounts::{Accounts, SessionUser};
+use gatehouse_core::accounts::{SessionUser, Sessions};
 use gatehouse_core::auth::redirect;
 
 /// A visitor with a valid session.
@@ -104,15 +104,15 @@ impl Future for MaybeUserFuture {
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
-    let Some(accounts) = req.app_data::<Data<Accounts>>().cloned() else {
-        return Err(AppError::internal("Accounts is not registered"));
+    let Some(sessions) = req.app_data::<Data<Sessions>>().cloned() else {
+        return Err(AppError::internal("Sessions is not registered"));
     };
     let site = Site::of(req)?;
     let cookies = &site.cookies;
     let mut clear: Vec<Cookie<'static>> = Vec::new();
 
     if let Some(access) = cookies::read(req, cookies.access_name()) {
-        if let Some(user) = accounts.verify_access(access) {
+        if let Some(user) = sessions.verify_access(access) {
             let user = AuthUser(user);
             req.extensions_mut().insert(user.clone());
             return Ok(user);
@@ -122,7 +122,7 @@ async fn authenticate(req: &HttpRequest) -> Result<AuthUser, AppError> {
 
     if let Some(refresh) = cookies::read(req, cookies.refresh_name()) {
         let who = client_info(req);
-        match accounts.refresh(refresh.to_owned(), &who).await? {
+        match sessions.refresh(refresh.to_owned(), &who).await? {
             Some(renewed) => {
                 for cookie in cookies.session(&renewed.session) {
                     cookies::queue(req, cookie);

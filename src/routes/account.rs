@@ -15,7 +15,7 @@ use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
 use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
-use gatehouse_core::accounts::{Accounts, PasswordChangeError, PasswordErrors};
+use gatehouse_core::accounts::{Accounts, PasswordChangeError, PasswordErrors, Sessions};
 
 /// A form whose only field is the CSRF token (revoke buttons).
 #[derive(Debug, Default, Deserialize)]
@@ -122,11 +122,11 @@ pub async fn revoke_session(
     path: web::Path<String>,
     _form: CsrfForm<ActionForm>,
     client: ClientInfo,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let target = SessionId::from_stored(path.into_inner());
-    accounts.revoke_session(&user, &target, &client).await?;
+    sessions.revoke_session(&user, &target, &client).await?;
     let cookies = &site.cookies;
     let mut response = HttpResponse::SeeOther();
     if target == user.session_id {
@@ -147,10 +147,10 @@ pub async fn revoke_others(
     user: AuthUser,
     _form: CsrfForm<ActionForm>,
     client: ClientInfo,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    accounts.revoke_others(&user, &client).await?;
+    sessions.revoke_others(&user, &client).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/account"))
         .cookie(site.cookies.flash(Flash::OtherSessionsRevoked.code()))
@@ -171,11 +171,18 @@ pub async fn change_password(
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let changed = accounts
-        .change_password(&user, form.current_password, form.new_password, &client)
+        .change_password(
+            &sessions,
+            &user,
+            form.current_password,
+            form.new_password,
+            &client,
+        )
         .await;
     match changed {
         Ok(signed_in) => {

@@ -14,7 +14,7 @@ use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use gatehouse_core::accounts::{
-    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, SignInError,
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Sessions, SignInError,
 };
 use gatehouse_core::auth::redirect::safe_next;
 
@@ -76,6 +76,7 @@ pub async fn login(
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
@@ -86,8 +87,11 @@ pub async fn login(
         remember: form.remember.is_some(),
     };
     let replacing = current.as_ref().map(|c| &c.0);
-    match accounts.sign_in(credentials, replacing, &client).await {
-        Ok(signed_in) => Ok(site.cookies.signed_in_redirect(&signed_in.session, &next)),
+    match accounts
+        .sign_in(&sessions, credentials, replacing, &client)
+        .await
+    {
+        Ok((signed_in, _)) => Ok(site.cookies.signed_in_redirect(&signed_in.session, &next)),
         Err(SignInError::InvalidCredentials) => {
             let status = StatusCode::UNAUTHORIZED;
             rerender(&csrf, &form.email, next, INVALID_CREDENTIALS, status)

@@ -11,7 +11,7 @@ use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
-use gatehouse_core::accounts::Accounts;
+use gatehouse_core::accounts::Sessions;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -47,13 +47,13 @@ pub async fn logout(
     MaybeUser(user): MaybeUser,
     form: web::Form<LogoutForm>,
     client: ClientInfo,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     csrf::check_origin(&req)?;
     if let Some(user) = &user {
         csrf::check_token(&req, &form.csrf_token, Some(user), false)?;
-        accounts.sign_out(user, &client).await?;
+        sessions.sign_out(user, &client).await?;
     }
     let cookies = &site.cookies;
     let mut response = HttpResponse::SeeOther();

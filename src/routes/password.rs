@@ -17,7 +17,7 @@ use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site, cookies};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
-use gatehouse_core::accounts::{Accounts, ResetError};
+use gatehouse_core::accounts::{Accounts, ResetError, Sessions};
 use gatehouse_core::auth::token::is_token_shaped;
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,12 +185,17 @@ pub async fn reset_form(
 }
 
 /// `POST /password/reset`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn reset(
     req: HttpRequest,
     form: CsrfForm<ResetForm>,
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
@@ -199,7 +204,7 @@ pub async fn reset(
     };
     let form = form.into_inner();
     match accounts
-        .reset_password(token.clone(), form.new_password, &client)
+        .reset_password(&sessions, token.clone(), form.new_password, &client)
         .await
     {
         Ok((signed_in, notice)) => {

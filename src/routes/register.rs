@@ -13,7 +13,9 @@ use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
-use gatehouse_core::accounts::{Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError};
+use gatehouse_core::accounts::{
+    Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError, Sessions,
+};
 
 /// Every field defaults to empty, so a missing field is a validation message,
 /// not a deserialisation error.
@@ -66,6 +68,7 @@ pub async fn register(
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     if user.is_some() {
@@ -79,7 +82,7 @@ pub async fn register(
         email: Email::new(&form.email),
         password: form.password,
     };
-    match accounts.register(account, &client).await {
+    match accounts.register(&sessions, account, &client).await {
         Ok(signed_in) => Ok(site
             .cookies
             .signed_in_redirect(&signed_in.session, "/dashboard")),

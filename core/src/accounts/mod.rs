@@ -25,8 +25,8 @@ pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS
 pub use reset::{PasswordChanged, ResetError, ResetLink};
 pub use service::{
     Accounts, FieldErrors, IssuedSession, PasswordChangeError, PasswordErrors, RegisterError,
-    Requester, ResetPolicy, RevokeError, ServiceError, SessionPolicy, SessionUser, SignInError,
-    SignedIn,
+    Requester, ResetPolicy, RevokeError, ServiceError, SessionPolicy, SessionUser, Sessions,
+    SignInError, SignedIn,
 };
 pub use sessions::{AccountOverview, Profile, SessionSummary};
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};

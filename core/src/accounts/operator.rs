@@ -121,8 +121,9 @@ impl Accounts {
             Ok((user.id, ended))
         })
         .await;
+        // Every instance's revocation list hears of these at its next poll
+        // (or at once, through PostgreSQL's notifications).
         let (user_id, ended) = ended?;
-        self.revoked.insert(ended.iter().cloned(), now);
         let kind = if disable {
             EventKind::AccountDisabled
         } else {
@@ -137,8 +138,8 @@ impl Accounts {
     /// and reset links that can no longer be used.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
         let now = self.clock.now();
-        let ended_before = now - delta(self.keys.ttl()) - REVOKED_KEPT;
-        let idle_before = now - delta(self.sessions.idle_timeout) - REVOKED_KEPT;
+        let ended_before = now - delta(self.policy.access_token_ttl) - REVOKED_KEPT;
+        let idle_before = now - delta(self.policy.idle_timeout) - REVOKED_KEPT;
         db::run(&self.pool, move |conn| {
             Ok(Pruned {
                 sessions: sessions::delete_ended(conn, ended_before, idle_before)?,

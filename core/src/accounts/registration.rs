@@ -5,7 +5,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::events::{self, EventKind};
 use super::service::{
-    Accounts, FieldErrors, RegisterError, Requester, ServiceError, SessionUser, SignedIn,
+    Accounts, FieldErrors, RegisterError, Requester, ServiceError, SessionUser, Sessions, SignedIn,
 };
 use super::sessions::{self, NewTokens};
 use super::throttle;
@@ -48,6 +48,7 @@ impl Accounts {
     /// error, also when two registrations race (the unique index decides).
     pub async fn register(
         &self,
+        sessions: &Sessions,
         account: NewAccount,
         who: &Requester,
     ) -> Result<SignedIn, RegisterError> {
@@ -80,7 +81,7 @@ impl Accounts {
             name,
             auth_time: self.clock.timestamp(),
         };
-        Ok(self.issue(user, session)?)
+        Ok(sessions.issue(user, session)?)
     }
 
     /// Creates an account for an operator (`gatehouse user create`): the same
@@ -116,7 +117,7 @@ impl Accounts {
         let now = self.clock.now();
         let (name, email) = (valid.name, valid.email);
         let inserted = {
-            let (policy, who) = (self.sessions.clone(), who.clone());
+            let (policy, who) = (self.policy.clone(), who.clone());
             let (user_id, name, email) = (user_id.clone(), name.clone(), email.clone());
             db::run(&self.pool, move |conn| {
                 Ok::<_, ServiceError>(db::write_transaction(conn, |conn| {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::events::{self, EventKind};
-use super::service::{Accounts, Requester, ServiceError, SessionUser, SignedIn, delta};
+use super::service::{Accounts, Requester, ServiceError, SessionUser, Sessions, SignedIn, delta};
 use super::throttle;
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::{self, resets, sessions, users};
@@ -221,6 +221,7 @@ impl Accounts {
     /// and this client is signed in with a new session — one transaction.
     pub async fn reset_password(
         &self,
+        sessions: &Sessions,
         token: String,
         new_password: Password,
         who: &Requester,
@@ -251,7 +252,7 @@ impl Accounts {
         let new_hash = self.hasher.hash(new_password).await?;
 
         let now = self.clock.now();
-        let (policy, who_owned, user_id) = (self.sessions.clone(), who.clone(), user.id.clone());
+        let (policy, who_owned, user_id) = (self.policy.clone(), who.clone(), user.id.clone());
         let (ended, tokens) = db::write(&self.pool, move |conn| {
             // A link used meanwhile, or an account disabled meanwhile,
             // changes nothing. The account's row first, as every
@@ -282,7 +283,7 @@ impl Accounts {
             Ok((ended, tokens))
         })
         .await?;
-        self.revoked.insert(ended.iter().cloned(), now);
+        sessions.revoked.insert(ended.iter().cloned(), now);
         tracing::info!(event = EventKind::PasswordReset.as_str(), user_id = %user.id, ended = ended.len());
         let signed_in = SessionUser {
             user_id: user.id,
@@ -294,6 +295,6 @@ impl Accounts {
             email: user.email,
             name: user.name,
         };
-        Ok((self.issue(signed_in, tokens)?, notice))
+        Ok((sessions.issue(signed_in, tokens)?, notice))
     }
 }

@@ -63,6 +63,9 @@ pub struct SessionPolicy {
     pub max_age_remember: Duration,
     /// A session not refreshed for this long ends.
     pub idle_timeout: Duration,
+    /// An access token's lifetime: a revoked session's row is kept this long
+    /// (and more) before a prune deletes it.
+    pub access_token_ttl: Duration,
 }
 
 /// The rules for reset links, from settings.
@@ -73,16 +76,42 @@ pub struct ResetPolicy {
     pub max_per_ip_per_hour: u32,
 }
 
-/// Everything the domain needs, built once at start-up and shared.
+/// Sessions once they exist: access tokens signed and checked, the list of
+/// revoked sessions, refresh, sign-out and revocation. What the web doors
+/// consult on every request; the command line never builds it (it signs no
+/// token).
+pub struct Sessions {
+    pub(super) pool: DbPool,
+    pub(super) keys: JwtKeys,
+    pub(super) revoked: RevokedSessions,
+    pub(super) policy: SessionPolicy,
+    /// The time for every rule that expires; the keys share it.
+    pub(super) clock: Clock,
+}
+
+impl Sessions {
+    pub fn new(pool: DbPool, keys: JwtKeys, policy: SessionPolicy, clock: Clock) -> Self {
+        Self {
+            pool,
+            revoked: RevokedSessions::new(keys.ttl()),
+            keys: keys.with_clock(clock.clone()),
+            policy,
+            clock,
+        }
+    }
+}
+
+/// Accounts and their passwords: registration, sign-in, password changes
+/// and resets, the account page's data and the operator's commands. What
+/// starts a session takes the [`Sessions`] to start it in.
 pub struct Accounts {
     pub(super) pool: DbPool,
     pub(super) hasher: PasswordHasher,
-    pub(super) keys: JwtKeys,
-    pub(super) revoked: RevokedSessions,
-    pub(super) sessions: SessionPolicy,
+    /// Session lifetimes, for the sessions accounts start and for pruning.
+    pub(super) policy: SessionPolicy,
     pub(super) throttle: ThrottlePolicy,
     pub(super) resets: ResetPolicy,
-    /// The time for every rule that expires; the keys share it.
+    /// The time for every rule that expires.
     pub(super) clock: Clock,
     /// Sign-ins waiting for room in their pair's limit.
     pub(super) waiters: super::throttle::PairWaiters,
@@ -92,22 +121,18 @@ impl Accounts {
     pub fn new(
         pool: DbPool,
         hasher: PasswordHasher,
-        keys: JwtKeys,
-        sessions: SessionPolicy,
+        policy: SessionPolicy,
         throttle: ThrottlePolicy,
         resets: ResetPolicy,
         clock: Clock,
     ) -> Self {
-        let revoked = RevokedSessions::new(keys.ttl());
         Self {
             pool,
             hasher,
-            keys: keys.with_clock(clock.clone()),
-            clock,
-            revoked,
-            sessions,
+            policy,
             throttle,
             resets,
+            clock,
             waiters: Default::default(),
         }
     }

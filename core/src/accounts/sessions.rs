@@ -13,7 +13,7 @@ use chrono::NaiveDateTime;
 use super::events::{self, Event, EventKind};
 use super::service::{
     Accounts, IssuedSession, PasswordChangeError, PasswordErrors, Requester, RevokeError,
-    ServiceError, SessionPolicy, SessionUser, SignedIn, delta,
+    ServiceError, SessionPolicy, SessionUser, Sessions, SignedIn, delta,
 };
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::models::{NewSession, Session};
@@ -104,7 +104,7 @@ enum Refreshed {
     Ended(SessionId, NaiveDateTime),
 }
 
-impl Accounts {
+impl Sessions {
     /// Signs an access token for `user` and pairs it with the session's tokens.
     pub(super) fn issue(
         &self,
@@ -118,7 +118,7 @@ impl Accounts {
             session_id: tokens.id,
             access_token,
             refresh_token: tokens.refresh_token,
-            refresh_max_age: tokens.remember.then_some(self.sessions.max_age_remember),
+            refresh_max_age: tokens.remember.then_some(self.policy.max_age_remember),
         };
         Ok(SignedIn { user, session })
     }
@@ -157,7 +157,7 @@ impl Accounts {
         if token.len() > MAX_TOKEN_LEN {
             return Ok(None);
         }
-        let (policy, who) = (self.sessions.clone(), who.clone());
+        let (policy, who) = (self.policy.clone(), who.clone());
         let clock = self.clock.clone();
         let outcome = db::run(&self.pool, move |conn| {
             let hash = hash_token(&token);
@@ -296,11 +296,44 @@ impl Accounts {
         Ok(ended)
     }
 
+    /// Takes in revocations another instance announced (pushed on PostgreSQL).
+    pub fn revoked_elsewhere(&self, session_ids: Vec<SessionId>) {
+        if !session_ids.is_empty() {
+            tracing::debug!(
+                count = session_ids.len(),
+                "revocations pushed by another instance"
+            );
+            self.revoked.insert(session_ids, self.clock.now());
+        }
+    }
+
+    /// Reads revocations made elsewhere (other instances, an operator) into
+    /// this instance's list; returns how many the database reported.
+    pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let (mark, horizon) = (self.revoked.mark(now), self.revoked.horizon(now));
+        let found = db::run(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(sessions::revocations_after(
+                conn,
+                mark.number,
+                mark.unnumbered_since,
+                horizon,
+            )?)
+        })
+        .await?;
+        let count = found.sessions.len();
+        self.revoked.absorb(found.sessions, found.through, now);
+        Ok(count)
+    }
+}
+
+impl Accounts {
     /// Changes `user`'s password, given the current one. In one transaction:
     /// the new hash is stored, every other session is revoked and this
     /// session's refresh token is re-issued; the result carries its new tokens.
     pub async fn change_password(
         &self,
+        sessions: &Sessions,
         user: &SessionUser,
         current_password: Password,
         new_password: Password,
@@ -355,9 +388,9 @@ impl Accounts {
             Ok::<_, PasswordChangeError>((ended, tokens))
         })
         .await?;
-        self.revoked.insert(ended.iter().cloned(), now);
+        sessions.revoked.insert(ended.iter().cloned(), now);
         tracing::info!(event = kind.as_str(), user_id = %user.user_id, session_id = %user.session_id, ended = ended.len());
-        Ok(self.issue(user.clone(), tokens)?)
+        Ok(sessions.issue(user.clone(), tokens)?)
     }
 
     /// The account behind a session (`None` if it was deleted meanwhile).
@@ -400,36 +433,6 @@ impl Accounts {
             Ok(AccountOverview { sessions, events })
         })
         .await
-    }
-
-    /// Takes in revocations another instance announced (pushed on PostgreSQL).
-    pub fn revoked_elsewhere(&self, session_ids: Vec<SessionId>) {
-        if !session_ids.is_empty() {
-            tracing::debug!(
-                count = session_ids.len(),
-                "revocations pushed by another instance"
-            );
-            self.revoked.insert(session_ids, self.clock.now());
-        }
-    }
-
-    /// Reads revocations made elsewhere (other instances, an operator) into
-    /// this instance's list; returns how many the database reported.
-    pub async fn poll_revocations(&self) -> Result<usize, ServiceError> {
-        let now = self.clock.now();
-        let (mark, horizon) = (self.revoked.mark(now), self.revoked.horizon(now));
-        let found = db::run(&self.pool, move |conn| {
-            Ok::<_, ServiceError>(sessions::revocations_after(
-                conn,
-                mark.number,
-                mark.unnumbered_since,
-                horizon,
-            )?)
-        })
-        .await?;
-        let count = found.sessions.len();
-        self.revoked.absorb(found.sessions, found.through, now);
-        Ok(count)
     }
 }
 
@@ -603,6 +606,7 @@ mod tests {
             max_age: Duration::from_secs(3600),
             max_age_remember: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(3600),
+            access_token_ttl: Duration::from_secs(600),
         };
         let tokens = create(
             &mut conn,

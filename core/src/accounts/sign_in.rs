@@ -3,7 +3,10 @@
 //! that transaction, that the password verified is still the account's.
 
 use super::events::{self, EventKind};
-use super::service::{Accounts, Requester, ServiceError, SessionUser, SignInError, SignedIn};
+use super::service::{
+    Accounts, Requester, ServiceError, SessionUser, Sessions, SignInError, SignedIn,
+};
+use super::sessions::Profile;
 use super::throttle;
 use crate::db::models::User;
 use crate::db::{self, sessions, users};
@@ -28,25 +31,27 @@ pub struct Credentials {
 }
 
 impl Accounts {
-    /// Signs a person in. A locked (e-mail, IP) pair or IP is refused before
+    /// Signs a person in; returns the new session and the account as stored
+    /// (for doors that show it). A locked (e-mail, IP) pair or IP is refused before
     /// any hashing, right password or not, and an attempt beyond what the
     /// pair's limit leaves waits for those being checked; an unknown e-mail costs the same
     /// bcrypt work and database writes as a wrong password. `replacing` is the
     /// session this client had, which the new one ends.
     pub async fn sign_in(
         &self,
+        sessions: &Sessions,
         credentials: Credentials,
         replacing: Option<&SessionUser>,
         who: &Requester,
-    ) -> Result<SignedIn, SignInError> {
+    ) -> Result<(SignedIn, Profile), SignInError> {
         let email = credentials.email.clone();
         if email.is_empty() || credentials.password.is_empty() {
             return Err(SignInError::MissingCredentials);
         }
-        let (admission, user) = self.admit(&email, who).await?;
+        let admitted = self.admit(&email, who).await?;
 
         let judged = self
-            .judge(credentials, replacing, who, &email, admission, user)
+            .judge(sessions, credentials, replacing, who, &email, admitted)
             .await;
         if matches!(judged, Err(SignInError::Failed(_))) {
             // Our failure, not a judgement: the attempt leaves the pair's
@@ -56,17 +61,18 @@ impl Accounts {
         judged
     }
 
-    /// Checks the password of an admitted attempt and, when it is right and
-    /// still the account's, creates the session.
+    /// Checks the password of an admitted attempt (its admission, and the
+    /// account found for it) and, when it is right and still the account's,
+    /// creates the session.
     async fn judge(
         &self,
+        sessions: &Sessions,
         credentials: Credentials,
         replacing: Option<&SessionUser>,
         who: &Requester,
         email: &Email,
-        admission: throttle::SignInAdmission,
-        user: Option<User>,
-    ) -> Result<SignedIn, SignInError> {
+        (admission, user): (throttle::SignInAdmission, Option<User>),
+    ) -> Result<(SignedIn, Profile), SignInError> {
         let password = credentials.password;
         let verified = self
             .hasher
@@ -96,7 +102,7 @@ impl Accounts {
 
         let now = self.clock.now();
         let tokens = {
-            let (policy, user_id, who) = (self.sessions.clone(), user.id.clone(), who.clone());
+            let (policy, user_id, who) = (self.policy.clone(), user.id.clone(), who.clone());
             let email = email.clone();
             let verified_version = user.password_version;
             let replaced = replacing.cloned();
@@ -146,7 +152,7 @@ impl Accounts {
         };
         self.waiters.judged(email.as_str(), &who.ip);
         if let Some(old) = replacing {
-            self.revoked.insert([old.session_id.clone()], now);
+            sessions.revoked.insert([old.session_id.clone()], now);
         }
         tracing::info!(
             event = EventKind::SignedIn.as_str(),
@@ -155,13 +161,18 @@ impl Accounts {
             replaced_session = replacing.map(|c| c.session_id.as_str()),
             ip = %who.ip
         );
+        let account = Profile {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            email: user.email,
+        };
         let signed_in = SessionUser {
             user_id: user.id,
             session_id: tokens.id.clone(),
             name: user.name,
             auth_time: now.and_utc().timestamp(),
         };
-        Ok(self.issue(signed_in, tokens)?)
+        Ok((sessions.issue(signed_in, tokens)?, account))
     }
 
     /// Admits the attempt (see [`throttle::admit_sign_in`]), waiting in the

@@ -20,6 +20,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 struct Fixture {
     accounts: Accounts,
+    sessions: Sessions,
     _dir: tempfile::TempDir,
 }
 
@@ -29,6 +30,7 @@ fn policy(grace: Duration) -> SessionPolicy {
         max_age: Duration::from_secs(12 * 3600),
         max_age_remember: Duration::from_secs(30 * 24 * 3600),
         idle_timeout: Duration::from_secs(7 * 24 * 3600),
+        access_token_ttl: Duration::from_secs(600),
     }
 }
 
@@ -55,10 +57,10 @@ fn fixture(grace: Duration) -> Fixture {
         max_per_account_per_hour: 3,
         max_per_ip_per_hour: 20,
     };
+    let sessions = Sessions::new(pool.clone(), keys, policy(grace), Clock::system());
     let accounts = Accounts::new(
         pool,
         PasswordHasher::new(4).unwrap(),
-        keys,
         policy(grace),
         throttle,
         resets,
@@ -66,6 +68,7 @@ fn fixture(grace: Duration) -> Fixture {
     );
     Fixture {
         accounts,
+        sessions,
         _dir: dir,
     }
 }
@@ -77,13 +80,16 @@ fn who() -> Requester {
     }
 }
 
-async fn register(accounts: &Accounts, email: &str) -> SignedIn {
+async fn register(f: &Fixture, email: &str) -> SignedIn {
     let account = NewAccount {
         name: "Ada Lovelace".into(),
         email: email.into(),
         password: PASSWORD.into(),
     };
-    accounts.register(account, &who()).await.unwrap()
+    f.accounts
+        .register(&f.sessions, account, &who())
+        .await
+        .unwrap()
 }
 
 fn credentials(email: &str, password: &str) -> Credentials {
@@ -105,11 +111,12 @@ fn session_row(accounts: &Accounts, id: &SessionId) -> crate::db::models::Sessio
 #[tokio::test]
 async fn a_wrong_password_records_a_failure() {
     let f = fixture(Duration::from_secs(10));
-    register(&f.accounts, "ada@example.com").await;
+    register(&f, "ada@example.com").await;
 
     let result = f
         .accounts
         .sign_in(
+            &f.sessions,
             credentials("ADA@example.com ", "not the password"),
             None,
             &who(),
@@ -136,15 +143,15 @@ async fn a_wrong_password_records_a_failure() {
 #[tokio::test]
 async fn a_locked_pair_answers_throttled_without_hashing() {
     let f = fixture(Duration::from_secs(10));
-    register(&f.accounts, "ada@example.com").await;
+    register(&f, "ada@example.com").await;
     for _ in 0..3 {
         let wrong = credentials("ada@example.com", "not the password");
-        let _ = f.accounts.sign_in(wrong, None, &who()).await;
+        let _ = f.accounts.sign_in(&f.sessions, wrong, None, &who()).await;
     }
     let hashed_before = f.accounts.hasher.verifications();
 
     let right = credentials("ada@example.com", PASSWORD);
-    let result = f.accounts.sign_in(right, None, &who()).await;
+    let result = f.accounts.sign_in(&f.sessions, right, None, &who()).await;
 
     assert!(
         matches!(result, Err(SignInError::Throttled { retry_after }) if retry_after >= Duration::from_secs(1)),
@@ -156,13 +163,13 @@ async fn a_locked_pair_answers_throttled_without_hashing() {
 #[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_grace_window_revokes_the_session() {
     let f = fixture(Duration::ZERO);
-    let first = register(&f.accounts, "ada@example.com").await;
+    let first = register(&f, "ada@example.com").await;
     let token = first.session.refresh_token.clone().unwrap();
 
-    let renewed = f.accounts.refresh(token.clone(), &who()).await.unwrap();
+    let renewed = f.sessions.refresh(token.clone(), &who()).await.unwrap();
     assert!(renewed.is_some());
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let replayed = f.accounts.refresh(token, &who()).await.unwrap();
+    let replayed = f.sessions.refresh(token, &who()).await.unwrap();
 
     assert!(replayed.is_none());
     let row = session_row(&f.accounts, &first.session.session_id);
@@ -172,13 +179,13 @@ async fn a_rotated_refresh_token_replayed_after_the_grace_window_revokes_the_ses
         Some(EventKind::RefreshReuse.as_str())
     );
     let access = renewed.unwrap().session.access_token;
-    assert!(f.accounts.verify_access(&access).is_none());
+    assert!(f.sessions.verify_access(&access).is_none());
 }
 
 #[tokio::test]
 async fn a_refresh_token_swaps_exactly_once() {
     let f = fixture(Duration::from_secs(10));
-    let first = register(&f.accounts, "ada@example.com").await;
+    let first = register(&f, "ada@example.com").await;
     let id = first.session.session_id.clone();
     let old = hash_token(first.session.refresh_token.as_deref().unwrap());
     let now = chrono::Utc::now().naive_utc();
@@ -198,13 +205,13 @@ async fn a_refresh_token_swaps_exactly_once() {
 #[tokio::test]
 async fn two_refreshes_from_one_token_both_succeed_and_one_rotates() {
     let f = fixture(Duration::from_secs(10));
-    let first = register(&f.accounts, "ada@example.com").await;
+    let first = register(&f, "ada@example.com").await;
     let token = first.session.refresh_token.clone().unwrap();
 
     let who = who();
     let (a, b) = tokio::join!(
-        f.accounts.refresh(token.clone(), &who),
-        f.accounts.refresh(token, &who)
+        f.sessions.refresh(token.clone(), &who),
+        f.sessions.refresh(token, &who)
     );
 
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
@@ -223,22 +230,35 @@ async fn two_refreshes_from_one_token_both_succeed_and_one_rotates() {
 #[tokio::test]
 async fn a_password_change_revokes_every_other_session_in_one_transaction() {
     let f = fixture(Duration::from_secs(10));
-    let current = register(&f.accounts, "ada@example.com").await;
+    let current = register(&f, "ada@example.com").await;
     let other_a = f
         .accounts
-        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let other_b = f
         .accounts
-        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     let new_password = "an entirely different passphrase".to_owned();
 
     let changed = f
         .accounts
         .change_password(
+            &f.sessions,
             &current.user,
             PASSWORD.into(),
             new_password.clone().into(),
@@ -264,7 +284,7 @@ async fn a_password_change_revokes_every_other_session_in_one_transaction() {
             Some(EventKind::PasswordChanged.as_str())
         );
         assert!(
-            f.accounts
+            f.sessions
                 .verify_access(&other.session.access_token)
                 .is_none()
         );
@@ -275,18 +295,29 @@ async fn a_password_change_revokes_every_other_session_in_one_transaction() {
     let new_refresh = changed.session.refresh_token.as_deref().unwrap();
     assert_eq!(kept.refresh_hash, hash_token(new_refresh));
     let again = credentials("ada@example.com", &new_password);
-    assert!(f.accounts.sign_in(again, None, &who()).await.is_ok());
+    assert!(
+        f.accounts
+            .sign_in(&f.sessions, again, None, &who())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn a_failed_password_change_changes_nothing() {
     let f = fixture(Duration::from_secs(10));
-    let current = register(&f.accounts, "ada@example.com").await;
+    let current = register(&f, "ada@example.com").await;
     let other = f
         .accounts
-        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     // The current session ends (elsewhere) while the change is on its way.
     diesel::update(session_rows::table.find(&current.session.session_id))
         .set(session_rows::revoked_at.eq(Some(chrono::Utc::now().naive_utc())))
@@ -296,6 +327,7 @@ async fn a_failed_password_change_changes_nothing() {
     let changed = f
         .accounts
         .change_password(
+            &f.sessions,
             &current.user,
             PASSWORD.into(),
             "an entirely different passphrase".into(),
@@ -313,21 +345,32 @@ async fn a_failed_password_change_changes_nothing() {
             .is_none()
     );
     let old = credentials("ada@example.com", PASSWORD);
-    assert!(f.accounts.sign_in(old, None, &who()).await.is_ok());
+    assert!(
+        f.accounts
+            .sign_in(&f.sessions, old, None, &who())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn revoke_all_keeps_no_session() {
     let f = fixture(Duration::from_secs(10));
-    let first = register(&f.accounts, "ada@example.com").await;
+    let first = register(&f, "ada@example.com").await;
     let second = f
         .accounts
-        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
 
     let ended = f
-        .accounts
+        .sessions
         .revoke_all(&first.user.user_id, EventKind::SessionRevoked, &who())
         .await
         .unwrap();
@@ -335,12 +378,12 @@ async fn revoke_all_keeps_no_session() {
     assert_eq!(ended.len(), 2);
     for signed_in in [&first, &second] {
         assert!(
-            f.accounts
+            f.sessions
                 .verify_access(&signed_in.session.access_token)
                 .is_none()
         );
         let refresh = signed_in.session.refresh_token.clone().unwrap();
-        assert!(f.accounts.refresh(refresh, &who()).await.unwrap().is_none());
+        assert!(f.sessions.refresh(refresh, &who()).await.unwrap().is_none());
     }
 }
 
@@ -415,14 +458,14 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
     drop(conn);
 
     for n in 0..10 {
-        register(&f.accounts, &format!("self{n}@example.com")).await;
+        register(&f, &format!("self{n}@example.com")).await;
     }
     let account = NewAccount {
         name: "One Too Many".into(),
         email: "eleven@example.com".into(),
         password: PASSWORD.into(),
     };
-    let result = f.accounts.register(account, &who()).await;
+    let result = f.accounts.register(&f.sessions, account, &who()).await;
     assert!(
         matches!(result, Err(RegisterError::Throttled { .. })),
         "{result:?}"
@@ -441,35 +484,45 @@ const NEW_PASSWORD: &str = "an entirely different passphrase";
 #[tokio::test]
 async fn a_reset_link_works_once_and_ends_every_session() {
     let f = fixture(Duration::from_secs(10));
-    let first = register(&f.accounts, "ada@example.com").await;
+    let first = register(&f, "ada@example.com").await;
     let link = link_for(&f.accounts, "ADA@example.com").await.unwrap();
     assert_eq!(link.email.as_str(), "ada@example.com");
 
     let (signed_in, notice) = f
         .accounts
-        .reset_password(link.token.clone(), NEW_PASSWORD.into(), &who())
+        .reset_password(&f.sessions, link.token.clone(), NEW_PASSWORD.into(), &who())
         .await
         .unwrap();
     let again = f
         .accounts
-        .reset_password(link.token, "yet another long passphrase".into(), &who())
+        .reset_password(
+            &f.sessions,
+            link.token,
+            "yet another long passphrase".into(),
+            &who(),
+        )
         .await;
 
     assert_eq!(notice.email.as_str(), "ada@example.com");
     assert!(matches!(again, Err(ResetError::InvalidLink)));
     assert!(
-        f.accounts
+        f.sessions
             .verify_access(&first.session.access_token)
             .is_none()
     );
     assert!(
-        f.accounts
+        f.sessions
             .verify_access(&signed_in.session.access_token)
             .is_some()
     );
     let old = f
         .accounts
-        .sign_in(credentials("ada@example.com", PASSWORD), None, &who())
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
         .await;
     assert!(matches!(old, Err(SignInError::InvalidCredentials)));
 }
@@ -477,22 +530,33 @@ async fn a_reset_link_works_once_and_ends_every_session() {
 #[tokio::test]
 async fn newer_links_expiry_and_password_changes_end_older_links() {
     let f = fixture(Duration::from_secs(10));
-    let user = register(&f.accounts, "ada@example.com").await;
+    let user = register(&f, "ada@example.com").await;
     let older = link_for(&f.accounts, "ada@example.com").await.unwrap();
     let newer = link_for(&f.accounts, "ada@example.com").await.unwrap();
     let superseded = f
         .accounts
-        .reset_password(older.token, NEW_PASSWORD.into(), &who())
+        .reset_password(&f.sessions, older.token, NEW_PASSWORD.into(), &who())
         .await;
     assert!(matches!(superseded, Err(ResetError::InvalidLink)));
 
     f.accounts
-        .change_password(&user.user, PASSWORD.into(), NEW_PASSWORD.into(), &who())
+        .change_password(
+            &f.sessions,
+            &user.user,
+            PASSWORD.into(),
+            NEW_PASSWORD.into(),
+            &who(),
+        )
         .await
         .unwrap();
     let after_change = f
         .accounts
-        .reset_password(newer.token, "yet another long passphrase".into(), &who())
+        .reset_password(
+            &f.sessions,
+            newer.token,
+            "yet another long passphrase".into(),
+            &who(),
+        )
         .await;
     assert!(matches!(after_change, Err(ResetError::InvalidLink)));
 
@@ -506,7 +570,12 @@ async fn newer_links_expiry_and_password_changes_end_older_links() {
         .unwrap();
     let expired = f
         .accounts
-        .reset_password(expiring.token, "yet another long passphrase".into(), &who())
+        .reset_password(
+            &f.sessions,
+            expiring.token,
+            "yet another long passphrase".into(),
+            &who(),
+        )
         .await;
     assert!(matches!(expired, Err(ResetError::InvalidLink)));
 }
@@ -514,8 +583,8 @@ async fn newer_links_expiry_and_password_changes_end_older_links() {
 #[tokio::test]
 async fn unknown_disabled_and_throttled_addresses_get_no_link() {
     let f = fixture(Duration::from_secs(10));
-    register(&f.accounts, "ada@example.com").await;
-    register(&f.accounts, "off@example.com").await;
+    register(&f, "ada@example.com").await;
+    register(&f, "off@example.com").await;
     f.accounts
         .disable_user(&Email::new("off@example.com"), &who())
         .await
@@ -535,12 +604,17 @@ async fn unknown_disabled_and_throttled_addresses_get_no_link() {
 #[tokio::test]
 async fn a_weak_new_password_is_refused_and_the_link_still_works() {
     let f = fixture(Duration::from_secs(10));
-    register(&f.accounts, "ada@example.com").await;
+    register(&f, "ada@example.com").await;
     let link = link_for(&f.accounts, "ada@example.com").await.unwrap();
 
     let weak = f
         .accounts
-        .reset_password(link.token.clone(), "password1234".into(), &who())
+        .reset_password(
+            &f.sessions,
+            link.token.clone(),
+            "password1234".into(),
+            &who(),
+        )
         .await;
 
     assert!(matches!(weak, Err(ResetError::Weak(_))));

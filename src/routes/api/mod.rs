@@ -14,7 +14,7 @@ use crate::errors::AppError;
 use crate::http::client::client_info;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use gatehouse_core::accounts::{
-    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, SignInError,
+    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, Sessions, SignInError,
 };
 
 /// What `POST /api/login` takes.
@@ -105,6 +105,7 @@ pub async fn login(
     body: web::Json<serde_json::Value>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let body: LoginRequest = object(body.into_inner())?;
@@ -114,8 +115,11 @@ pub async fn login(
         remember: body.remember,
     };
     let replacing = current.as_ref().map(|c| &c.0);
-    let signed_in = match accounts.sign_in(credentials, replacing, &client).await {
-        Ok(signed_in) => signed_in,
+    let (signed_in, account) = match accounts
+        .sign_in(&sessions, credentials, replacing, &client)
+        .await
+    {
+        Ok(done) => done,
         Err(SignInError::InvalidCredentials) => {
             return Err(AppError::Unauthorized(INVALID_CREDENTIALS));
         }
@@ -124,15 +128,11 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let profile = accounts
-        .profile(&signed_in.user.user_id)
-        .await?
-        .ok_or_else(|| AppError::internal("a signed-in account has no users row"))?;
     let mut response = HttpResponse::Ok();
     site.cookies.set_session(&mut response, &signed_in.session);
     response.cookie(site.cookies.fresh_csrf());
     Ok(response.json(SignedInBody {
-        user: profile.into(),
+        user: account.into(),
     }))
 }
 
@@ -173,13 +173,13 @@ pub async fn me(user: AuthUser, accounts: web::Data<Accounts>) -> Result<HttpRes
 )]
 pub async fn refresh(
     req: HttpRequest,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let cookies = &site.cookies;
     let token = crate::http::cookies::read(&req, cookies.refresh_name()).map(str::to_owned);
     let renewed = match token {
-        Some(token) => accounts.refresh(token, &client_info(&req)).await?,
+        Some(token) => sessions.refresh(token, &client_info(&req)).await?,
         None => None,
     };
     let Some(renewed) = renewed else {
@@ -219,11 +219,11 @@ pub async fn refresh(
 pub async fn logout(
     MaybeUser(user): MaybeUser,
     client: ClientInfo,
-    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(user) = &user {
-        accounts.sign_out(user, &client).await?;
+        sessions.sign_out(user, &client).await?;
     }
     let mut response = HttpResponse::build(StatusCode::NO_CONTENT);
     site.cookies.set_signed_out(&mut response);
