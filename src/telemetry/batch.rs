@@ -7,7 +7,14 @@
 //! A line is written at most [`GATHER`] after it was logged. If the writer
 //! falls behind by [`MAX_BUFFERED`] bytes, the thread that logs writes the
 //! buffer itself: memory stays bounded and the log is slowed down, not
-//! dropped. Dropping the [`LogGuard`] writes whatever is left.
+//! dropped. Dropping the [`LogGuard`] writes whatever is left (it waits for
+//! the writer as long as that takes).
+//!
+//! Hand-written, and kept because it earns its place: it keeps S2 (the
+//! anonymous redirect) at 25 075 instructions per request;
+//! `tracing-appender`'s non-blocking writer (a copy and a channel message per
+//! line, and each line written on its own) costs +7.5 % there (S1 +3.3 %,
+//! S3 +5.0 %), measured with `scripts/instructions.sh`.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
