@@ -100,6 +100,20 @@ fn credentials(email: &str, password: &str) -> Credentials {
     }
 }
 
+/// Ada signs in again (another device), with the right password.
+async fn sign_in_ada(f: &Fixture) -> SignedIn {
+    f.accounts
+        .sign_in(
+            &f.sessions,
+            credentials("ada@example.com", PASSWORD),
+            None,
+            &who(),
+        )
+        .await
+        .unwrap()
+        .0
+}
+
 fn conn(accounts: &Accounts) -> crate::db::PooledConn {
     accounts.pool().get_blocking().unwrap()
 }
@@ -231,28 +245,8 @@ async fn two_refreshes_from_one_token_both_succeed_and_one_rotates() {
 async fn a_password_change_revokes_every_other_session_in_one_transaction() {
     let f = fixture(Duration::from_secs(10));
     let current = register(&f, "ada@example.com").await;
-    let other_a = f
-        .accounts
-        .sign_in(
-            &f.sessions,
-            credentials("ada@example.com", PASSWORD),
-            None,
-            &who(),
-        )
-        .await
-        .unwrap()
-        .0;
-    let other_b = f
-        .accounts
-        .sign_in(
-            &f.sessions,
-            credentials("ada@example.com", PASSWORD),
-            None,
-            &who(),
-        )
-        .await
-        .unwrap()
-        .0;
+    let other_a = sign_in_ada(&f).await;
+    let other_b = sign_in_ada(&f).await;
     let new_password = "an entirely different passphrase".to_owned();
 
     let changed = f
@@ -307,17 +301,7 @@ async fn a_password_change_revokes_every_other_session_in_one_transaction() {
 async fn a_failed_password_change_changes_nothing() {
     let f = fixture(Duration::from_secs(10));
     let current = register(&f, "ada@example.com").await;
-    let other = f
-        .accounts
-        .sign_in(
-            &f.sessions,
-            credentials("ada@example.com", PASSWORD),
-            None,
-            &who(),
-        )
-        .await
-        .unwrap()
-        .0;
+    let other = sign_in_ada(&f).await;
     // The current session ends (elsewhere) while the change is on its way.
     diesel::update(session_rows::table.find(&current.session.session_id))
         .set(session_rows::revoked_at.eq(Some(chrono::Utc::now().naive_utc())))
@@ -357,17 +341,7 @@ async fn a_failed_password_change_changes_nothing() {
 async fn revoke_all_keeps_no_session() {
     let f = fixture(Duration::from_secs(10));
     let first = register(&f, "ada@example.com").await;
-    let second = f
-        .accounts
-        .sign_in(
-            &f.sessions,
-            credentials("ada@example.com", PASSWORD),
-            None,
-            &who(),
-        )
-        .await
-        .unwrap()
-        .0;
+    let second = sign_in_ada(&f).await;
 
     let ended = f
         .sessions

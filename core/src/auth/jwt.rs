@@ -251,6 +251,17 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+    /// A token for user `u`, session `s`, signed by `keys`.
+    fn token_of(keys: &JwtKeys) -> String {
+        keys.issue(
+            &UserId::from_stored("u"),
+            &SessionId::from_stored("s"),
+            "n",
+            0,
+        )
+        .unwrap()
+    }
+
     fn keys() -> JwtKeys {
         JwtKeys::new(
             &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
@@ -281,14 +292,7 @@ mod tests {
     #[test]
     fn a_flipped_signature_fails() {
         let keys = keys();
-        let mut token = keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let mut token = token_of(&keys);
         let last = token.pop().unwrap();
         token.push(if last == 'A' { 'B' } else { 'A' });
         assert!(keys.verify(&token).is_err());
@@ -298,14 +302,7 @@ mod tests {
     fn previous_secrets_verify_and_unknown_kids_fail() {
         let old = Secret::new("the-previous-secret-that-is-32-bytes-long");
         let old_keys = JwtKeys::new(&old, &[], Duration::from_secs(60));
-        let token = old_keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let token = token_of(&old_keys);
         let rotated = JwtKeys::new(
             &Secret::new("the-brand-new-secret-that-is-32-bytes-long"),
             &[old],
@@ -318,14 +315,7 @@ mod tests {
     #[test]
     fn key_locating_headers_are_refused() {
         let keys = keys();
-        let token = keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let token = token_of(&keys);
         let (_, rest) = token.split_once('.').unwrap();
         let header = URL_SAFE_NO_PAD.encode(format!(
             r#"{{"alg":"HS256","kid":"{}","jku":"https://evil.example/keys"}}"#,
@@ -343,14 +333,7 @@ mod tests {
             Duration::from_secs(1),
         )
         .with_clock(clock);
-        let token = keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let token = token_of(&keys);
         assert!(keys.verify(&token).is_ok());
         assert!(keys.verify(&token).is_ok(), "served from what was verified");
         control.advance(Duration::from_secs(1 + LEEWAY_SECS + 1));
@@ -366,14 +349,7 @@ mod tests {
             Duration::from_secs(60),
         )
         .with_clock(clock.clone());
-        let token = keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let token = token_of(&keys);
         // Another process's keys, same secret: nothing remembered.
         let fresh_keys = JwtKeys::new(
             &Secret::new("an-unguessable-test-secret-of-32-bytes!"),
@@ -393,14 +369,7 @@ mod tests {
     #[test]
     fn a_changed_byte_is_never_served_from_memory() {
         let keys = keys();
-        let token = keys
-            .issue(
-                &UserId::from_stored("u"),
-                &SessionId::from_stored("s"),
-                "n",
-                0,
-            )
-            .unwrap();
+        let token = token_of(&keys);
         assert!(keys.verify(&token).is_ok());
         let mut forged = token.clone();
         let last = forged.pop().unwrap();
