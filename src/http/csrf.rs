@@ -16,7 +16,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::web::{Data, Form};
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,8 @@ use super::deferred::{Deferred, defer};
 use super::site::Site;
 use crate::errors::{AppError, ForeignOrigin};
 use crate::telemetry::Untrusted;
+use gatehouse_core::accounts::Sessions;
+use gatehouse_core::ids::SessionId;
 
 /// Length of the base64url cookie value (32 random bytes).
 const COOKIE_VALUE_LEN: usize = 43;
@@ -121,29 +123,53 @@ where
         Box::pin(async move {
             check_origin(&req)?;
             let form = form.await?.into_inner();
-            let user = Option::<AuthUser>::extract(&req).await.ok().flatten();
-            check_token(&req, form.csrf_token(), user.as_ref(), T::SIGNED_OUT_FORM)?;
+            let token = form.csrf_token();
+            // A signed-out form's token is usually unbound: no session to find.
+            if !(T::SIGNED_OUT_FORM && check_token(&req, token, None).is_ok()) {
+                let session = form_session(&req).await?;
+                check_token(&req, token, session.as_ref())?;
+            }
             Ok(CsrfForm(form))
         })
     }
 }
 
-/// Verifies a submitted token against the browser's cookie and session.
+/// The session a form's token was bound to, found without signing anyone in:
+/// the user a handler's `AuthUser` already found, else the access token, else
+/// the session behind the refresh cookie, read but not rotated (rotating is the
+/// business of a handler that asks for the user). `None` when signed out.
+async fn form_session(req: &HttpRequest) -> Result<Option<SessionId>, AppError> {
+    if let Some(user) = req.extensions().get::<AuthUser>() {
+        return Ok(Some(user.session_id.clone()));
+    }
+    let site = Site::of(req)?;
+    let Some(sessions) = req.app_data::<Data<Sessions>>() else {
+        return Err(AppError::internal("Sessions is not registered"));
+    };
+    let cookies = &site.cookies;
+    if let Some(user) =
+        cookies::read(req, cookies.access_name()).and_then(|t| sessions.verify_access(t))
+    {
+        return Ok(Some(user.session_id));
+    }
+    match cookies::read(req, cookies.refresh_name()) {
+        Some(refresh) => Ok(sessions.session_of_refresh(refresh.to_owned()).await?),
+        None => Ok(None),
+    }
+}
+
+/// Verifies a submitted token against the browser's cookie and the session it
+/// is bound to (`None`: a signed-out visitor's token).
 pub fn check_token(
     req: &HttpRequest,
     token: &str,
-    user: Option<&AuthUser>,
-    signed_out_form: bool,
+    session: Option<&SessionId>,
 ) -> Result<(), AppError> {
     let site = Site::of(req)?;
     let Some(value) = cookie_value(req, &site.cookies) else {
         return Err(AppError::CsrfRejected);
     };
-    let key = &site.csrf;
-    let session = user.map(|u| &u.session_id);
-    let valid = key.verify(token, &value, session)
-        || (signed_out_form && session.is_some() && key.verify(token, &value, None));
-    if valid {
+    if site.csrf.verify(token, &value, session) {
         Ok(())
     } else {
         Err(AppError::CsrfRejected)

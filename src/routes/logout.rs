@@ -52,7 +52,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, AppError> {
     csrf::check_origin(&req)?;
     if let Some(user) = &user {
-        csrf::check_token(&req, &form.csrf_token, Some(user), false)?;
+        csrf::check_token(&req, &form.csrf_token, Some(&user.session_id))?;
         sessions.sign_out(user, &client).await?;
     }
     let cookies = &site.cookies;

@@ -159,6 +159,59 @@ async fn a_posted_form_is_served_after_a_transparent_refresh() {
     assert!(cookie_value(&response, REFRESH).is_some());
 }
 
+/// A form that does not ask for the user (`/password/forgot`) checks its
+/// token against the session behind the refresh cookie without rotating it:
+/// the answer sets no session cookie, and the same refresh token still
+/// renews the session afterwards.
+#[tokio::test]
+async fn a_form_that_does_not_need_the_user_leaves_the_refresh_token_alone() {
+    let app = spawn_app().await;
+    app.login_test_user().await;
+    let bound_token = app.csrf_token("/password/forgot").await;
+    let refresh = app.cookie_in(&app.client, REFRESH).unwrap();
+    let csrf_cookie = app.cookie_in(&app.client, "gatehouse_csrf").unwrap();
+    let cookies = [
+        (REFRESH, refresh.as_str()),
+        ("gatehouse_csrf", &csrf_cookie),
+    ];
+
+    let asked = request_with(
+        &app,
+        reqwest::Method::POST,
+        "/password/forgot",
+        &cookies,
+        Some(&[
+            ("email", "nobody@example.com"),
+            ("csrf_token", &bound_token),
+        ]),
+    )
+    .await;
+    let forged = request_with(
+        &app,
+        reqwest::Method::POST,
+        "/password/forgot",
+        &cookies,
+        Some(&[("email", "nobody@example.com"), ("csrf_token", "forged")]),
+    )
+    .await;
+
+    assert_redirects_to(&asked, "/password/forgot/sent");
+    assert!(
+        set_cookie(&asked, REFRESH).is_none(),
+        "{:?}",
+        asked.headers()
+    );
+    assert!(
+        set_cookie(&asked, ACCESS).is_none(),
+        "{:?}",
+        asked.headers()
+    );
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let renewed = get_with(&app, "/dashboard", &[(REFRESH, &refresh)]).await;
+    assert_eq!(renewed.status(), StatusCode::OK);
+    assert!(cookie_value(&renewed, REFRESH).is_some());
+}
+
 #[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_grace_window_ends_the_session() {
     let app = spawn_app_with(|s| s.sessions.refresh_reuse_grace = Duration::ZERO).await;

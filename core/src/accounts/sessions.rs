@@ -183,6 +183,40 @@ impl Sessions {
         }
     }
 
+    /// The live session a refresh token belongs to, read without rotating it
+    /// or ending anything: what a form's CSRF check needs to know which
+    /// session its token was bound to. `None` for a token that [`refresh`]
+    /// would refuse (unknown, revoked, expired, idle, or a rotated one past
+    /// the grace window).
+    ///
+    /// [`refresh`]: Self::refresh
+    pub async fn session_of_refresh(
+        &self,
+        token: String,
+    ) -> Result<Option<SessionId>, ServiceError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        let hash = hash_token(&token);
+        let presented = hash.clone();
+        let found = db::run(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(sessions::find_by_refresh_hash(conn, &presented)?)
+        })
+        .await?;
+        let (policy, now) = (&self.policy, self.clock.now());
+        Ok(found.and_then(|(session, _)| {
+            let live = session.revoked_at.is_none()
+                && now < session.expires_at
+                && now - session.last_seen_at <= delta(policy.idle_timeout);
+            let current = session.refresh_hash == hash;
+            let in_grace = session.previous_refresh_hash.as_deref() == Some(hash.as_str())
+                && session
+                    .rotated_at
+                    .is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace));
+            (live && (current || in_grace)).then_some(session.id)
+        }))
+    }
+
     /// Ends `user`'s current session (signing out).
     pub async fn sign_out(&self, user: &SessionUser, who: &Requester) -> Result<(), ServiceError> {
         let now = self.clock.now();
