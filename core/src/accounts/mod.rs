@@ -9,6 +9,8 @@
 
 mod events;
 mod operator;
+mod profile;
+mod refresh;
 mod registration;
 mod reset;
 mod service;
@@ -21,6 +23,7 @@ mod tests;
 
 pub use events::{Event, EventKind};
 pub use operator::{OperatorError, Pruned, UserSummary};
+pub use profile::{AccountOverview, Profile, SessionSummary};
 pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount};
 pub use reset::{PasswordChanged, ResetError, ResetLink};
 pub use service::{
@@ -28,7 +31,6 @@ pub use service::{
     Requester, ResetPolicy, RevokeError, ServiceError, SessionPolicy, SessionUser, Sessions,
     SignInError, SignedIn,
 };
-pub use sessions::{AccountOverview, Profile, SessionSummary};
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
 
 pub use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};

@@ -3,10 +3,10 @@
 //! that transaction, that the password verified is still the account's.
 
 use super::events::{self, EventKind};
+use super::profile::Profile;
 use super::service::{
     Accounts, Requester, ServiceError, SessionUser, Sessions, SignInError, SignedIn,
 };
-use super::sessions::Profile;
 use super::throttle;
 use crate::db::models::User;
 use crate::db::{self, sessions, users};
