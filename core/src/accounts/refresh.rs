@@ -20,6 +20,21 @@ pub(super) enum Refreshed {
     Ended(SessionId, NaiveDateTime),
 }
 
+/// Whether `session` is inside its absolute lifetime and its idle limit.
+pub(super) fn in_time(session: &Session, policy: &SessionPolicy, now: NaiveDateTime) -> bool {
+    now < session.expires_at && now - session.last_seen_at <= delta(policy.idle_timeout)
+}
+
+/// Whether a token rotated at `rotated_at` may still be presented: a tab
+/// racing the rotation, not a copy replayed later.
+pub(super) fn in_grace(
+    rotated_at: Option<NaiveDateTime>,
+    policy: &SessionPolicy,
+    now: NaiveDateTime,
+) -> bool {
+    rotated_at.is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace))
+}
+
 pub(super) fn refresh_in_transaction(
     conn: &mut DbConnection,
     presented_hash: &str,
@@ -63,7 +78,7 @@ fn refresh_found(
         )?;
         Ok(Refreshed::Ended(session.id.clone(), now))
     };
-    if now >= session.expires_at || now - session.last_seen_at > delta(policy.idle_timeout) {
+    if !in_time(&session, policy, now) {
         return end(conn, EventKind::SessionExpired);
     }
 
@@ -106,7 +121,7 @@ fn refresh_found(
     // access token but no new refresh token (its browser already holds the
     // newest one); anyone later, or with an older token, is replaying a copy.
     let is_previous = previous.as_deref() == Some(presented_hash);
-    let within_grace = rotated_at.is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace));
+    let within_grace = in_grace(rotated_at, policy, now);
     if is_previous && within_grace {
         let tokens = NewTokens {
             id: session.id.clone(),

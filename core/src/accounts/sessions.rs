@@ -10,7 +10,7 @@
 
 use chrono::NaiveDateTime;
 
-use super::refresh::{Refreshed, refresh_in_transaction};
+use super::refresh::{Refreshed, in_grace, in_time, refresh_in_transaction};
 
 use super::events::{self, EventKind};
 use super::service::{
@@ -168,15 +168,11 @@ impl Sessions {
         .await?;
         let (policy, now) = (&self.policy, self.clock.now());
         Ok(found.and_then(|(session, _)| {
-            let live = session.revoked_at.is_none()
-                && now < session.expires_at
-                && now - session.last_seen_at <= delta(policy.idle_timeout);
+            let live = session.revoked_at.is_none() && in_time(&session, policy, now);
             let current = session.refresh_hash == hash;
-            let in_grace = session.previous_refresh_hash.as_deref() == Some(hash.as_str())
-                && session
-                    .rotated_at
-                    .is_some_and(|at| now - at <= delta(policy.refresh_reuse_grace));
-            (live && (current || in_grace)).then_some(session.id)
+            let racing = session.previous_refresh_hash.as_deref() == Some(hash.as_str())
+                && in_grace(session.rotated_at, policy, now);
+            (live && (current || racing)).then_some(session.id)
         }))
     }
 
