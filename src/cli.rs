@@ -6,11 +6,13 @@ use gatehouse_core::ids::Email;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::config::{self, DatabaseSettings, Settings};
 use crate::startup::{self, Application, StartupError};
 use gatehouse_core::accounts::{Accounts, NewAccount, RegisterError, Requester};
+use gatehouse_core::db::Pooler;
 
 /// Browser sign-in done right. Every setting can also be given in the
 /// environment or in `.env`; the command line wins, then the environment.
@@ -41,6 +43,37 @@ pub enum Command {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseSettings,
+
+    /// Whether `--database-url` was given on the command line (found after parsing).
+    #[arg(skip)]
+    pub database_url_on_command_line: bool,
+}
+
+impl MigrateArgs {
+    /// The database to migrate, reached directly: `--database-url` from the
+    /// command line, else `MIGRATION_DATABASE_URL`, else `DATABASE_URL`
+    /// unless that goes through a transaction-mode pooler (which cannot hold
+    /// the lock that lets instances migrate in turn).
+    pub fn direct_database(self) -> Result<DatabaseSettings, String> {
+        let mut database = self.database;
+        if !self.database_url_on_command_line {
+            match database.migration_database_url.take() {
+                Some(url) => database.database_url = url,
+                None if database.db_pooler == Pooler::Transaction => {
+                    return Err(
+                        "DB_POOLER=transaction: DATABASE_URL goes through the pooler, which cannot \
+                         hold the migrations' lock; give `gatehouse migrate` a direct PostgreSQL URL \
+                         with --database-url or MIGRATION_DATABASE_URL"
+                            .to_owned(),
+                    );
+                }
+                None => {}
+            }
+        }
+        database.db_pooler = Pooler::None;
+        database.revocation_listen_url = None;
+        Ok(database)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,7 +145,16 @@ impl Cli {
     pub fn parse_args_and_env() -> Result<Self, ExitCode> {
         let parsed = config::ignore_blank_env(Self::command())
             .try_get_matches()
-            .and_then(|matches| Self::from_arg_matches(&matches));
+            .and_then(|matches| {
+                let mut cli = Self::from_arg_matches(&matches)?;
+                if let Some(Command::Migrate(args)) = &mut cli.command {
+                    args.database_url_on_command_line = matches
+                        .subcommand_matches("migrate")
+                        .and_then(|m| m.value_source("database_url"))
+                        == Some(ValueSource::CommandLine);
+                }
+                Ok(cli)
+            });
         parsed.map_err(|e| {
             if matches!(
                 e.kind(),
@@ -135,7 +177,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         None => serve(cli.settings),
         Some(Command::Serve(args)) => serve(args.settings),
-        Some(Command::Migrate(args)) => migrate(args.database),
+        Some(Command::Migrate(args)) => migrate(args),
         Some(Command::User(args)) => user(args.action, &args.settings),
         Some(Command::Sessions(args)) => sessions(args.action, &args.settings),
     }
@@ -187,8 +229,9 @@ fn shown(text: &str) -> String {
 }
 
 /// `gatehouse migrate`: applies pending migrations and lists them.
-pub fn migrate(database: DatabaseSettings) -> ExitCode {
+pub fn migrate(args: MigrateArgs) -> ExitCode {
     operate("warn", async move {
+        let database = args.direct_database()?;
         let (_, applied) = startup::open_database(&database, true)
             .await
             .map_err(|e| e.to_string())?;
@@ -452,6 +495,45 @@ mod tests {
         let help = err.to_string();
         assert!(help.contains("[env: PATH]"), "{help}");
         assert!(!help.contains(&path), "{help}");
+    }
+
+    fn migrate_args(args: &[&str]) -> MigrateArgs {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap();
+        let Some(Command::Migrate(mut migrate)) = cli.command.take() else {
+            panic!("migrate expected")
+        };
+        migrate.database_url_on_command_line = matches
+            .subcommand_matches("migrate")
+            .and_then(|m| m.value_source("database_url"))
+            == Some(ValueSource::CommandLine);
+        migrate
+    }
+
+    #[test]
+    fn migrate_through_a_transaction_pooler_needs_a_direct_url() {
+        let pooled = "postgres://app@127.0.0.1:6432/gatehouse";
+        let direct = "postgres://app@127.0.0.1:5432/gatehouse";
+        let base = ["gatehouse", "migrate", "--db-pooler", "transaction"];
+
+        let mut args = base.to_vec();
+        args.extend(["--database-url", direct]);
+        let database = migrate_args(&args).direct_database().unwrap();
+        assert_eq!(database.database_url, direct);
+        assert_eq!(database.db_pooler, Pooler::None);
+
+        let mut args = base.to_vec();
+        args.extend(["--migration-database-url", direct]);
+        let mut migrate = migrate_args(&args);
+        migrate.database.database_url = pooled.to_owned();
+        let database = migrate.direct_database().unwrap();
+        assert_eq!(database.database_url, direct);
+
+        let mut migrate = migrate_args(&base);
+        migrate.database.database_url = pooled.to_owned();
+        let refused = migrate.direct_database().unwrap_err();
+        assert!(refused.contains("MIGRATION_DATABASE_URL"), "{refused}");
+        assert!(refused.contains("--database-url"), "{refused}");
     }
 
     #[test]

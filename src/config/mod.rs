@@ -157,6 +157,7 @@ impl Settings {
                  refuse SameSite=None cookies without Secure",
             ));
         }
+        problems.extend(self.database.problems());
         if self.is_production() {
             if self.mail.mail_url.is_none() {
                 problems.push(ConfigError::new(

@@ -133,6 +133,14 @@ pub(super) fn parse_same_site(raw: &str) -> Result<SameSitePolicy, String> {
     }
 }
 
+pub(super) fn parse_pooler(raw: &str) -> Result<gatehouse_core::db::Pooler, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "none" => Ok(gatehouse_core::db::Pooler::None),
+        "transaction" => Ok(gatehouse_core::db::Pooler::Transaction),
+        _ => Err("must be `none` or `transaction`".to_owned()),
+    }
+}
+
 /// Normalises `PUBLIC_URL` to an origin (`scheme://host[:port]`, no path).
 pub(super) fn parse_origin(raw: &str) -> Result<String, String> {
     let (scheme, rest) = raw

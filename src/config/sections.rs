@@ -6,6 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::StringValueParser;
 
+use gatehouse_core::db::Pooler;
+
+use super::ConfigError;
 use super::parse::*;
 use super::secrets::{Secret, parse_secret, parse_secret_list};
 
@@ -203,14 +206,86 @@ pub struct DatabaseSettings {
         hide_env_values = true
     )]
     pub migrate_on_start: bool,
+
+    /// `transaction` when DATABASE_URL goes through a transaction-mode pooler (PgBouncer): no prepared statements, no LISTEN and no migrations over it
+    #[arg(
+        long,
+        env = "DB_POOLER",
+        value_name = "DB_POOLER",
+        default_value = "none",
+        value_parser = Trimmed(parse_pooler),
+        hide_env_values = true
+    )]
+    pub db_pooler: Pooler,
+
+    /// A direct PostgreSQL URL for LISTEN (one connection per instance), so revocations made elsewhere arrive at once, not at the next poll [default: DATABASE_URL, none with DB_POOLER=transaction]
+    #[arg(
+        long,
+        env = "REVOCATION_LISTEN_URL",
+        value_name = "REVOCATION_LISTEN_URL",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub revocation_listen_url: Option<String>,
+
+    /// For `gatehouse migrate`: a direct PostgreSQL URL, when DATABASE_URL goes through a pooler (`--database-url` on the command line wins)
+    #[arg(
+        long,
+        env = "MIGRATION_DATABASE_URL",
+        value_name = "MIGRATION_DATABASE_URL",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub migration_database_url: Option<String>,
 }
 
 impl DatabaseSettings {
     /// Whether `DATABASE_URL` names a PostgreSQL server.
     pub fn is_postgres(&self) -> bool {
-        let url = self.database_url.to_ascii_lowercase();
-        url.starts_with("postgres://") || url.starts_with("postgresql://")
+        is_postgres_url(&self.database_url)
     }
+
+    /// Where this instance `LISTEN`s for revocations made elsewhere:
+    /// `REVOCATION_LISTEN_URL`, else `DATABASE_URL` on PostgreSQL without a
+    /// transaction-mode pooler (which cannot keep a `LISTEN`), else nowhere
+    /// (the poll alone).
+    pub fn listen_url(&self) -> Option<&str> {
+        match &self.revocation_listen_url {
+            Some(url) => Some(url),
+            None if self.is_postgres() && self.db_pooler == Pooler::None => {
+                Some(&self.database_url)
+            }
+            None => None,
+        }
+    }
+
+    /// Problems of these settings, each naming its variable.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.db_pooler == Pooler::Transaction && !self.is_postgres() {
+            problems.push(ConfigError::new(
+                "DB_POOLER",
+                "`transaction` needs a PostgreSQL DATABASE_URL (the pooler's address)",
+            ));
+        }
+        if self
+            .revocation_listen_url
+            .as_deref()
+            .is_some_and(|url| !is_postgres_url(url))
+        {
+            problems.push(ConfigError::new(
+                "REVOCATION_LISTEN_URL",
+                "must be a postgres:// URL that reaches PostgreSQL directly",
+            ));
+        }
+        problems
+    }
+}
+
+/// Whether `url` names a PostgreSQL server.
+pub fn is_postgres_url(url: &str) -> bool {
+    let url = url.to_ascii_lowercase();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::parse::{parse_origin, parse_proxies};
 use super::*;
+use gatehouse_core::db::Pooler;
 
 /// `pairs`, over a mail set-up (which production requires and these
 /// tests are not about).
@@ -237,4 +238,31 @@ fn every_setting_has_a_variable_a_long_option_and_hides_its_value() {
         assert!(arg.get_help().is_some(), "{:?} has no help", env);
     }
     assert_eq!(variables().len(), cmd.get_arguments().count());
+}
+
+#[test]
+fn a_transaction_pooler_listens_only_where_told_and_needs_postgres() {
+    let pooled = "postgres://app@127.0.0.1:6432/gatehouse";
+    let direct = "postgres://app@127.0.0.1:5432/gatehouse";
+    let plain = Settings::from_vars(&vars(&[("DATABASE_URL", direct)])).unwrap();
+    assert_eq!(plain.database.db_pooler, Pooler::None);
+    assert_eq!(plain.database.listen_url(), Some(direct));
+    let sqlite = Settings::from_vars(&vars(&[])).unwrap();
+    assert_eq!(sqlite.database.listen_url(), None);
+
+    let through = [("DATABASE_URL", pooled), ("DB_POOLER", " Transaction ")];
+    let s = Settings::from_vars(&vars(&through)).unwrap();
+    assert_eq!(s.database.db_pooler, Pooler::Transaction);
+    assert_eq!(s.database.listen_url(), None);
+    let mut told = through.to_vec();
+    told.push(("REVOCATION_LISTEN_URL", direct));
+    let s = Settings::from_vars(&vars(&told)).unwrap();
+    assert_eq!(s.database.listen_url(), Some(direct));
+
+    let err = Settings::from_vars(&vars(&[("DB_POOLER", "transaction")])).unwrap_err();
+    assert_eq!(err.var, "DB_POOLER");
+    let err = Settings::from_vars(&vars(&[("DB_POOLER", "session")])).unwrap_err();
+    assert_eq!(err.var, "DB_POOLER");
+    let err = Settings::from_vars(&vars(&[("REVOCATION_LISTEN_URL", "gatehouse.db")])).unwrap_err();
+    assert_eq!(err.var, "REVOCATION_LISTEN_URL");
 }

@@ -62,7 +62,10 @@ pub struct Application {
     mailer: Mailer,
     mail_task: tokio::task::JoinHandle<()>,
     address: std::net::SocketAddr,
-    database_url: String,
+    /// Where revocations made elsewhere are `LISTEN`ed for, if anywhere.
+    listen_url: Option<String>,
+    /// Whether other instances may share the database (PostgreSQL).
+    shared_database: bool,
     port: u16,
     pool: DbPool,
     public_url: String,
@@ -208,7 +211,8 @@ impl Application {
             mailer,
             mail_task,
             address,
-            database_url: settings.database.database_url.clone(),
+            listen_url: settings.database.listen_url().map(str::to_owned),
+            shared_database: settings.database.is_postgres(),
             port,
             pool,
             public_url,
@@ -240,7 +244,23 @@ impl Application {
     /// Serves until the server stops, taking in revocations made elsewhere
     /// meanwhile: pushed (PostgreSQL `LISTEN`) and polled (the safety net).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let listener = db::notify::RevocationListener::for_url(&self.database_url)
+        let every = humantime::format_duration(self.poll_interval);
+        match &self.listen_url {
+            Some(url) => tracing::info!(
+                listen = %db::describe(url),
+                poll_every = %every,
+                "revocations made elsewhere: pushed over LISTEN, and polled"
+            ),
+            None if self.shared_database => tracing::info!(
+                poll_every = %every,
+                "revocations made elsewhere: polled (no LISTEN: set REVOCATION_LISTEN_URL to a direct PostgreSQL URL to have them pushed)"
+            ),
+            None => {}
+        }
+        let listener = self
+            .listen_url
+            .as_deref()
+            .and_then(db::notify::RevocationListener::for_url)
             .map(|listener| tokio::spawn(listen_for_revocations(self.sessions.clone(), listener)));
         let poller = tokio::spawn(poll_revocations(self.sessions, self.poll_interval));
         let result = self.server.await;
@@ -268,11 +288,21 @@ pub async fn open_database(
     database: &DatabaseSettings,
     migrate: bool,
 ) -> Result<(DbPool, Vec<String>), StartupError> {
+    if migrate && database.db_pooler == db::Pooler::Transaction {
+        return Err(ConfigError::new(
+            "MIGRATE_ON_START",
+            "migrations take a session-level lock, which a transaction-mode pooler \
+             (DB_POOLER=transaction) cannot hold: run `gatehouse migrate` with a direct \
+             URL (--database-url or MIGRATION_DATABASE_URL) and set MIGRATE_ON_START=false",
+        )
+        .into());
+    }
     let url = database.database_url.clone();
     let options = db::PoolOptions {
         size: database.db_pool_size,
         timeout: database.db_pool_timeout,
         startup_timeout: database.db_startup_timeout,
+        pooler: database.db_pooler,
     };
     tracing::info!(database = %db::describe(&url), "opening the database");
     let (pool, applied) = tokio::task::spawn_blocking(move || -> Result<_, db::DbSetupError> {

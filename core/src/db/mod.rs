@@ -22,8 +22,8 @@ use diesel::prelude::*;
 
 pub use migrations::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, pending_migrations, run_migrations};
 pub use pool::{
-    DbPool, Manager, PoolOptions, PooledConn, Target, build_pool, connect_postgres, describe,
-    sqlite_path,
+    DbPool, Manager, PoolOptions, PooledConn, Pooler, Target, build_pool, connect_postgres,
+    describe, sqlite_path,
 };
 
 use crate::threads::RunError;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection as _;
+use diesel::connection::{CacheSize, SimpleConnection as _};
 use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection as _};
 use scheduled_thread_pool::ScheduledThreadPool;
@@ -65,6 +65,18 @@ impl Target {
     }
 }
 
+/// What stands between the instances and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// Each pooled connection is a server session of its own.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`): a
+    /// connection's server session may change after every transaction, so no
+    /// named prepared statement, `LISTEN` or session lock may outlive one.
+    Transaction,
+}
+
 /// Pool sizes and waits, from settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -73,6 +85,7 @@ pub struct PoolOptions {
     pub timeout: Duration,
     /// How long start-up retries an unreachable PostgreSQL server.
     pub startup_timeout: Duration,
+    pub pooler: Pooler,
 }
 
 impl Default for PoolOptions {
@@ -81,6 +94,7 @@ impl Default for PoolOptions {
             size: 8,
             timeout: Duration::from_secs(3),
             startup_timeout: Duration::from_secs(30),
+            pooler: Pooler::None,
         }
     }
 }
@@ -100,11 +114,12 @@ pub fn connect_postgres(url: &str) -> ConnectionResult<diesel::PgConnection> {
 #[derive(Debug, Clone)]
 pub struct Manager {
     target: Target,
+    pooler: Pooler,
 }
 
 impl Manager {
-    pub fn new(target: Target) -> Self {
-        Self { target }
+    pub fn new(target: Target, pooler: Pooler) -> Self {
+        Self { target, pooler }
     }
 
     fn establish(&self) -> Result<DbConnection, diesel::r2d2::Error> {
@@ -115,9 +130,19 @@ impl Manager {
                 sqlite_pragmas(&mut conn).map_err(Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            Target::Postgres(url) => connect_postgres(url)
-                .map(DbConnection::Postgresql)
-                .map_err(Error::ConnectionError),
+            Target::Postgres(url) => {
+                let mut conn = connect_postgres(url).map_err(Error::ConnectionError)?;
+                if self.pooler == Pooler::Transaction {
+                    // Diesel then sends every query with its parameters in
+                    // one message (the unnamed statement), which a pooler can
+                    // hand to any server session; a named statement exists in
+                    // one session only. The two `SET`s diesel sends on
+                    // connecting (time zone, client encoding) are parameters
+                    // PgBouncer tracks per client and applies for it.
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                Ok(DbConnection::Postgresql(conn))
+            }
         }
     }
 }
@@ -171,7 +196,7 @@ pub fn sqlite_path(database_url: &str) -> &str {
 /// pool timeout that hides it). A SQLite file is created if needed.
 pub fn build_pool(database_url: &str, options: PoolOptions) -> Result<DbPool, DbSetupError> {
     let target = Target::from_url(database_url);
-    let manager = Manager::new(target.clone());
+    let manager = Manager::new(target.clone(), options.pooler);
     // One connection first: it proves the server answers (and on SQLite
     // switches the file to WAL before the pool opens its connections at once,
     // which would otherwise race for the exclusive lock the switch needs).
