@@ -71,7 +71,6 @@ impl MigrateArgs {
             }
         }
         database.db_pooler = Pooler::None;
-        database.revocation_listen_url = None;
         Ok(database)
     }
 }

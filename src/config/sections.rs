@@ -284,8 +284,10 @@ impl DatabaseSettings {
 
 /// Whether `url` names a PostgreSQL server.
 pub fn is_postgres_url(url: &str) -> bool {
-    let url = url.to_ascii_lowercase();
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+    matches!(
+        gatehouse_core::db::Target::from_url(url),
+        gatehouse_core::db::Target::Postgres(_)
+    )
 }
 
 #[derive(Debug, Clone, Args)]
