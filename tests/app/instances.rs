@@ -1,8 +1,10 @@
 //! Several real `gatehouse` processes on one PostgreSQL database: a cookie
 //! from one works on the other, a revocation on one is honoured by the other
 //! at once, throttling counts on both, and a rotated refresh token cannot be
-//! replayed anywhere. Each test needs `TEST_DATABASE_URL` and is ignored
-//! without `--include-ignored`.
+//! replayed anywhere. Each test runs twice: straight to PostgreSQL
+//! (`TEST_DATABASE_URL`) and through a transaction-mode pooler
+//! (`TEST_DATABASE_POOLER_URL`, e.g. PgBouncer), where nothing may rely on
+//! session state. All are ignored without `--include-ignored`.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -11,19 +13,88 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
+/// How the instances reach PostgreSQL.
+#[derive(Clone, Copy)]
+enum Route {
+    /// Straight to it: each instance migrates at start and listens for
+    /// revocations on its `DATABASE_URL`.
+    Direct,
+    /// Through the transaction-mode pooler (`DB_POOLER=transaction`), the
+    /// database migrated first by `gatehouse migrate` over the direct URL;
+    /// with `listen`, revocations also arrive over `LISTEN` on
+    /// `REVOCATION_LISTEN_URL` (the direct URL), else by the poll alone.
+    Pooler { listen: bool },
+}
+
+/// Each test once straight to PostgreSQL and once through the pooler.
+macro_rules! on_both_routes {
+    ($($test:ident),+ $(,)?) => {
+        mod direct {
+            $(
+                #[tokio::test]
+                #[ignore = "needs TEST_DATABASE_URL"]
+                async fn $test() {
+                    super::$test(super::Route::Direct).await;
+                }
+            )+
+        }
+
+        mod through_pooler {
+            $(
+                #[tokio::test]
+                #[ignore = "needs TEST_DATABASE_URL and TEST_DATABASE_POOLER_URL"]
+                async fn $test() {
+                    super::$test(super::Route::Pooler { listen: true }).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_routes!(
+    a_cookie_from_one_instance_works_on_the_other,
+    a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically,
+    throttling_counts_failures_on_both_instances_together,
+    thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times,
+    forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times,
+    twenty_right_sign_ins_at_once_on_two_instances_all_succeed,
+    a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other,
+    two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in,
+    a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other,
+    a_password_reset_on_one_instance_signs_the_account_out_on_the_other,
+);
+
 struct Instances {
     a: RunningBinary,
     b: RunningBinary,
     _database: TestDatabase,
 }
 
-/// Two instances on a fresh PostgreSQL database; fails without `TEST_DATABASE_URL`.
-fn two_instances(vars: &[(&str, &str)]) -> Instances {
+/// Two instances on a fresh PostgreSQL database, reached by `route`; fails
+/// without `TEST_DATABASE_URL` (and, through the pooler, without
+/// `TEST_DATABASE_POOLER_URL`).
+fn two_instances(route: Route, vars: &[(&str, &str)]) -> Instances {
     let database = TestDatabase::postgres();
-    let mut all = vec![("DATABASE_URL", database.url.as_str())];
+    let pooled;
+    let mut all = match route {
+        Route::Direct => vec![("DATABASE_URL", database.url.as_str())],
+        Route::Pooler { listen } => {
+            pooled = database.through_pooler();
+            migrate(&database.url);
+            let mut through = vec![
+                ("DATABASE_URL", pooled.as_str()),
+                ("DB_POOLER", "transaction"),
+                ("MIGRATE_ON_START", "false"),
+            ];
+            if listen {
+                through.push(("REVOCATION_LISTEN_URL", database.url.as_str()));
+            }
+            through
+        }
+    };
     all.extend_from_slice(vars);
-    // Both start at once on the empty database: the migration lock makes one
-    // wait for the other instead of racing it.
+    // Both start at once: straight to an empty database, the migration lock
+    // makes one wait for the other instead of racing it.
     let (a, b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| RunningBinary::start(&all));
         let b = scope.spawn(|| RunningBinary::start(&all));
@@ -34,6 +105,23 @@ fn two_instances(vars: &[(&str, &str)]) -> Instances {
         b,
         _database: database,
     }
+}
+
+/// `gatehouse migrate --database-url direct_url`, as an operator runs it
+/// before starting instances behind the pooler.
+fn migrate(direct_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["migrate", "--database-url", direct_url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "gatehouse migrate: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 async fn register(client: &Client, address: &str, email: &str) {
@@ -61,10 +149,8 @@ async fn sign_in_ada(client: &Client, address: &str) {
     assert_redirects_to(&signed_in, "/dashboard");
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_cookie_from_one_instance_works_on_the_other() {
-    let pair = two_instances(&[]);
+async fn a_cookie_from_one_instance_works_on_the_other(route: Route) {
+    let pair = two_instances(route, &[]);
     let client = Client::new("instances");
 
     register(&client, &pair.a.address, "ada@example.com").await;
@@ -79,10 +165,51 @@ async fn a_cookie_from_one_instance_works_on_the_other() {
     assert!(on_b.text().await.unwrap().contains("Ada Lovelace"));
 }
 
+async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically(route: Route) {
+    let pair = two_instances(route, &[]);
+
+    let delays = sign_out_delays(&pair, 50, Duration::from_secs(2)).await;
+
+    let (median, max) = (delays[delays.len() / 2], delays[delays.len() - 1]);
+    assert!(median <= Duration::from_millis(100), "median {median:?}");
+    assert!(max <= Duration::from_secs(2), "max {max:?}");
+}
+
 #[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typically() {
-    let pair = two_instances(&[]);
+#[ignore = "needs TEST_DATABASE_URL and TEST_DATABASE_POOLER_URL"]
+async fn through_the_pooler_without_listen_a_sign_out_reaches_the_other_instance_by_the_poll() {
+    let poll = Duration::from_secs(1);
+    let pair = two_instances(
+        Route::Pooler { listen: false },
+        &[("REVOCATION_POLL_INTERVAL", "1s")],
+    );
+    let started = Instant::now();
+    while !pair
+        .b
+        .log()
+        .contains("revocations made elsewhere: polled (no LISTEN")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no start-up line saying revocations are polled only: {}",
+            pair.b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let delays = sign_out_delays(&pair, 5, poll + Duration::from_millis(250)).await;
+
+    // Polled, not pushed: some sign-out waits for the next poll.
+    assert!(
+        delays[delays.len() - 1] > Duration::from_millis(100),
+        "{delays:?}"
+    );
+}
+
+/// Signs Ada in on A `rounds` times; each time checks that B accepts her
+/// access cookie, signs out on A and measures how long B goes on accepting
+/// it, failing past `bound`. Returns the delays, sorted.
+async fn sign_out_delays(pair: &Instances, rounds: usize, bound: Duration) -> Vec<Duration> {
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     client
@@ -90,7 +217,7 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
         .await;
     let mut delays = Vec::new();
 
-    for _ in 0..50 {
+    for _ in 0..rounds {
         sign_in_ada(&client, &pair.a.address).await;
         let access = client.cookie(&pair.a.address, "gatehouse_access").unwrap();
         let old = format!("gatehouse_access={access}");
@@ -111,8 +238,8 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
             == StatusCode::OK
         {
             assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "B still accepts the cookie"
+                started.elapsed() < bound,
+                "B still accepts the cookie after {bound:?}"
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -120,20 +247,18 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other_within_100_ms_typica
     }
 
     delays.sort();
-    let (median, max) = (delays[delays.len() / 2], delays[delays.len() - 1]);
     let _ = writeln!(
         std::io::stderr(),
-        "cross-instance revocation over {} sign-outs: median {median:?}, max {max:?}",
-        delays.len()
+        "cross-instance revocation over {} sign-outs: median {:?}, max {:?}",
+        delays.len(),
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
     );
-    assert!(median <= Duration::from_millis(100), "median {median:?}");
-    assert!(max <= Duration::from_secs(2), "max {max:?}");
+    delays
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn throttling_counts_failures_on_both_instances_together() {
-    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "3")]);
+async fn throttling_counts_failures_on_both_instances_together(route: Route) {
+    let pair = two_instances(route, &[("LOGIN_MAX_FAILURES", "3")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let attacker = Client::new("attacker");
@@ -156,11 +281,9 @@ async fn throttling_counts_failures_on_both_instances_together() {
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times() {
+async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times(route: Route) {
     // Cost 8: each check takes long enough for the guesses to overlap.
-    let pair = two_instances(&[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]);
+    let pair = two_instances(route, &[("LOGIN_MAX_FAILURES", "5"), ("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -189,10 +312,13 @@ async fn thirty_guesses_at_once_on_two_instances_are_judged_at_most_five_times()
     assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times() {
-    let pair = two_instances(&[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")]);
+async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_most_ten_times(
+    route: Route,
+) {
+    let pair = two_instances(
+        route,
+        &[("LOGIN_MAX_FAILURES_PER_IP", "10"), ("BCRYPT_COST", "8")],
+    );
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
 
     let statuses = sign_ins_at_once(
@@ -210,10 +336,8 @@ async fn forty_guesses_at_once_over_ten_emails_on_two_instances_are_judged_at_mo
     assert!(judged(&statuses) <= 10, "{statuses:?}");
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
-    let pair = two_instances(&[("BCRYPT_COST", "8")]);
+async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed(route: Route) {
+    let pair = two_instances(route, &[("BCRYPT_COST", "8")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let addresses = [pair.a.address.as_str(), pair.b.address.as_str()];
@@ -232,10 +356,8 @@ async fn twenty_right_sign_ins_at_once_on_two_instances_all_succeed() {
     );
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other() {
-    let pair = two_instances(&[("REFRESH_REUSE_GRACE", "0s")]);
+async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other(route: Route) {
+    let pair = two_instances(route, &[("REFRESH_REUSE_GRACE", "0s")]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let first = client.cookie(&pair.a.address, "gatehouse_refresh").unwrap();
@@ -268,10 +390,8 @@ async fn a_refresh_token_rotated_on_one_instance_cannot_be_replayed_on_the_other
     );
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in() {
-    let pair = two_instances(&[]);
+async fn two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in(route: Route) {
+    let pair = two_instances(route, &[]);
     let client = Client::new("instances");
     register(&client, &pair.a.address, "ada@example.com").await;
     let refresh = format!(
@@ -317,10 +437,8 @@ async fn refused_within_2s(address: &str, cookie: &str) {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other() {
-    let pair = two_instances(&[]);
+async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other(route: Route) {
+    let pair = two_instances(route, &[]);
     let (laptop, phone, tablet) = (
         Client::new("laptop"),
         Client::new("phone"),
@@ -379,11 +497,9 @@ async fn a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_ot
     refused_within_2s(&pair.b.address, &phone_cookie).await;
 }
 
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other() {
+async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other(route: Route) {
     let (mail_url, inbox) = start_smtp().await;
-    let pair = two_instances(&[("MAIL_URL", &mail_url)]);
+    let pair = two_instances(route, &[("MAIL_URL", &mail_url)]);
     let phone = Client::new("phone");
     register(&phone, &pair.a.address, "ada@example.com").await;
     let phone_cookie = format!(

@@ -60,6 +60,26 @@ impl TestDatabase {
         Self::create_postgres(admin)
     }
 
+    /// This PostgreSQL database reached through the transaction-mode pooler
+    /// at `TEST_DATABASE_POOLER_URL` (which serves every database under its
+    /// own name). Tests that need it carry
+    /// `#[ignore = "needs TEST_DATABASE_POOLER_URL"]` and fail here without it.
+    pub fn through_pooler(&self) -> String {
+        let (_, name) = self
+            .postgres
+            .as_ref()
+            .unwrap_or_else(|| panic!("only a PostgreSQL database can go through the pooler"));
+        let pooler = std::env::var("TEST_DATABASE_POOLER_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "this test needs a transaction-mode pooler: set TEST_DATABASE_POOLER_URL (e.g. postgres://postgres@127.0.0.1:6432/postgres; .ci/run starts PgBouncer and sets it)"
+                )
+            });
+        with_database(&pooler, name)
+    }
+
     fn create_postgres(admin: String) -> Self {
         let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = gatehouse_core::db::connect_postgres(&admin)
