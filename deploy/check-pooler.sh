@@ -124,7 +124,8 @@ grep -q 'revocations made elsewhere: polled' "$work/poll-1.log" ||
   fail "the log does not say revocations are polled: $(grep -i revocation "$work/poll-1.log" | head -n 3)"
 figures=$(python3 deploy/revocation_probe.py 1.25 "$ROUNDS" "${URLS[@]}") ||
   fail "a sign-out did not reach every instance by the poll within 1.25 s"
-server=$(psql "$PG_URL/postgres" -qAtc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'")
+server=$(psql "$PG_URL/postgres" -qAtc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db'") ||
+  fail "cannot count the server connections on $PG_URL"
 pass "poll alone: $figures; instances' memory $(rss_total); server connections $server"
 stop_instances
 

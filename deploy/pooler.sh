@@ -54,6 +54,8 @@ stop_pgbouncer() {
   pid=$(cat "$dir/pgbouncer.pid" 2>/dev/null || true)
   [ -n "$pid" ] || return 0
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  # Gone: a second call must not signal whatever reuses the PID.
+  rm -f "$dir/pgbouncer.pid"
 }

@@ -137,6 +137,20 @@ pub struct ServeArgs {
 }
 
 impl Cli {
+    /// The parsed command, with what clap's derive cannot record: whether
+    /// `migrate --database-url` was typed on the command line (it then wins
+    /// over `MIGRATION_DATABASE_URL`) or came from `DATABASE_URL`.
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli = Self::from_arg_matches(matches)?;
+        if let Some(Command::Migrate(args)) = &mut cli.command {
+            args.database_url_on_command_line = matches
+                .subcommand_matches("migrate")
+                .and_then(|m| m.value_source("database_url"))
+                == Some(ValueSource::CommandLine);
+        }
+        Ok(cli)
+    }
+
     /// Parses the process's arguments and environment. On failure (or for
     /// `--help` and `--version`) prints what clap prints and returns the exit
     /// status: 0 for help, 2 for usage errors. A bad setting is reported by
@@ -144,16 +158,7 @@ impl Cli {
     pub fn parse_args_and_env() -> Result<Self, ExitCode> {
         let parsed = config::ignore_blank_env(Self::command())
             .try_get_matches()
-            .and_then(|matches| {
-                let mut cli = Self::from_arg_matches(&matches)?;
-                if let Some(Command::Migrate(args)) = &mut cli.command {
-                    args.database_url_on_command_line = matches
-                        .subcommand_matches("migrate")
-                        .and_then(|m| m.value_source("database_url"))
-                        == Some(ValueSource::CommandLine);
-                }
-                Ok(cli)
-            });
+            .and_then(|matches| Self::from_matches(&matches));
         parsed.map_err(|e| {
             if matches!(
                 e.kind(),
@@ -498,14 +503,9 @@ mod tests {
 
     fn migrate_args(args: &[&str]) -> MigrateArgs {
         let matches = Cli::command().try_get_matches_from(args).unwrap();
-        let mut cli = Cli::from_arg_matches(&matches).unwrap();
-        let Some(Command::Migrate(mut migrate)) = cli.command.take() else {
+        let Some(Command::Migrate(migrate)) = Cli::from_matches(&matches).unwrap().command else {
             panic!("migrate expected")
         };
-        migrate.database_url_on_command_line = matches
-            .subcommand_matches("migrate")
-            .and_then(|m| m.value_source("database_url"))
-            == Some(ValueSource::CommandLine);
         migrate
     }
 

@@ -283,7 +283,7 @@ impl DatabaseSettings {
 }
 
 /// Whether `url` names a PostgreSQL server.
-pub fn is_postgres_url(url: &str) -> bool {
+fn is_postgres_url(url: &str) -> bool {
     matches!(
         gatehouse_core::db::Target::from_url(url),
         gatehouse_core::db::Target::Postgres(_)

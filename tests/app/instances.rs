@@ -110,13 +110,7 @@ fn two_instances(route: Route, vars: &[(&str, &str)]) -> Instances {
 /// `gatehouse migrate --database-url direct_url`, as an operator runs it
 /// before starting instances behind the pooler.
 fn migrate(direct_url: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .env_clear()
-        .current_dir(dir.path())
-        .args(["migrate", "--database-url", direct_url])
-        .output()
-        .unwrap();
+    let output = run_gatehouse(&[], &["migrate", "--database-url", direct_url], "");
     assert!(
         output.status.success(),
         "gatehouse migrate: {}",

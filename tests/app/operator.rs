@@ -1,8 +1,7 @@
 //! The operator's command line, run as the real binary against the test's own
 //! database while the site serves it: the same accounts, the same rules.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -13,25 +12,11 @@ use crate::helpers::*;
 
 /// Runs `gatehouse ARGS` on `database_url`, with `stdin` as its input.
 fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .env_clear()
-        .env("DATABASE_URL", database_url)
-        .env("BCRYPT_COST", "4")
-        .args(args)
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_gatehouse(
+        &[("DATABASE_URL", database_url), ("BCRYPT_COST", "4")],
+        args,
+        stdin,
+    )
 }
 
 /// `gatehouse ARGS` on the app's own database, off the async workers.

@@ -1,9 +1,9 @@
 //! The real `gatehouse` binary as a server process, with its log captured:
 //! for tests of what only a process shows (its log, its exit, several
-//! instances on one database).
+//! instances on one database); and run once, as an operator runs a command.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,4 +101,28 @@ impl Drop for RunningBinary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `gatehouse ARGS` to its end with only `vars` in its environment and
+/// `stdin` as its input, in a temporary directory (so no developer's `.env`
+/// is read).
+pub fn run_gatehouse(vars: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .envs(vars.iter().copied())
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -7,6 +7,8 @@
 //! directory, and one line says the PostgreSQL run was skipped. Tests that
 //! need PostgreSQL itself are `#[ignore = "needs TEST_DATABASE_URL"]` and take
 //! `TestDatabase::postgres()`, which fails them when the variable is unset.
+//! Those that also need a transaction-mode pooler (`TEST_DATABASE_POOLER_URL`)
+//! reach the same database through it with `TestDatabase::through_pooler()`.
 
 use std::io::Write as _;
 use std::sync::Once;
@@ -62,8 +64,9 @@ impl TestDatabase {
 
     /// This PostgreSQL database reached through the transaction-mode pooler
     /// at `TEST_DATABASE_POOLER_URL` (which serves every database under its
-    /// own name). Tests that need it carry
-    /// `#[ignore = "needs TEST_DATABASE_POOLER_URL"]` and fail here without it.
+    /// own name). Fails the test without the variable, or when what answers
+    /// there does not share server connections between clients as a
+    /// transaction-mode pooler does.
     pub fn through_pooler(&self) -> String {
         let (_, name) = self
             .postgres
@@ -77,7 +80,9 @@ impl TestDatabase {
                     "this test needs a transaction-mode pooler: set TEST_DATABASE_POOLER_URL (e.g. postgres://postgres@127.0.0.1:6432/postgres; .ci/run starts PgBouncer and sets it)"
                 )
             });
-        with_database(&pooler, name)
+        let url = with_database(&pooler, name);
+        assert_pools_transactions(&url);
+        url
     }
 
     fn create_postgres(admin: String) -> Self {
@@ -92,6 +97,34 @@ impl TestDatabase {
             postgres: Some((admin, name)),
         }
     }
+}
+
+/// Two clients of `url`, one transaction each in turn, must be served by
+/// one server process: a transaction-mode pooler hands the connection the
+/// first released to the second (PgBouncer reuses the most recent), where
+/// PostgreSQL itself, or a session-mode pooler, gives each client its own.
+/// Nothing else uses this fresh database yet.
+fn assert_pools_transactions(url: &str) {
+    use diesel::connection::{CacheSize, Connection as _};
+    let backend = |conn: &mut diesel::PgConnection| -> i32 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        ))
+        .get_result(conn)
+        .unwrap()
+    };
+    let mut clients = [(); 2].map(|()| {
+        let mut conn = db::connect_postgres(url)
+            .unwrap_or_else(|e| panic!("TEST_DATABASE_POOLER_URL does not answer: {e}"));
+        conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        conn
+    });
+    let first = backend(&mut clients[0]);
+    let second = backend(&mut clients[1]);
+    assert_eq!(
+        first, second,
+        "TEST_DATABASE_POOLER_URL does not pool transactions: two clients got two server processes"
+    );
 }
 
 /// `TEST_DATABASE_URL`, when it is set and not empty.
