@@ -107,6 +107,16 @@ pub enum UserAction {
         /// The account's e-mail address
         email: String,
     },
+    /// Delete an account with its sessions, history and reset links, for
+    /// good; its sessions end at once. Asks for the address again unless
+    /// --yes
+    Delete {
+        /// The account's e-mail address
+        email: String,
+        /// Do not ask for the address again
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a one-time password-reset link for an account (for support
     /// staff); the audit trail records it
     ResetLink {
@@ -320,6 +330,22 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 println!("disabled {}; {ended} session(s) ended", shown(&email));
                 Ok(())
             }
+            UserAction::Delete { email, yes } => {
+                if !yes {
+                    confirm_address(&email)?;
+                }
+                let deleted = accounts(settings)
+                    .await?
+                    .delete_user(&Email::new(&email), &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "deleted {}; {} session(s) ended",
+                    shown(deleted.email.as_str()),
+                    deleted.sessions_ended
+                );
+                Ok(())
+            }
             UserAction::ResetLink { email } => {
                 let link = accounts(settings)
                     .await?
@@ -390,6 +416,32 @@ fn read_password() -> Result<String, String> {
         return Err("no password given (on standard input, or at the prompt)".to_owned());
     }
     Ok(password)
+}
+
+/// Asks for `email` again (a line of standard input, after a prompt on a
+/// terminal) and refuses unless it names the same address.
+fn confirm_address(email: &str) -> Result<(), String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!(
+            "This deletes {} for good. Type the address again to confirm: ",
+            shown(email)
+        );
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the confirmation: {e}"))?;
+    if Email::new(line.trim()) != Email::new(email) {
+        return Err(format!(
+            "not deleted: the address typed does not match {} (or pass --yes)",
+            shown(email)
+        ));
+    }
+    Ok(())
 }
 
 /// Serves until stopped.

@@ -41,6 +41,13 @@ pub enum Mail {
         /// Where to ask for a new link.
         forgot: String,
     },
+    /// "Your account was deleted."
+    AccountDeleted {
+        to: String,
+        name: String,
+        /// Where to register again.
+        register: String,
+    },
 }
 
 /// Why the mail settings cannot be used.
@@ -168,10 +175,26 @@ struct PasswordChangedHtml<'a> {
     forgot: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/account_deleted.txt")]
+struct AccountDeletedText<'a> {
+    name: &'a str,
+    register: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_deleted.html")]
+struct AccountDeletedHtml<'a> {
+    name: &'a str,
+    register: &'a str,
+}
+
 impl Mail {
     fn to(&self) -> &str {
         match self {
-            Self::ResetLink { to, .. } | Self::PasswordChanged { to, .. } => to,
+            Self::ResetLink { to, .. }
+            | Self::PasswordChanged { to, .. }
+            | Self::AccountDeleted { to, .. } => to,
         }
     }
 
@@ -179,6 +202,7 @@ impl Mail {
         match self {
             Self::ResetLink { .. } => "reset_link",
             Self::PasswordChanged { .. } => "password_changed",
+            Self::AccountDeleted { .. } => "account_deleted",
         }
     }
 
@@ -212,6 +236,11 @@ impl Mail {
                 "Your Gatehouse password was changed",
                 PasswordChangedText { name, forgot }.render(),
                 PasswordChangedHtml { name, forgot }.render(),
+            ),
+            Self::AccountDeleted { name, register, .. } => (
+                "Your Gatehouse account was deleted",
+                AccountDeletedText { name, register }.render(),
+                AccountDeletedHtml { name, register }.render(),
             ),
         };
         let (text, html) = (

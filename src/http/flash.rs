@@ -18,6 +18,7 @@ pub enum Flash {
     SessionRevoked,
     OtherSessionsRevoked,
     PasswordReset,
+    AccountDeleted,
 }
 
 impl Flash {
@@ -27,6 +28,7 @@ impl Flash {
         Flash::SessionRevoked,
         Flash::OtherSessionsRevoked,
         Flash::PasswordReset,
+        Flash::AccountDeleted,
     ];
 
     pub fn code(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Flash {
             Self::SessionRevoked => "session_revoked",
             Self::OtherSessionsRevoked => "others_revoked",
             Self::PasswordReset => "password_reset",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 
@@ -50,6 +53,7 @@ impl Flash {
             Self::PasswordReset => {
                 "Your password has been reset, and every other session has been signed out."
             }
+            Self::AccountDeleted => "Your account has been deleted.",
         }
     }
 }

@@ -15,7 +15,10 @@ use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
 use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
-use gatehouse_core::accounts::{Accounts, PasswordChangeError, PasswordErrors, Sessions};
+use crate::mail::{Mail, Mailer};
+use gatehouse_core::accounts::{
+    Accounts, DeleteAccountError, PasswordChangeError, PasswordErrors, Sessions,
+};
 
 /// A form whose only field is the CSRF token (revoke buttons).
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +28,19 @@ pub struct ActionForm {
 }
 
 impl CsrfProtected for ActionForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteForm {
+    pub current_password: Password,
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for DeleteForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
     }
@@ -67,6 +83,8 @@ pub struct AccountPage {
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
     errors: PasswordErrors,
+    /// Why the account was not deleted.
+    delete_error: Option<&'static str>,
 }
 
 pub async fn account(
@@ -75,8 +93,15 @@ pub async fn account(
     flash: FlashMessage,
     accounts: web::Data<Accounts>,
 ) -> Result<HttpResponse, AppError> {
-    let page = account_page(&user, &csrf, flash, &accounts, PasswordErrors::default()).await?;
+    let page = account_page(&user, &csrf, flash, &accounts, Problems::default()).await?;
     render(StatusCode::OK, &page)
+}
+
+/// What a failed form on the account page says.
+#[derive(Default)]
+struct Problems {
+    password: PasswordErrors,
+    delete: Option<&'static str>,
 }
 
 async fn account_page(
@@ -84,7 +109,7 @@ async fn account_page(
     csrf: &Csrf,
     flash: FlashMessage,
     accounts: &Accounts,
-    errors: PasswordErrors,
+    problems: Problems,
 ) -> Result<AccountPage, AppError> {
     let overview = accounts.overview(&user.user_id).await?;
     Ok(AccountPage {
@@ -111,7 +136,8 @@ async fn account_page(
                 ip: e.ip,
             })
             .collect(),
-        errors,
+        errors: problems.password,
+        delete_error: problems.delete,
     })
 }
 
@@ -157,9 +183,9 @@ pub async fn revoke_others(
         .finish())
 }
 
-/// `GET /account/password`: the address a failed change leaves in the
-/// browser; the form lives on the account page.
-pub async fn password_page(_user: AuthUser) -> HttpResponse {
+/// `GET /account/password` and `GET /account/delete`: the addresses a failed
+/// form leaves in the browser; the forms live on the account page.
+pub async fn to_account_page(_user: AuthUser) -> HttpResponse {
     see_other("/account")
 }
 
@@ -201,9 +227,71 @@ pub async fn change_password(
         }
         Err(PasswordChangeError::Invalid(errors)) => {
             let flash = FlashMessage::default();
-            let page = account_page(&user, &csrf, flash, &accounts, errors).await?;
+            let problems = Problems {
+                password: errors,
+                ..Problems::default()
+            };
+            let page = account_page(&user, &csrf, flash, &accounts, problems).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /account/delete`: with the current password, the account and all
+/// that is keyed to it are deleted, every session ends (on every instance),
+/// this browser's cookies are cleared and a notice goes to the address.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one extractor per need, as actix hands them"
+)]
+pub async fn delete_account(
+    req: actix_web::HttpRequest,
+    user: AuthUser,
+    form: CsrfForm<DeleteForm>,
+    client: ClientInfo,
+    csrf: Csrf,
+    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
+    mailer: web::Data<Mailer>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    match accounts
+        .delete_account(&sessions, &user, form.current_password, &client)
+        .await
+    {
+        Ok(deleted) => {
+            mailer.send(
+                Mail::AccountDeleted {
+                    to: deleted.email.to_string(),
+                    name: deleted.name,
+                    register: format!("{}/register", site.origin),
+                },
+                &crate::http::request_id(&req),
+            );
+            let cookies = &site.cookies;
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((header::LOCATION, "/login"));
+            cookies.set_signed_out(&mut response);
+            response.cookie(cookies.flash(Flash::AccountDeleted.code()));
+            Ok(response.finish())
+        }
+        Err(DeleteAccountError::SessionEnded) => {
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((header::LOCATION, "/login"));
+            site.cookies.set_signed_out(&mut response);
+            Ok(response.finish())
+        }
+        Err(DeleteAccountError::WrongPassword) => {
+            let problems = Problems {
+                delete: Some("Your current password is not correct."),
+                ..Problems::default()
+            };
+            let page =
+                account_page(&user, &csrf, FlashMessage::default(), &accounts, problems).await?;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(DeleteAccountError::Failed(e)) => Err(e.into()),
     }
 }

@@ -35,11 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         .service(web::resource("/dashboard").get(dashboard::dashboard))
         .service(web::resource("/account").get(account::account))
         .service(
-            // A failed change re-renders at this address; opening it again
-            // goes to the account page.
+            // A failed form re-renders at its address; opening it again goes
+            // to the account page.
             web::resource("/account/password")
-                .route(web::get().to(account::password_page))
+                .route(web::get().to(account::to_account_page))
                 .route(web::post().to(account::change_password)),
+        )
+        .service(
+            web::resource("/account/delete")
+                .route(web::get().to(account::to_account_page))
+                .route(web::post().to(account::delete_account)),
         )
         .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
         .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke_session))

@@ -62,6 +62,7 @@ on_both_routes!(
     two_tabs_refreshing_at_once_on_two_instances_both_stay_signed_in,
     a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other,
     a_password_reset_on_one_instance_signs_the_account_out_on_the_other,
+    an_account_deleted_on_one_instance_is_signed_out_on_the_other,
 );
 
 struct Instances {
@@ -198,6 +199,28 @@ async fn through_the_pooler_without_listen_a_sign_out_reaches_the_other_instance
         delays[delays.len() - 1] > Duration::from_millis(100),
         "{delays:?}"
     );
+
+    // A deleted account's sessions, whose rows are gone, reach it too.
+    let phone = Client::new("phone");
+    sign_in_ada(&phone, &pair.b.address).await;
+    let phone_cookie = format!(
+        "gatehouse_access={}",
+        phone.cookie(&pair.b.address, "gatehouse_access").unwrap()
+    );
+    let laptop = Client::new("laptop");
+    sign_in_ada(&laptop, &pair.a.address).await;
+    let deleted = laptop
+        .submit(
+            &pair.a.address,
+            "/account",
+            "/account/delete",
+            &[("current_password", "correct horse battery staple")],
+        )
+        .await;
+    assert_redirects_to(&deleted, "/login");
+    let started = Instant::now();
+    refused_within_2s(&pair.b.address, &phone_cookie).await;
+    assert!(started.elapsed() <= poll + Duration::from_millis(250));
 }
 
 /// Signs Ada in on A `rounds` times; each time checks that B accepts her
@@ -528,4 +551,29 @@ async fn a_password_reset_on_one_instance_signs_the_account_out_on_the_other(rou
 
     assert_redirects_to(&reset, "/dashboard");
     refused_within_2s(&pair.a.address, &phone_cookie).await;
+}
+
+async fn an_account_deleted_on_one_instance_is_signed_out_on_the_other(route: Route) {
+    let pair = two_instances(route, &[]);
+    let laptop = Client::new("laptop");
+    register(&laptop, &pair.a.address, "ada@example.com").await;
+    let phone = Client::new("phone");
+    sign_in_ada(&phone, &pair.b.address).await;
+    let phone_cookie = format!(
+        "gatehouse_access={}",
+        phone.cookie(&pair.b.address, "gatehouse_access").unwrap()
+    );
+
+    let deleted = laptop
+        .submit(
+            &pair.a.address,
+            "/account",
+            "/account/delete",
+            &[("current_password", "correct horse battery staple")],
+        )
+        .await;
+
+    assert_redirects_to(&deleted, "/login");
+    refused_within_2s(&pair.b.address, &phone_cookie).await;
+    register(&Client::new("again"), &pair.b.address, "ada@example.com").await;
 }

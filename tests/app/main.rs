@@ -16,6 +16,7 @@ mod first_minutes;
 mod forms;
 mod hostile_tokens;
 mod instances;
+mod leaving;
 mod logs;
 mod operator;
 mod password_reset;

@@ -137,6 +137,36 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
 }
 
 #[tokio::test]
+async fn deleting_an_account_asks_for_the_address_again_and_ends_its_sessions() {
+    let app = spawn_app().await;
+    app.login_test_user().await;
+    let email = app.test_user.email.clone();
+
+    let mistyped = cli(&app, &["user", "delete", &email], "someone@example.com\n").await;
+    assert_eq!(mistyped.status.code(), Some(1), "{}", describe(&mistyped));
+    assert!(text(&mistyped.stderr).contains("not deleted"));
+    assert_eq!(accounts_with_email(&app.pool, &email).await, 1);
+
+    let output = cli(&app, &["user", "delete", &email], &format!("{email}\n")).await;
+
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(text(&output.stdout).contains("1 session(s) ended"));
+    assert_eq!(accounts_with_email(&app.pool, &email).await, 0);
+    // The site hears of it by its poll (1 s), though the rows are gone.
+    let started = Instant::now();
+    while app.get_dashboard().await.status() == StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still signed in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = cli(&app, &["user", "delete", "--yes", &email], "").await;
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(text(&gone.stderr).contains("no account has the e-mail address"));
+}
+
+#[tokio::test]
 async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
     let app = spawn_app().await;
 

@@ -27,11 +27,13 @@ pub enum EventKind {
     PasswordResetThrottled,
     PasswordReset,
     ResetLinkByOperator,
+    /// Its sessions' revoke reason; the account's own rows go with it.
+    AccountDeleted,
 }
 
 impl EventKind {
     /// Every kind, for reading stored text back.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Registered,
         Self::SignedIn,
         Self::SignInFailed,
@@ -46,6 +48,7 @@ impl EventKind {
         Self::PasswordResetThrottled,
         Self::PasswordReset,
         Self::ResetLinkByOperator,
+        Self::AccountDeleted,
     ];
 
     /// The stored and logged name.
@@ -65,6 +68,7 @@ impl EventKind {
             Self::PasswordResetThrottled => "password_reset_throttled",
             Self::PasswordReset => "password_reset",
             Self::ResetLinkByOperator => "reset_link_by_operator",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 
@@ -91,6 +95,7 @@ impl EventKind {
             Self::PasswordResetThrottled => "Password reset link refused (too many)",
             Self::PasswordReset => "Password reset by e-mail",
             Self::ResetLinkByOperator => "Reset link made by an operator",
+            Self::AccountDeleted => "Account deleted",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Blocking work never runs on the caller's thread: queries go through
 //! [`db::run`], bcrypt and the strength check through the hasher's slots.
 
+mod deletion;
 mod events;
 mod operator;
 mod profile;
@@ -21,6 +22,7 @@ mod throttle;
 #[cfg(test)]
 mod tests;
 
+pub use deletion::{DeleteAccountError, DeletedAccount};
 pub use events::{Event, EventKind};
 pub use operator::{OperatorError, Pruned, UserSummary};
 pub use profile::{AccountOverview, Profile, SessionSummary};

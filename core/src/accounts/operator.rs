@@ -23,6 +23,7 @@ pub struct UserSummary {
 /// What `sessions prune` deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
+    /// Sessions, and the kept revocations of deleted accounts' sessions.
     pub sessions: usize,
     pub throttle_rows: usize,
     /// Reset links that can no longer be used (used, superseded or expired).
@@ -142,7 +143,8 @@ impl Accounts {
         let idle_before = now - delta(self.policy.idle_timeout) - REVOKED_KEPT;
         db::run(&self.pool, move |conn| {
             Ok(Pruned {
-                sessions: sessions::delete_ended(conn, ended_before, idle_before)?,
+                sessions: sessions::delete_ended(conn, ended_before, idle_before)?
+                    + sessions::delete_kept_revocations(conn, ended_before)?,
                 throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - IP_WINDOW)?,
                 reset_requests: resets::delete_dead(conn, now)?,
             })

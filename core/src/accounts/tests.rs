@@ -599,3 +599,143 @@ async fn a_weak_new_password_is_refused_and_the_link_still_works() {
         "still live"
     );
 }
+
+/// How many rows of each kind are keyed to `user_id` or `email`.
+fn rows_of(accounts: &Accounts, user_id: &UserId, email: &str) -> [i64; 5] {
+    use crate::db::schema::{auth_events, login_throttles, password_resets, rate_limits};
+    let mut conn = conn(accounts);
+    [
+        user_rows::table
+            .find(user_id)
+            .count()
+            .get_result(&mut conn)
+            .unwrap(),
+        session_rows::table
+            .filter(session_rows::user_id.eq(user_id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap(),
+        auth_events::table
+            .filter(auth_events::user_id.eq(user_id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap(),
+        password_resets::table
+            .filter(password_resets::user_id.eq(user_id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap(),
+        login_throttles::table
+            .filter(login_throttles::email.eq(email))
+            .count()
+            .get_result::<i64>(&mut conn)
+            .unwrap()
+            + rate_limits::table
+                .filter(rate_limits::key.eq(email))
+                .count()
+                .get_result::<i64>(&mut conn)
+                .unwrap(),
+    ]
+}
+
+#[tokio::test]
+async fn deleting_an_account_takes_its_password_and_every_row_keyed_to_it() {
+    let f = fixture(Duration::from_secs(10));
+    let current = register(&f, "ada@example.com").await;
+    let other = sign_in_ada(&f).await;
+    let wrong = credentials("ada@example.com", "not the password");
+    assert!(
+        f.accounts
+            .sign_in(&f.sessions, wrong, None, &who())
+            .await
+            .is_err()
+    );
+    assert!(link_for(&f.accounts, "ada@example.com").await.is_some());
+    // Another instance on the same database, which hears of revocations only
+    // by polling.
+    let elsewhere = Sessions::new(
+        f.accounts.pool().clone(),
+        JwtKeys::new(
+            &Secret::new("a-domain-test-secret-of-at-least-32-bytes"),
+            &[],
+            Duration::from_secs(600),
+        ),
+        policy(Duration::from_secs(10)),
+        Clock::system(),
+    );
+    elsewhere.poll_revocations().await.unwrap();
+    let user_id = current.user.user_id.clone();
+    let before = rows_of(&f.accounts, &user_id, "ada@example.com");
+    assert!(before.iter().all(|n| *n > 0), "{before:?}");
+
+    let refused = f
+        .accounts
+        .delete_account(
+            &f.sessions,
+            &current.user,
+            "not the password".into(),
+            &who(),
+        )
+        .await;
+    assert!(matches!(refused, Err(DeleteAccountError::WrongPassword)));
+    assert_eq!(rows_of(&f.accounts, &user_id, "ada@example.com"), before);
+
+    let deleted = f
+        .accounts
+        .delete_account(&f.sessions, &current.user, PASSWORD.into(), &who())
+        .await
+        .unwrap();
+
+    assert_eq!(deleted.email, Email::new("ada@example.com"));
+    assert_eq!(deleted.sessions_ended, 2);
+    assert_eq!(rows_of(&f.accounts, &user_id, "ada@example.com"), [0; 5]);
+    for signed_in in [&current, &other] {
+        let token = &signed_in.session.access_token;
+        assert!(f.sessions.verify_access(token).is_none());
+        assert!(elsewhere.verify_access(token).is_some(), "not polled yet");
+    }
+    assert_eq!(elsewhere.poll_revocations().await.unwrap(), 2);
+    for signed_in in [&current, &other] {
+        assert!(
+            elsewhere
+                .verify_access(&signed_in.session.access_token)
+                .is_none()
+        );
+    }
+    // The address is free again.
+    register(&f, "ada@example.com").await;
+}
+
+#[tokio::test]
+async fn an_operator_deletes_an_account_by_its_address() {
+    let f = fixture(Duration::from_secs(10));
+    let ada = register(&f, "ada@example.com").await;
+    let operator = Requester {
+        ip: "cli".into(),
+        user_agent: "gatehouse user delete".into(),
+    };
+
+    let deleted = f
+        .accounts
+        .delete_user(&Email::new("ada@example.com"), &operator)
+        .await
+        .unwrap();
+    let again = f
+        .accounts
+        .delete_user(&Email::new("ada@example.com"), &operator)
+        .await;
+
+    assert_eq!(deleted.sessions_ended, 1);
+    // The command line runs elsewhere: the site hears of it by its poll.
+    f.sessions.poll_revocations().await.unwrap();
+    assert!(
+        f.sessions
+            .verify_access(&ada.session.access_token)
+            .is_none()
+    );
+    assert!(matches!(again, Err(OperatorError::NoSuchUser(_))));
+    assert_eq!(
+        rows_of(&f.accounts, &ada.user.user_id, "ada@example.com"),
+        [0; 5]
+    );
+}

@@ -275,6 +275,12 @@ pub(super) fn admit_reset_request(
     Ok(())
 }
 
+/// Forgets the throttling of `email`, whose account is being deleted (its
+/// failed sign-ins and its reset requests).
+pub(super) fn forget_address(conn: &mut DbConnection, email: &str) -> diesel::QueryResult<()> {
+    throttle::forget_address(conn, email, &[RESET_PER_ADDRESS])
+}
+
 /// When `ip` may register again, if it has reached the hourly limit.
 pub(super) fn registration_blocked_for(
     conn: &mut DbConnection,

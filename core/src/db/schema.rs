@@ -52,6 +52,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    revoked_sessions (session_id) {
+        session_id -> Text,
+        revoked_at -> Timestamp,
+        revocation_seq -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         user_id -> Text,
@@ -94,6 +102,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     password_resets,
     rate_limits,
     revocation_counter,
+    revoked_sessions,
     sessions,
     users,
 );

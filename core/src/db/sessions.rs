@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::models::{NewSession, Session};
-use super::schema::{revocation_counter, sessions, users};
+use super::schema::{revocation_counter, revoked_sessions, sessions, users};
 use crate::ids::{SessionId, UserId};
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession<'_>) -> QueryResult<()> {
@@ -158,7 +158,8 @@ pub struct Revocations {
 }
 
 /// Sessions whose revocation is numbered above `after` and was stamped at or
-/// after `horizon` (older ones have no live token left), and sessions revoked
+/// after `horizon` (older ones have no live token left), those of deleted
+/// accounts likewise (see [`keep_revocations`]), and sessions revoked
 /// without a number (by hand, in SQL) stamped at or after `unnumbered_since`.
 /// The counter is read first: every revocation numbered up to it has
 /// committed, so the sessions read next include all of them, and the next
@@ -179,11 +180,20 @@ pub fn revocations_after(
     let unnumbered = sessions::revocation_seq
         .is_null()
         .and(sessions::revoked_at.ge(unnumbered_since));
-    let sessions = sessions::table
+    let mut sessions: Vec<(SessionId, NaiveDateTime)> = sessions::table
         .filter(sessions::revoked_at.ge(horizon))
         .filter(numbered.or(unnumbered))
         .select((sessions::id, sessions::revoked_at.assume_not_null()))
         .load(conn)?;
+    // Those of deleted accounts, whose rows are gone.
+    sessions.extend(
+        revoked_sessions::table
+            .filter(revoked_sessions::revoked_at.ge(horizon))
+            .filter(revoked_sessions::revocation_seq.gt(after))
+            .filter(revoked_sessions::revocation_seq.le(through))
+            .select((revoked_sessions::session_id, revoked_sessions::revoked_at))
+            .load::<(SessionId, NaiveDateTime)>(conn)?,
+    );
     Ok(Revocations {
         sessions,
         through: through.max(after),
@@ -231,4 +241,43 @@ pub fn delete_ended(
         ),
     )
     .execute(conn)
+}
+
+/// Before `user_id`'s account is deleted, with its sessions, in the caller's
+/// transaction: keeps the revocations numbered at or after `since` (the
+/// sessions whose access tokens may still be alive) in `revoked_sessions`,
+/// so that every instance's poll still reads them. Returns how many.
+pub fn keep_revocations(
+    conn: &mut DbConnection,
+    user_id: &UserId,
+    since: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::insert_into(revoked_sessions::table)
+        .values(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::revocation_seq.is_not_null())
+                .filter(sessions::revoked_at.ge(since))
+                .select((
+                    sessions::id,
+                    sessions::revoked_at.assume_not_null(),
+                    sessions::revocation_seq.assume_not_null(),
+                )),
+        )
+        .into_columns((
+            revoked_sessions::session_id,
+            revoked_sessions::revoked_at,
+            revoked_sessions::revocation_seq,
+        ))
+        .execute(conn)
+}
+
+/// Deletes the kept revocations of deleted accounts stamped before
+/// `revoked_before`. Returns how many.
+pub fn delete_kept_revocations(
+    conn: &mut DbConnection,
+    revoked_before: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(revoked_sessions::table.filter(revoked_sessions::revoked_at.lt(revoked_before)))
+        .execute(conn)
 }

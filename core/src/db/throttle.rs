@@ -210,3 +210,17 @@ pub fn delete_stale(
             .execute(conn)?;
     Ok(pairs + counters)
 }
+
+/// Deletes the sign-in throttle rows of `email` (every IP) and its counters
+/// in `buckets`: what an account's deletion leaves of its address.
+pub fn forget_address(conn: &mut DbConnection, email: &str, buckets: &[&str]) -> QueryResult<()> {
+    diesel::delete(login_throttles::table.filter(login_throttles::email.eq(email)))
+        .execute(conn)?;
+    diesel::delete(
+        rate_limits::table
+            .filter(rate_limits::key.eq(email))
+            .filter(rate_limits::bucket.eq_any(buckets)),
+    )
+    .execute(conn)?;
+    Ok(())
+}

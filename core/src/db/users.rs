@@ -131,3 +131,16 @@ pub fn set_disabled(
         .execute(conn)
         .map(|n| n == 1)
 }
+
+/// Deletes the account while its password is still at `verified_version`;
+/// its sessions, events and reset links go with it (`ON DELETE CASCADE`).
+/// Returns whether it did.
+pub fn delete(conn: &mut DbConnection, id: &UserId, verified_version: i32) -> QueryResult<bool> {
+    diesel::delete(
+        users::table
+            .find(id)
+            .filter(users::password_version.eq(verified_version)),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
+}
