@@ -91,6 +91,9 @@ pub enum AppError {
     /// Credentials were refused (the message is the same for every cause).
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// What was asked for clashes with what exists (an address taken).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// The submitted data did not pass validation.
     #[error("unprocessable entity")]
     Unprocessable,
@@ -162,6 +165,7 @@ impl ResponseError for AppError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable | Self::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -195,7 +199,7 @@ impl ResponseError for AppError {
                 tracing::error!(error = %source, cause = ?source.source(), "request failed");
                 "Something went wrong on our side."
             }
-            Self::BadRequest(why) | Self::Unauthorized(why) => why,
+            Self::BadRequest(why) | Self::Unauthorized(why) | Self::Conflict(why) => why,
             Self::CsrfRejected => "This form has expired — reload the page and try again.",
             Self::ForeignOrigin(o) if o.explain => {
                 let message = format!(

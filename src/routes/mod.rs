@@ -73,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .wrap(from_fn(http::api::no_stray_cors_headers))
                 // Outermost, so even the CORS layer's own refusals are JSON.
                 .wrap(from_fn(answer_in_json))
+                .service(api_post("/register").post(api::register))
                 .service(api_post("/login").post(api::login))
                 .service(web::resource("/me").get(api::me))
                 .service(api_post("/refresh").post(api::refresh))

@@ -65,6 +65,42 @@ async fn signing_in_by_api_sets_the_cookies_the_pages_use() {
 }
 
 #[tokio::test]
+async fn registering_by_api_signs_in_and_a_taken_or_weak_one_is_refused_by_name() {
+    let app = api_app().await;
+    let client = app.new_client();
+    let fields = json!({
+        "name": "Grace Hopper",
+        "email": " Grace@Example.com",
+        "password": "correct horse battery staple",
+    });
+
+    let created = post_json(&app, &client, "/api/register", fields.clone()).await;
+
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert!(set_cookie(&created, "gatehouse_access").is_some());
+    assert!(set_cookie(&created, "gatehouse_refresh").is_some());
+    let body: Value = created.json().await.unwrap();
+    assert_eq!(body["user"]["email"], "grace@example.com");
+    assert_eq!(body["user"]["name"], "Grace Hopper");
+    let me: Value = app.get_as(&client, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["id"], body["user"]["id"]);
+
+    let taken = post_json(&app, &app.new_client(), "/api/register", fields).await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert!(set_cookie(&taken, "gatehouse_access").is_none());
+    assert!(error_of(taken).await.contains("already exists"));
+
+    let weak = json!({"name": "", "email": "not an address", "password": "short"});
+    let refused = post_json(&app, &app.new_client(), "/api/register", weak).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error = error_of(refused).await;
+    for field in ["name:", "email:", "password:"] {
+        assert!(error.contains(field), "{error}");
+    }
+    assert_eq!(accounts_with_email(&app.pool, "grace@example.com").await, 1);
+}
+
+#[tokio::test]
 async fn failed_sign_ins_are_json_and_name_the_problem() {
     let app = api_app().await;
     let client = &app.client;
@@ -320,7 +356,13 @@ async fn api_errors_are_json_and_the_document_describes_every_endpoint() {
 
     let document: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/login", "/api/me", "/api/refresh", "/api/logout"] {
+    for path in [
+        "/api/register",
+        "/api/login",
+        "/api/me",
+        "/api/refresh",
+        "/api/logout",
+    ] {
         assert!(
             document["paths"][path].is_object(),
             "{path} is not described"

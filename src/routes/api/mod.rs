@@ -14,7 +14,8 @@ use crate::errors::AppError;
 use crate::http::client::client_info;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use gatehouse_core::accounts::{
-    Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Profile, Sessions, SignInError,
+    Accounts, Credentials, EMAIL_TAKEN, FieldErrors, INVALID_CREDENTIALS, MISSING_CREDENTIALS,
+    NewAccount, Profile, RegisterError, Sessions, SignInError,
 };
 
 /// What `POST /api/login` takes.
@@ -28,6 +29,20 @@ pub struct LoginRequest {
     /// Keep the session beyond the browser session.
     #[serde(default)]
     pub remember: bool,
+}
+
+/// What `POST /api/register` takes: the registration form's fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The name shown on the account's pages.
+    #[schema(min_length = 1)]
+    pub name: String,
+    #[schema(format = Email, min_length = 1)]
+    pub email: String,
+    /// At least 12 characters, at most 72 bytes, and hard to guess.
+    #[schema(value_type = String, min_length = 12)]
+    pub password: Password,
 }
 
 /// The body of a `POST` that needs no data: `{}`.
@@ -78,10 +93,83 @@ pub struct ErrorBody {
         title = "Gatehouse API",
         description = "Sign-in for a front end on another origin: the same sessions and cookies as the pages. Send requests with credentials (cookies); state-changing calls need Content-Type: application/json."
     ),
-    paths(login, me, refresh, logout),
-    components(schemas(LoginRequest, EmptyBody, User, SignedInBody, RefreshedBody, ErrorBody))
+    paths(register, login, me, refresh, logout),
+    components(schemas(
+        RegisterRequest,
+        LoginRequest,
+        EmptyBody,
+        User,
+        SignedInBody,
+        RefreshedBody,
+        ErrorBody
+    ))
 )]
 pub struct ApiDoc;
+
+/// `POST /api/register`: creates an account, as the registration form does,
+/// and signs it in.
+#[utoipa::path(
+    post,
+    path = "/api/register",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered and signed in; the session cookies are set", body = SignedInBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 409, description = "An account with this email already exists", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Missing or invalid fields, each named", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn register(
+    body: web::Json<serde_json::Value>,
+    client: ClientInfo,
+    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let body: RegisterRequest = object(body.into_inner())?;
+    let email = Email::new(&body.email);
+    let account = NewAccount {
+        name: body.name,
+        email: email.clone(),
+        password: body.password,
+    };
+    let signed_in = match accounts.register(&sessions, account, &client).await {
+        Ok(signed_in) => signed_in,
+        Err(RegisterError::Invalid(errors)) => {
+            return Err(AppError::InvalidFields(field_problems(errors)));
+        }
+        Err(RegisterError::EmailTaken { .. }) => return Err(AppError::Conflict(EMAIL_TAKEN)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut response = HttpResponse::Created();
+    site.cookies.set_session(&mut response, &signed_in.session);
+    response.cookie(site.cookies.fresh_csrf());
+    Ok(response.json(SignedInBody {
+        user: User {
+            id: signed_in.user.user_id.to_string(),
+            name: signed_in.user.name,
+            email: email.to_string(),
+        },
+    }))
+}
+
+/// The form's messages as one line, each after its field's name.
+fn field_problems(errors: FieldErrors) -> String {
+    [
+        errors.name.map(|m| format!("name: {m}")),
+        errors.email.map(|m| format!("email: {m}")),
+        errors.password.map(|m| format!("password: {m}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
 
 /// `POST /api/login`: signs in and sets the session cookies.
 #[utoipa::path(
