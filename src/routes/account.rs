@@ -218,13 +218,7 @@ pub async fn change_password(
             response.cookie(site.cookies.flash(Flash::PasswordChanged.code()));
             Ok(response.finish())
         }
-        Err(PasswordChangeError::SessionEnded) => {
-            // This session was signed out elsewhere meanwhile; nothing changed.
-            let mut response = HttpResponse::SeeOther();
-            response.insert_header((header::LOCATION, "/login"));
-            site.cookies.set_signed_out(&mut response);
-            Ok(response.finish())
-        }
+        Err(PasswordChangeError::SessionEnded) => Ok(session_ended(&site)),
         Err(PasswordChangeError::Invalid(errors)) => {
             let flash = FlashMessage::default();
             let problems = Problems {
@@ -277,12 +271,7 @@ pub async fn delete_account(
             response.cookie(cookies.flash(Flash::AccountDeleted.code()));
             Ok(response.finish())
         }
-        Err(DeleteAccountError::SessionEnded) => {
-            let mut response = HttpResponse::SeeOther();
-            response.insert_header((header::LOCATION, "/login"));
-            site.cookies.set_signed_out(&mut response);
-            Ok(response.finish())
-        }
+        Err(DeleteAccountError::SessionEnded) => Ok(session_ended(&site)),
         Err(DeleteAccountError::WrongPassword) => {
             let problems = Problems {
                 delete: Some("Your current password is not correct."),
@@ -294,4 +283,13 @@ pub async fn delete_account(
         }
         Err(DeleteAccountError::Failed(e)) => Err(e.into()),
     }
+}
+
+/// This session was signed out elsewhere while the form was on its way, and
+/// nothing changed: to the sign-in page, with the cookies cleared.
+fn session_ended(site: &Site) -> HttpResponse {
+    let mut response = HttpResponse::SeeOther();
+    response.insert_header((header::LOCATION, "/login"));
+    site.cookies.set_signed_out(&mut response);
+    response.finish()
 }

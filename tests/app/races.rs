@@ -1,5 +1,5 @@
 //! Requests sent together to win a race: a sign-in in flight while a reset, a
-//! password change or a disable commits; parallel guesses against the
+//! password change, a disable or a deletion commits; parallel guesses against the
 //! throttle; parallel reset requests against their limits. On SQLite, and on
 //! PostgreSQL when `TEST_DATABASE_URL` is set.
 
@@ -224,6 +224,46 @@ async fn a_sign_in_in_flight_while_the_password_changes_keeps_no_session() {
         assert!(holds_a_working_session(&app, &owner).await);
     }
     eprintln!("password-change race, bcrypt cost {cost} ({hash_time:?} a hash): {outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_sign_in_in_flight_while_the_account_is_deleted_keeps_no_session() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(200));
+    let app = spawn_app_with(|s| s.sessions.bcrypt_cost = cost).await;
+    let mut outcomes = Vec::new();
+    for (n, offset) in offsets(hash_time / 3, 10).into_iter().enumerate() {
+        let user = user_at_cost(&app, n, cost).await;
+        let owner = app.new_client();
+        assert_redirects_to(
+            &app.login_as(&owner, &user.email, OLD_PASSWORD).await,
+            "/dashboard",
+        );
+        let delete_csrf = app.csrf_token_as(&owner, "/account").await;
+        let (other, csrf) = ready_to_sign_in(&app).await;
+
+        let (signed_in, deleted) = together(
+            offset,
+            sign_in(&app, &other, &csrf, &user.email, OLD_PASSWORD),
+            app.post_form_as(
+                &owner,
+                "/account/delete",
+                &[
+                    ("current_password", OLD_PASSWORD),
+                    ("csrf_token", &delete_csrf),
+                ],
+            ),
+        )
+        .await;
+
+        assert_redirects_to(&deleted, "/login");
+        outcomes.push((offset, signed_in.status().as_u16()));
+        assert!(
+            !holds_a_working_session(&app, &other).await,
+            "a sign-in starting {offset} ms after the deletion kept a session ({outcomes:?})"
+        );
+        assert_eq!(accounts_with_email(&app.pool, &user.email).await, 0);
+    }
+    eprintln!("deletion race, bcrypt cost {cost} ({hash_time:?} a hash): {outcomes:?}");
 }
 
 #[tokio::test]
