@@ -95,8 +95,15 @@ pub enum UserAction {
         #[arg(long)]
         name: String,
     },
-    /// List every account with its number of live sessions
+    /// List every account: whether its address is confirmed, its state and
+    /// its number of live sessions
     List,
+    /// Count an account's address as confirmed (the operator vouches for
+    /// it); the audit trail records it
+    Verify {
+        /// The account's e-mail address
+        email: String,
+    },
     /// Disable an account: it cannot sign in, and its sessions end at once
     Disable {
         /// The account's e-mail address
@@ -304,20 +311,35 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "{:<40} {:<30} {:<20} {:<9} SESSIONS",
-                    "EMAIL", "NAME", "CREATED (UTC)", "STATE"
+                    "{:<40} {:<30} {:<20} {:<9} {:<9} SESSIONS",
+                    "EMAIL", "NAME", "CREATED (UTC)", "VERIFIED", "STATE"
                 );
                 for u in users {
                     let state = if u.disabled { "disabled" } else { "active" };
+                    let verified = if u.verified { "yes" } else { "no" };
                     let created = u.created_at.format("%Y-%m-%d %H:%M");
                     println!(
-                        "{:<40} {:<30} {:<20} {:<9} {}",
+                        "{:<40} {:<30} {:<20} {:<9} {:<9} {}",
                         shown(u.email.as_str()),
                         shown(&u.name),
                         created,
+                        verified,
                         state,
                         u.live_sessions
                     );
+                }
+                Ok(())
+            }
+            UserAction::Verify { email } => {
+                let changed = accounts(settings)
+                    .await?
+                    .verify_user(&Email::new(&email), &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if changed {
+                    println!("verified {}", shown(&email));
+                } else {
+                    println!("{} was already verified", shown(&email));
                 }
                 Ok(())
             }
@@ -387,8 +409,12 @@ pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "deleted {} ended session(s), {} throttle row(s) and {} old reset request(s)",
-                    pruned.sessions, pruned.throttle_rows, pruned.reset_requests
+                    "deleted {} ended session(s), {} throttle row(s), {} old reset request(s) \
+                     and {} old confirmation(s)",
+                    pruned.sessions,
+                    pruned.throttle_rows,
+                    pruned.reset_requests,
+                    pruned.confirmations
                 );
                 Ok(())
             }

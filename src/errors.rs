@@ -68,6 +68,9 @@ pub struct ForeignOrigin {
     pub explain: bool,
 }
 
+/// What signing in to an address nobody has confirmed is told.
+pub const UNCONFIRMED: &str = "Confirm your e-mail address first";
+
 /// What a JSON client without a valid session is told.
 pub const LOGIN_REQUIRED: &str = "You need to log in";
 
@@ -113,6 +116,9 @@ pub enum AppError {
     ForeignOrigin(Box<ForeignOrigin>),
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
+    /// The right password of an address nobody has confirmed.
+    #[error("e-mail address not confirmed")]
+    Unconfirmed,
     #[error("login required")]
     LoginRequired(Box<LoginRequired>),
     #[error("service unavailable")]
@@ -170,7 +176,9 @@ impl ResponseError for AppError {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::CsrfRejected | Self::ForeignOrigin(_) => StatusCode::FORBIDDEN,
+            Self::CsrfRejected | Self::ForeignOrigin(_) | Self::Unconfirmed => {
+                StatusCode::FORBIDDEN
+            }
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::LoginRequired(l) if l.api => StatusCode::UNAUTHORIZED,
             Self::LoginRequired(_) => StatusCode::SEE_OTHER,
@@ -223,6 +231,7 @@ impl ResponseError for AppError {
             Self::ForeignOrigin(_) => {
                 "This request was sent from another site, so it was not accepted."
             }
+            Self::Unconfirmed => UNCONFIRMED,
             Self::TooManyRequests { retry_after } => {
                 res.insert_header((
                     header::RETRY_AFTER,

@@ -15,6 +15,8 @@ use lettre::{FileTransport, Message, SmtpTransport, Transport as _};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
 
+use gatehouse_core::accounts::{ConfirmLink, LinkPurpose, RegistrationMail};
+
 /// Messages waiting at most; past it a new one is dropped and logged.
 const QUEUE: usize = 256;
 /// Pauses before each retry.
@@ -48,6 +50,63 @@ pub enum Mail {
         /// Where to register again.
         register: String,
     },
+    /// A link confirming an address: a registration's, or (`new_address`)
+    /// the one an account is changing to.
+    ConfirmLink {
+        to: String,
+        name: String,
+        link: String,
+        expires_in: Duration,
+        new_address: bool,
+    },
+    /// To a confirmed address someone registered again: "you already have
+    /// an account".
+    AlreadyRegistered {
+        to: String,
+        name: String,
+        login: String,
+        forgot: String,
+    },
+    /// To an account's address: a change to `new_email` was asked for.
+    EmailChangeRequested {
+        to: String,
+        name: String,
+        new_email: String,
+        /// Where to change the password.
+        account: String,
+    },
+    /// To an address another account asked to move to.
+    AddressOffered {
+        to: String,
+        name: String,
+        login: String,
+    },
+}
+
+impl Mail {
+    /// The mail carrying `link`, for the site at `origin`.
+    pub fn confirm(link: ConfirmLink, origin: &str) -> Self {
+        Self::ConfirmLink {
+            link: link.url(origin),
+            to: link.email.to_string(),
+            name: link.name,
+            expires_in: link.expires_in,
+            new_address: link.purpose == LinkPurpose::EmailChange,
+        }
+    }
+
+    /// The one mail a registration sends, for the site at `origin`.
+    pub fn for_registration(mail: RegistrationMail, origin: &str) -> Self {
+        match mail {
+            RegistrationMail::Link(link) => Self::confirm(link, origin),
+            RegistrationMail::AlreadyRegistered { email, name } => Self::AlreadyRegistered {
+                to: email.to_string(),
+                name,
+                login: format!("{origin}/login"),
+                forgot: format!("{origin}/password/forgot"),
+            },
+        }
+    }
 }
 
 /// Why the mail settings cannot be used.
@@ -189,12 +248,80 @@ struct AccountDeletedHtml<'a> {
     register: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/confirm_link.txt")]
+struct ConfirmLinkText<'a> {
+    name: &'a str,
+    link: &'a str,
+    hours: u64,
+    new_address: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mail/confirm_link.html")]
+struct ConfirmLinkHtml<'a> {
+    name: &'a str,
+    link: &'a str,
+    hours: u64,
+    new_address: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mail/already_registered.txt")]
+struct AlreadyRegisteredText<'a> {
+    name: &'a str,
+    login: &'a str,
+    forgot: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/already_registered.html")]
+struct AlreadyRegisteredHtml<'a> {
+    name: &'a str,
+    login: &'a str,
+    forgot: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_change_requested.txt")]
+struct EmailChangeRequestedText<'a> {
+    name: &'a str,
+    new_email: &'a str,
+    account: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_change_requested.html")]
+struct EmailChangeRequestedHtml<'a> {
+    name: &'a str,
+    new_email: &'a str,
+    account: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_offered.txt")]
+struct AddressOfferedText<'a> {
+    name: &'a str,
+    login: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_offered.html")]
+struct AddressOfferedHtml<'a> {
+    name: &'a str,
+    login: &'a str,
+}
+
 impl Mail {
     fn to(&self) -> &str {
         match self {
             Self::ResetLink { to, .. }
             | Self::PasswordChanged { to, .. }
-            | Self::AccountDeleted { to, .. } => to,
+            | Self::AccountDeleted { to, .. }
+            | Self::ConfirmLink { to, .. }
+            | Self::AlreadyRegistered { to, .. }
+            | Self::EmailChangeRequested { to, .. }
+            | Self::AddressOffered { to, .. } => to,
         }
     }
 
@@ -203,6 +330,10 @@ impl Mail {
             Self::ResetLink { .. } => "reset_link",
             Self::PasswordChanged { .. } => "password_changed",
             Self::AccountDeleted { .. } => "account_deleted",
+            Self::ConfirmLink { .. } => "confirm_link",
+            Self::AlreadyRegistered { .. } => "already_registered",
+            Self::EmailChangeRequested { .. } => "email_change_requested",
+            Self::AddressOffered { .. } => "address_offered",
         }
     }
 
@@ -241,6 +372,81 @@ impl Mail {
                 "Your Gatehouse account was deleted",
                 AccountDeletedText { name, register }.render(),
                 AccountDeletedHtml { name, register }.render(),
+            ),
+            Self::ConfirmLink {
+                name,
+                link,
+                expires_in,
+                new_address,
+                ..
+            } => {
+                let (hours, new_address) = (expires_in.as_secs().div_ceil(3600), *new_address);
+                (
+                    if new_address {
+                        "Confirm your new Gatehouse e-mail address"
+                    } else {
+                        "Confirm your Gatehouse e-mail address"
+                    },
+                    ConfirmLinkText {
+                        name,
+                        link,
+                        hours,
+                        new_address,
+                    }
+                    .render(),
+                    ConfirmLinkHtml {
+                        name,
+                        link,
+                        hours,
+                        new_address,
+                    }
+                    .render(),
+                )
+            }
+            Self::AlreadyRegistered {
+                name,
+                login,
+                forgot,
+                ..
+            } => (
+                "You already have a Gatehouse account",
+                AlreadyRegisteredText {
+                    name,
+                    login,
+                    forgot,
+                }
+                .render(),
+                AlreadyRegisteredHtml {
+                    name,
+                    login,
+                    forgot,
+                }
+                .render(),
+            ),
+            Self::EmailChangeRequested {
+                name,
+                new_email,
+                account,
+                ..
+            } => (
+                "Your Gatehouse e-mail address is being changed",
+                EmailChangeRequestedText {
+                    name,
+                    new_email,
+                    account,
+                }
+                .render(),
+                EmailChangeRequestedHtml {
+                    name,
+                    new_email,
+                    account,
+                }
+                .render(),
+            ),
+            Self::AddressOffered { name, login, .. } => (
+                "Someone asked to move a Gatehouse account to your address",
+                AddressOfferedText { name, login }.render(),
+                AddressOfferedHtml { name, login }.render(),
             ),
         };
         let (text, html) = (

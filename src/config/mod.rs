@@ -40,6 +40,13 @@ pub enum AppEnv {
     Production,
 }
 
+/// `REGISTRATION_VERIFY`: whether a new address must be confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyMode {
+    Required,
+    Off,
+}
+
 /// A start-up error that names the variable at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -186,6 +193,18 @@ impl Settings {
             .mail_from
             .as_deref()
             .unwrap_or("Gatehouse <noreply@localhost>")
+    }
+
+    /// Whether new addresses must be confirmed: `REGISTRATION_VERIFY`, else
+    /// required in production only.
+    pub fn verify_mode(&self) -> gatehouse_core::accounts::VerifyMode {
+        use gatehouse_core::accounts::VerifyMode as Mode;
+        match self.mail.registration_verify {
+            Some(VerifyMode::Required) => Mode::Required,
+            Some(VerifyMode::Off) => Mode::Off,
+            None if self.is_production() => Mode::Required,
+            None => Mode::Off,
+        }
     }
 
     pub fn is_production(&self) -> bool {

@@ -4,17 +4,38 @@
 use std::time::Duration;
 
 use clap::Args;
-use clap::builder::StringValueParser;
+use clap::builder::{EnumValueParser, StringValueParser};
 
 use gatehouse_core::db::Pooler;
 
-use super::ConfigError;
 use super::parse::*;
 use super::secrets::{Secret, parse_secret, parse_secret_list};
+use super::{ConfigError, VerifyMode};
 
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Password reset and mail")]
+#[command(next_help_heading = "Password reset, confirmation and mail")]
 pub struct MailSettings {
+    /// Whether a new address must be confirmed by a mailed link before it signs in: required or off; unset: required in production, off in development
+    #[arg(
+        long,
+        env = "REGISTRATION_VERIFY",
+        value_name = "REGISTRATION_VERIFY",
+        value_parser = Trimmed(EnumValueParser::<VerifyMode>::new()),
+        hide_env_values = true
+    )]
+    pub registration_verify: Option<VerifyMode>,
+
+    /// How long a link confirming an address works
+    #[arg(
+        long,
+        env = "VERIFY_TTL",
+        value_name = "VERIFY_TTL",
+        default_value = "24h",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub verify_ttl: Duration,
+
     /// How long a password-reset link works
     #[arg(
         long,

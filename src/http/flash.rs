@@ -19,6 +19,11 @@ pub enum Flash {
     OtherSessionsRevoked,
     PasswordReset,
     AccountDeleted,
+    EmailConfirmed,
+    EmailChanged,
+    EmailChangeSent,
+    EmailChangeCancelled,
+    ConfirmationResent,
 }
 
 impl Flash {
@@ -29,6 +34,11 @@ impl Flash {
         Flash::OtherSessionsRevoked,
         Flash::PasswordReset,
         Flash::AccountDeleted,
+        Flash::EmailConfirmed,
+        Flash::EmailChanged,
+        Flash::EmailChangeSent,
+        Flash::EmailChangeCancelled,
+        Flash::ConfirmationResent,
     ];
 
     pub fn code(self) -> &'static str {
@@ -39,6 +49,11 @@ impl Flash {
             Self::OtherSessionsRevoked => "others_revoked",
             Self::PasswordReset => "password_reset",
             Self::AccountDeleted => "account_deleted",
+            Self::EmailConfirmed => "email_confirmed",
+            Self::EmailChanged => "email_changed",
+            Self::EmailChangeSent => "email_change_sent",
+            Self::EmailChangeCancelled => "email_change_cancelled",
+            Self::ConfirmationResent => "confirmation_resent",
         }
     }
 
@@ -54,6 +69,17 @@ impl Flash {
                 "Your password has been reset, and every other session has been signed out."
             }
             Self::AccountDeleted => "Your account has been deleted.",
+            Self::EmailConfirmed => "Your e-mail address is confirmed. Welcome to Gatehouse!",
+            Self::EmailChanged => {
+                "Your e-mail address has been changed, and every other session has been signed out."
+            }
+            Self::EmailChangeSent => {
+                "A link is on its way to the new address. The address changes when you open it and enter your password."
+            }
+            Self::EmailChangeCancelled => "The change of address has been cancelled.",
+            Self::ConfirmationResent => {
+                "If that address is waiting to be confirmed, a new link is on its way."
+            }
         }
     }
 }

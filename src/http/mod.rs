@@ -123,6 +123,7 @@ impl From<SignInError> for AppError {
             SignInError::Throttled { retry_after } => Self::TooManyRequests { retry_after },
             SignInError::InvalidCredentials => Self::Unauthorized(INVALID_CREDENTIALS),
             SignInError::MissingCredentials => Self::Unprocessable,
+            SignInError::EmailUnverified { .. } => Self::Unconfirmed,
             SignInError::Failed(f) => f.into(),
         }
     }

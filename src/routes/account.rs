@@ -1,10 +1,10 @@
-//! `/account`: active sessions (with revoke buttons), password change and
-//! recent activity. Unlike the dashboard, this page reads the database.
+//! `/account`: the address (and a change of it), active sessions (with
+//! revoke buttons), password change, deletion and recent activity. Unlike the dashboard, this page reads the database.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use gatehouse_core::ids::SessionId;
+use gatehouse_core::ids::{Email, SessionId};
 use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
 use gatehouse_core::accounts::{
-    Accounts, DeleteAccountError, PasswordChangeError, PasswordErrors, Sessions,
+    Accounts, DeleteAccountError, EmailChangeError, PasswordChangeError, PasswordErrors, Sessions,
 };
 
 /// A form whose only field is the CSRF token (revoke buttons).
@@ -41,6 +41,20 @@ pub struct DeleteForm {
 }
 
 impl CsrfProtected for DeleteForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EmailForm {
+    pub new_email: String,
+    pub current_password: Password,
+    pub csrf_token: String,
+}
+
+impl CsrfProtected for EmailForm {
     fn csrf_token(&self) -> &str {
         &self.csrf_token
     }
@@ -80,6 +94,10 @@ pub struct EventRow {
 #[template(path = "account.html")]
 pub struct AccountPage {
     layout: Layout,
+    /// The account's address, and the one it is changing to.
+    email: String,
+    pending_email: Option<String>,
+    email_form: EmailProblems,
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
     errors: PasswordErrors,
@@ -100,8 +118,17 @@ pub async fn account(
 /// What a failed form on the account page says.
 #[derive(Default)]
 struct Problems {
+    email: EmailProblems,
     password: PasswordErrors,
     delete: Option<&'static str>,
+}
+
+/// The e-mail form as typed, and its messages.
+#[derive(Default)]
+pub struct EmailProblems {
+    pub new_email: String,
+    pub new_email_error: Option<String>,
+    pub password_error: Option<String>,
 }
 
 async fn account_page(
@@ -112,8 +139,16 @@ async fn account_page(
     problems: Problems,
 ) -> Result<AccountPage, AppError> {
     let overview = accounts.overview(&user.user_id).await?;
+    let profile = accounts
+        .profile(&user.user_id)
+        .await?
+        .ok_or_else(|| AppError::internal("a signed-in account has no row"))?;
+    let pending_email = accounts.pending_email_change(&user.user_id).await?;
     Ok(AccountPage {
         layout: page_layout(Some(user), csrf, flash),
+        email: profile.email.to_string(),
+        pending_email: pending_email.map(|e| e.to_string()),
+        email_form: problems.email,
         sessions: overview
             .sessions
             .into_iter()
@@ -230,6 +265,96 @@ pub async fn change_password(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /account/email`: with the current password, a link goes to the new
+/// address (or, when it is another account's, a notice to its owner: the
+/// answer is the same) and a notice to the current one. The address changes
+/// when the link's form is sent with the password.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one extractor per need, as actix hands them"
+)]
+pub async fn change_email(
+    req: actix_web::HttpRequest,
+    user: AuthUser,
+    form: CsrfForm<EmailForm>,
+    client: ClientInfo,
+    csrf: Csrf,
+    accounts: web::Data<Accounts>,
+    mailer: web::Data<Mailer>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let typed = form.new_email.trim().to_owned();
+    let requested = accounts
+        .request_email_change(
+            &user,
+            Email::new(&form.new_email),
+            form.current_password,
+            &client,
+        )
+        .await;
+    match requested {
+        Ok(mails) => {
+            let request_id = crate::http::request_id(&req);
+            let origin = &site.origin;
+            if let Some(link) = mails.link {
+                mailer.send(Mail::confirm(link, origin), &request_id);
+            }
+            if let Some((to, name)) = mails.address_taken {
+                let login = format!("{origin}/login");
+                let to = to.to_string();
+                mailer.send(Mail::AddressOffered { to, name, login }, &request_id);
+            }
+            let (to, name, new_email) = mails.notice;
+            let notice = Mail::EmailChangeRequested {
+                to: to.to_string(),
+                name,
+                new_email: new_email.to_string(),
+                account: format!("{origin}/account"),
+            };
+            mailer.send(notice, &request_id);
+            let mut response = HttpResponse::SeeOther();
+            response
+                .insert_header((header::LOCATION, "/account"))
+                .cookie(site.cookies.flash(Flash::EmailChangeSent.code()));
+            Ok(response.finish())
+        }
+        Err(EmailChangeError::Invalid {
+            new_email,
+            current_password,
+        }) => {
+            let problems = Problems {
+                email: EmailProblems {
+                    new_email: typed,
+                    new_email_error: new_email,
+                    password_error: current_password,
+                },
+                ..Problems::default()
+            };
+            let page =
+                account_page(&user, &csrf, FlashMessage::default(), &accounts, problems).await?;
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(EmailChangeError::SessionEnded) => Ok(session_ended(&site)),
+        Err(EmailChangeError::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// `POST /account/email/cancel`: drops the pending change of address.
+pub async fn cancel_email_change(
+    user: AuthUser,
+    _form: CsrfForm<ActionForm>,
+    accounts: web::Data<Accounts>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    accounts.cancel_email_change(&user.user_id).await?;
+    let mut response = HttpResponse::SeeOther();
+    response
+        .insert_header((header::LOCATION, "/account"))
+        .cookie(site.cookies.flash(Flash::EmailChangeCancelled.code()));
+    Ok(response.finish())
 }
 
 /// `POST /account/delete`: with the current password, the account and all

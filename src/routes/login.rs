@@ -1,7 +1,7 @@
 //! `/login`: the sign-in form and its submission.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use gatehouse_core::ids::Email;
 use gatehouse_core::secret::Password;
@@ -13,6 +13,8 @@ use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
+use crate::mail::{Mail, Mailer};
+use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
     Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Sessions, SignInError,
 };
@@ -69,14 +71,22 @@ pub async fn login_form(
     render(StatusCode::OK, &page)
 }
 
-/// Signing in again ends the session this browser had.
+/// Signing in again ends the session this browser had. The right password
+/// of an address nobody has confirmed signs nothing in: a fresh link goes
+/// to it instead.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn login(
+    req: HttpRequest,
     MaybeUser(current): MaybeUser,
     form: CsrfForm<LoginForm>,
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
     sessions: web::Data<Sessions>,
+    mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
@@ -99,6 +109,13 @@ pub async fn login(
         Err(SignInError::MissingCredentials) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             rerender(&csrf, &form.email, next, MISSING_CREDENTIALS, status)
+        }
+        Err(SignInError::EmailUnverified { link }) => {
+            if let Some(link) = link {
+                let mail = Mail::confirm(link, &site.origin);
+                mailer.send(mail, &crate::http::request_id(&req));
+            }
+            Ok(check_email_redirect())
         }
         Err(e) => Err(e.into()),
     }

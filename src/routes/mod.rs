@@ -9,6 +9,7 @@ pub mod login;
 pub mod logout;
 pub mod password;
 pub mod register;
+pub mod verify;
 
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, from_fn};
@@ -27,6 +28,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .route(web::get().to(register::register_form))
                 .route(web::post().to(register::register)),
         )
+        .service(web::resource("/register/check-email").get(verify::check_email))
+        .service(web::resource("/register/resend").post(verify::resend))
+        .service(
+            web::resource("/verify/{token}")
+                .route(web::get().to(verify::link))
+                .route(web::post().to(verify::confirm)),
+        )
         .service(
             web::resource("/login")
                 .route(web::get().to(login::login_form))
@@ -41,6 +49,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .route(web::get().to(account::to_account_page))
                 .route(web::post().to(account::change_password)),
         )
+        .service(
+            web::resource("/account/email")
+                .route(web::get().to(account::to_account_page))
+                .route(web::post().to(account::change_email)),
+        )
+        .service(web::resource("/account/email/cancel").post(account::cancel_email_change))
         .service(
             web::resource("/account/delete")
                 .route(web::get().to(account::to_account_page))

@@ -1,7 +1,8 @@
-//! `/register`: create an account and sign in.
+//! `/register`: create an account and sign in, or, with confirmation
+//! required, keep the registration until its address is confirmed.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use gatehouse_core::ids::Email;
 use gatehouse_core::secret::Password;
@@ -13,8 +14,10 @@ use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
+use crate::mail::{Mail, Mailer};
+use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
-    Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError, Sessions,
+    Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError, Sessions, VerifyMode,
 };
 
 /// Every field defaults to empty, so a missing field is a validation message,
@@ -62,13 +65,22 @@ pub async fn register_form(
     render(StatusCode::OK, &page)
 }
 
+/// With confirmation required, every valid form lands on the same page and
+/// the mail (a link, or "you already have an account") leaves off the
+/// request path; otherwise the account is made and signed in at once.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn register(
+    req: HttpRequest,
     MaybeUser(user): MaybeUser,
     form: CsrfForm<RegisterForm>,
     client: ClientInfo,
     csrf: Csrf,
     accounts: web::Data<Accounts>,
     sessions: web::Data<Sessions>,
+    mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     if user.is_some() {
@@ -82,6 +94,19 @@ pub async fn register(
         email: Email::new(&form.email),
         password: form.password,
     };
+    if accounts.verify_mode() == VerifyMode::Required {
+        return match accounts.register_pending(account, &client).await {
+            Ok(mail) => {
+                if let Some(mail) = mail {
+                    let mail = Mail::for_registration(mail, &site.origin);
+                    mailer.send(mail, &crate::http::request_id(&req));
+                }
+                Ok(check_email_redirect())
+            }
+            Err(RegisterError::Invalid(errors)) => rerender(&csrf, name, email, errors),
+            Err(e) => Err(e.into()),
+        };
+    }
     match accounts.register(&sessions, account, &client).await {
         Ok(signed_in) => Ok(site
             .cookies

@@ -19,7 +19,7 @@ use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry;
-use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy, Sessions};
+use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy, Sessions, VerifyPolicy};
 use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::JwtKeys;
 use gatehouse_core::auth::password::PasswordHasher;
@@ -136,6 +136,7 @@ impl Application {
             session_policy(&settings),
             throttle_policy(&settings),
             reset_policy(&settings),
+            verify_policy(&settings),
             clock,
         ));
         // Revocations from before this start that still matter.
@@ -340,6 +341,7 @@ pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupE
         session_policy(settings),
         throttle_policy(settings),
         reset_policy(settings),
+        verify_policy(settings),
         Clock::system(),
     ))
 }
@@ -360,6 +362,10 @@ fn reset_policy(settings: &Settings) -> ResetPolicy {
         max_per_account_per_hour: settings.throttle.password_reset_max_per_hour,
         max_per_ip_per_hour: settings.throttle.password_reset_max_per_ip,
     }
+}
+
+fn verify_policy(settings: &Settings) -> VerifyPolicy {
+    VerifyPolicy::new(settings.verify_mode(), settings.mail.verify_ttl)
 }
 
 fn throttle_policy(settings: &Settings) -> ThrottlePolicy {

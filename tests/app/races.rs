@@ -712,3 +712,84 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
     );
     assert!(list.is_revoked(&second));
 }
+
+/// The token of the last confirmation link in `inbox`'s messages.
+fn last_confirm_token(messages: &[String]) -> String {
+    let joined = messages.concat().replace("=\n", "");
+    let at = joined.rfind("/verify/").expect("no confirmation link mailed");
+    joined[at + "/verify/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_confirmation_link_sent_ten_times_at_once_makes_exactly_one_account() {
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| {
+        s.mail.mail_url = Some(mail_url);
+        s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
+    })
+    .await;
+    let email = "contested@example.com";
+    let (squatter, victim) = ("the squatter's own passphrase", "the victim's own passphrase");
+    for password in [squatter, victim] {
+        let registered = app.register("Someone", email, password).await;
+        assert_redirects_to(&registered, "/register/check-email");
+    }
+    let token = last_confirm_token(&inbox.wait_for(2).await);
+    let path = format!("/verify/{token}");
+
+    // Ten browsers on the link's page, half typing each password.
+    let mut ready = Vec::new();
+    for n in 0..10 {
+        let client = app.new_client();
+        let csrf = app.csrf_token_as(&client, &path).await;
+        ready.push((client, csrf, if n % 2 == 0 { squatter } else { victim }));
+    }
+    let mut sent = JoinSet::new();
+    for (client, csrf, password) in ready {
+        let (url, origin) = (app.url(&path), app.address.clone());
+        sent.spawn(async move {
+            let response = client
+                .http
+                .post(url)
+                .header("Origin", origin)
+                .form(&[("password", password), ("csrf_token", &csrf)])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), password)
+        });
+    }
+    let answers = sent.join_all().await;
+    let winners: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SEE_OTHER)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (status, _) in &answers {
+        assert!(
+            [StatusCode::SEE_OTHER, StatusCode::BAD_REQUEST].contains(status),
+            "{answers:?}"
+        );
+    }
+    assert_eq!(accounts_with_email(&app.pool, email).await, 1);
+
+    // The account has the winner's password, and only that one (read from
+    // the row: the losers' attempts count against sign-ins from here).
+    let winner = winners[0].1;
+    let loser = if winner == squatter { victim } else { squatter };
+    let pool = app.pool.clone();
+    let hash: String = tokio::task::spawn_blocking(move || {
+        users::table
+            .filter(users::email.eq(email))
+            .select(users::password_hash)
+            .first(&mut pool.get_blocking().unwrap())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(bcrypt::verify(winner, &hash).unwrap());
+    assert!(!bcrypt::verify(loser, &hash).unwrap());
+}

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use super::events::EventKind;
 use super::operator::OperatorError;
 use super::service::{Accounts, Requester, ServiceError, SessionUser, Sessions, delta};
-use crate::db::{self, DbConnection, sessions, users};
+use crate::db::{self, DbConnection, confirmations, pending, sessions, users};
 use crate::ids::{Email, SessionId, UserId};
 use crate::secret::Password;
 
@@ -160,6 +160,8 @@ fn delete_account_rows(
         sessions::revoke_all_except(conn, user_id, None, now, EventKind::AccountDeleted.as_str())?;
     sessions::keep_revocations(conn, user_id, since)?;
     super::throttle::forget_address(conn, user.email.as_str())?;
+    confirmations::delete_for(conn, user_id, &user.email)?;
+    pending::delete_for_address(conn, &user.email)?;
     if !users::delete(conn, user_id, version)? {
         return Ok(None);
     }

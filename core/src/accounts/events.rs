@@ -29,11 +29,15 @@ pub enum EventKind {
     ResetLinkByOperator,
     /// Its sessions' revoke reason; the account's own rows go with it.
     AccountDeleted,
+    EmailVerified,
+    EmailChangeRequested,
+    /// Also the revoke reason of the sessions the change ended.
+    EmailChanged,
 }
 
 impl EventKind {
     /// Every kind, for reading stored text back.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 18] = [
         Self::Registered,
         Self::SignedIn,
         Self::SignInFailed,
@@ -49,6 +53,9 @@ impl EventKind {
         Self::PasswordReset,
         Self::ResetLinkByOperator,
         Self::AccountDeleted,
+        Self::EmailVerified,
+        Self::EmailChangeRequested,
+        Self::EmailChanged,
     ];
 
     /// The stored and logged name.
@@ -69,6 +76,9 @@ impl EventKind {
             Self::PasswordReset => "password_reset",
             Self::ResetLinkByOperator => "reset_link_by_operator",
             Self::AccountDeleted => "account_deleted",
+            Self::EmailVerified => "email_verified",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
         }
     }
 
@@ -96,6 +106,9 @@ impl EventKind {
             Self::PasswordReset => "Password reset by e-mail",
             Self::ResetLinkByOperator => "Reset link made by an operator",
             Self::AccountDeleted => "Account deleted",
+            Self::EmailVerified => "E-mail address confirmed",
+            Self::EmailChangeRequested => "E-mail change requested",
+            Self::EmailChanged => "E-mail address changed",
         }
     }
 }

@@ -18,13 +18,14 @@ mod service;
 mod sessions;
 mod sign_in;
 mod throttle;
+mod verification;
 
 #[cfg(test)]
 mod tests;
 
 pub use deletion::{DeleteAccountError, DeletedAccount};
 pub use events::{Event, EventKind};
-pub use operator::{OperatorError, Pruned, UserSummary};
+pub use operator::{OperatorError, PENDING_KEPT, Pruned, UserSummary};
 pub use profile::{AccountOverview, Profile, SessionSummary};
 pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount};
 pub use reset::{PasswordChanged, ResetError, ResetLink};
@@ -34,5 +35,9 @@ pub use service::{
     SignInError, SignedIn,
 };
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
+pub use verification::{
+    ConfirmError, ConfirmLink, Confirmed, EmailChangeError, EmailChangeMails, LinkDetails,
+    LinkPurpose, RegistrationMail, VerifyMode, VerifyPolicy,
+};
 
 pub use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};

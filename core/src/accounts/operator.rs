@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 
 use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, delta};
-use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW};
-use crate::db::{self, resets, sessions, throttle, users};
+use crate::auth::throttle::{DAY_WINDOW, PAIR_WINDOW};
+use crate::db::{self, confirmations, pending, resets, sessions, throttle, users};
 use crate::ids::{Email, UserId};
 
 /// One account as `gatehouse user list` shows it.
@@ -17,6 +17,8 @@ pub struct UserSummary {
     pub name: String,
     pub created_at: NaiveDateTime,
     pub disabled: bool,
+    /// Whether the address is confirmed.
+    pub verified: bool,
     pub live_sessions: i64,
 }
 
@@ -28,7 +30,14 @@ pub struct Pruned {
     pub throttle_rows: usize,
     /// Reset links that can no longer be used (used, superseded or expired).
     pub reset_requests: usize,
+    /// Confirmation links that can no longer be used, and registrations
+    /// left unconfirmed for [`PENDING_KEPT`].
+    pub confirmations: usize,
 }
+
+/// How long a registration nobody confirms is kept (a fresh link can still
+/// confirm it until then).
+pub const PENDING_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// Why an operator's change to an account did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +77,34 @@ impl Accounts {
                 .map(|u| UserSummary {
                     live_sessions: counts.get(&u.id).copied().unwrap_or(0),
                     disabled: u.disabled_at.is_some(),
+                    verified: u.email_verified_at.is_some(),
                     email: u.email,
                     name: u.name,
                     created_at: u.created_at,
                 })
                 .collect())
+        })
+        .await
+    }
+
+    /// `gatehouse user verify EMAIL`: counts the account's address as
+    /// confirmed (an operator vouches for it), audited. `false` when it
+    /// already was.
+    pub async fn verify_user(&self, email: &Email, who: &Requester) -> Result<bool, OperatorError> {
+        let (email, who, clock) = (email.clone(), who.clone(), self.clock.clone());
+        db::write(&self.pool, move |conn| {
+            let now = clock.now();
+            let Some(user) = users::find_by_email(conn, &email)? else {
+                return Err(OperatorError::NoSuchUser(email.clone()));
+            };
+            if !users::mark_verified(conn, &email, now)? {
+                return Ok(false);
+            }
+            confirmations::end_for_address(conn, &email, now)?;
+            let kind = EventKind::EmailVerified;
+            events::record(conn, Some(&user.id), None, kind, &who, now)?;
+            tracing::info!(event = kind.as_str(), user_id = %user.id, by = "operator");
+            Ok(true)
         })
         .await
     }
@@ -136,7 +168,8 @@ impl Accounts {
 
     /// Deletes sessions that ended (revoked, past their absolute end, or idle)
     /// longer ago than any rule looks back, throttle rows past their window,
-    /// and reset links that can no longer be used.
+    /// reset and confirmation links that can no longer be used, and
+    /// registrations long left unconfirmed.
     pub async fn prune(&self) -> Result<Pruned, ServiceError> {
         let now = self.clock.now();
         let ended_before = now - delta(self.policy.access_token_ttl) - REVOKED_KEPT;
@@ -145,8 +178,10 @@ impl Accounts {
             Ok(Pruned {
                 sessions: sessions::delete_ended(conn, ended_before, idle_before)?
                     + sessions::delete_kept_revocations(conn, ended_before)?,
-                throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - IP_WINDOW)?,
+                throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - DAY_WINDOW)?,
                 reset_requests: resets::delete_dead(conn, now)?,
+                confirmations: confirmations::delete_dead(conn, now)?
+                    + pending::delete_older_than(conn, now - PENDING_KEPT)?,
             })
         })
         .await

@@ -176,6 +176,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
                 registration_ip: None,
+                email_verified_at: Some(now),
             },
         )
         .unwrap();

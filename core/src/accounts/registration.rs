@@ -10,7 +10,7 @@ use super::service::{
 use super::sessions::{self, NewTokens};
 use super::throttle;
 use crate::auth::password::new_password_problem;
-use crate::db::{self, models::NewUser, users};
+use crate::db::{self, models::NewUser, pending, users};
 use crate::ids::{Email, UserId};
 use crate::secret::Password;
 
@@ -36,10 +36,10 @@ pub struct CreatedUser {
 }
 
 /// A registration that passed validation: trimmed name, normalised e-mail.
-struct Valid {
-    name: String,
-    email: Email,
-    password: Password,
+pub(super) struct Valid {
+    pub(super) name: String,
+    pub(super) email: Email,
+    pub(super) password: Password,
 }
 
 impl Accounts {
@@ -52,19 +52,7 @@ impl Accounts {
         account: NewAccount,
         who: &Requester,
     ) -> Result<SignedIn, RegisterError> {
-        let blocked = {
-            let (limits, ip) = (self.throttle, who.ip.clone());
-            let clock = self.clock.clone();
-            db::run(&self.pool, move |conn| {
-                throttle::registration_blocked_for(conn, &limits, &ip, clock.now())
-                    .map_err(ServiceError::from)
-            })
-            .await?
-        };
-        if let Some(retry_after) = blocked {
-            tracing::info!(event = "registration_throttled", ip = %who.ip);
-            return Err(RegisterError::Throttled { retry_after });
-        }
+        self.registration_admitted(who).await?;
         let (user_id, name, _, session) = self.insert_account(account, who, true).await?;
         let Some(session) = session else {
             return Err(ServiceError::Inconsistent("a registration made no session").into());
@@ -84,9 +72,30 @@ impl Accounts {
         Ok(sessions.issue(user, session)?)
     }
 
+    /// Refuses a registration from an address that has reached the hourly
+    /// limit (accounts and pending registrations made from it).
+    pub(super) async fn registration_admitted(&self, who: &Requester) -> Result<(), RegisterError> {
+        let blocked = {
+            let (limits, ip) = (self.throttle, who.ip.clone());
+            let clock = self.clock.clone();
+            db::run(&self.pool, move |conn| {
+                throttle::registration_blocked_for(conn, &limits, &ip, clock.now())
+                    .map_err(ServiceError::from)
+            })
+            .await?
+        };
+        match blocked {
+            Some(retry_after) => {
+                tracing::info!(event = "registration_throttled", ip = %who.ip);
+                Err(RegisterError::Throttled { retry_after })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Creates an account for an operator (`gatehouse user create`): the same
-    /// validation and password policy as the form, no session, and not
-    /// counted by the hourly registration limit.
+    /// validation and password policy as the form, no session, not counted by
+    /// the hourly registration limit, and its address counted as confirmed.
     pub async fn create_user(
         &self,
         account: NewAccount,
@@ -131,8 +140,14 @@ impl Accounts {
                             created_at: now,
                             updated_at: now,
                             registration_ip: self_service.then_some(who.ip.as_str()),
+                            // A registration that signs in at once has not
+                            // confirmed its address; an operator vouches.
+                            email_verified_at: (!self_service).then_some(now),
                         },
                     )?;
+                    // Registrations pending for the address can no longer
+                    // become its account.
+                    pending::delete_for_address(conn, &email)?;
                     let session = if self_service {
                         Some(sessions::create(conn, &policy, &user_id, &who, false, now)?)
                     } else {
@@ -156,7 +171,7 @@ impl Accounts {
 }
 
 /// Trims and checks a registration; CPU-bound (the strength check).
-fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
+pub(super) fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
     let name = account.name.trim().to_owned();
     let email = account.email;
     let mut errors = FieldErrors::default();
@@ -199,7 +214,7 @@ fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
 /// is shown to people (pages, mails, the operator's terminal) and compared as
 /// a key, so none of that is accepted: no display text, no domain literal, a
 /// dot in the domain, and no whitespace or control character anywhere.
-fn is_valid_email(email: &str) -> bool {
+pub(super) fn is_valid_email(email: &str) -> bool {
     let plain = email_address::Options::default()
         .without_display_text()
         .without_domain_literal()

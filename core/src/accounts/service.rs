@@ -111,6 +111,7 @@ pub struct Accounts {
     pub(super) policy: SessionPolicy,
     pub(super) throttle: ThrottlePolicy,
     pub(super) resets: ResetPolicy,
+    pub(super) verify: super::VerifyPolicy,
     /// The time for every rule that expires.
     pub(super) clock: Clock,
     /// Sign-ins waiting for room in their pair's limit.
@@ -124,6 +125,7 @@ impl Accounts {
         policy: SessionPolicy,
         throttle: ThrottlePolicy,
         resets: ResetPolicy,
+        verify: super::VerifyPolicy,
         clock: Clock,
     ) -> Self {
         Self {
@@ -132,6 +134,7 @@ impl Accounts {
             policy,
             throttle,
             resets,
+            verify,
             clock,
             waiters: Default::default(),
         }
@@ -188,6 +191,10 @@ pub enum SignInError {
     /// The (e-mail, IP) pair or the IP is locked; no password was checked.
     #[error("too many failed sign-ins")]
     Throttled { retry_after: Duration },
+    /// The right password of an address nobody has confirmed: no session; a
+    /// fresh link to mail when its limits allowed one.
+    #[error("the e-mail address is not confirmed")]
+    EmailUnverified { link: Option<super::ConfirmLink> },
     #[error(transparent)]
     Failed(#[from] ServiceError),
 }

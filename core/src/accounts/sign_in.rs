@@ -81,6 +81,18 @@ impl Accounts {
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
             .await?;
+        if self
+            .unconfirmed(email, user.as_ref(), verified, &password)
+            .await?
+        {
+            // The right password, but nothing signs in to an address nobody
+            // has confirmed: a fresh link instead (within its limits). Not a
+            // failure; the attempt leaves the pair's count.
+            let link = self.fresh_link_for(email).await?;
+            self.release_attempt(email, who).await;
+            tracing::info!(event = "sign_in_unconfirmed", mailed = link.is_some(), ip = %who.ip);
+            return Err(SignInError::EmailUnverified { link });
+        }
         let user = match user {
             // A disabled account fails like a wrong password: the page says
             // nothing about which e-mails exist or what state they are in.
@@ -175,10 +187,35 @@ impl Accounts {
         Ok((sessions.issue(signed_in, tokens)?, account))
     }
 
+    /// Whether `password` is right for an address nobody has confirmed,
+    /// while confirmation is required: an enabled account registered
+    /// unconfirmed (`verified`: its password matched), or, with no account,
+    /// one of the address's pending registrations.
+    async fn unconfirmed(
+        &self,
+        email: &Email,
+        user: Option<&User>,
+        verified: bool,
+        password: &Password,
+    ) -> Result<bool, ServiceError> {
+        if self.verify.mode != super::VerifyMode::Required {
+            return Ok(false);
+        }
+        if let Some(user) = user {
+            return Ok(verified && user.email_verified_at.is_none() && user.disabled_at.is_none());
+        }
+        for hash in self.pending_hashes(email).await? {
+            if self.hasher.verify(password.clone(), Some(hash)).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Admits the attempt (see [`throttle::admit_sign_in`]), waiting in the
     /// pair's queue while its limit is taken by attempts being checked, and
     /// finds the account when admitted.
-    async fn admit(
+    pub(super) async fn admit(
         &self,
         email: &Email,
         who: &Requester,
@@ -227,7 +264,7 @@ impl Accounts {
 
     /// Takes an attempt that was never judged out of its pair's count of
     /// attempts being checked (it stays counted against the IP).
-    async fn release_attempt(&self, email: &Email, who: &Requester) {
+    pub(super) async fn release_attempt(&self, email: &Email, who: &Requester) {
         let (email_owned, ip) = (email.clone(), who.ip.clone());
         let released = db::run(&self.pool, move |conn| {
             Ok::<_, ServiceError>(throttle::release_sign_in(conn, email_owned.as_str(), &ip)?)
@@ -241,7 +278,7 @@ impl Accounts {
 
     /// Records a failed sign-in in the pair's streak and the audit trail,
     /// and returns the one answer every failure gets.
-    async fn sign_in_failed(
+    pub(super) async fn sign_in_failed(
         &self,
         email: &Email,
         user_id: Option<UserId>,

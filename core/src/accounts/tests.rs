@@ -64,6 +64,10 @@ fn fixture(grace: Duration) -> Fixture {
         policy(grace),
         throttle,
         resets,
+        crate::accounts::VerifyPolicy::new(
+            crate::accounts::VerifyMode::Off,
+            std::time::Duration::from_secs(86_400),
+        ),
         Clock::system(),
     );
     Fixture {
@@ -412,6 +416,7 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
                 created_at: now,
                 updated_at: now,
                 registration_ip: None,
+                email_verified_at: Some(now),
             },
         )
         .unwrap();

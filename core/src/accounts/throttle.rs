@@ -16,7 +16,9 @@ use chrono::NaiveDateTime;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
-use crate::auth::throttle::{IP_WINDOW, PAIR_WINDOW, ThrottlePolicy, lock_for, remaining};
+use crate::auth::throttle::{
+    DAY_WINDOW, IP_WINDOW, PAIR_WINDOW, ThrottlePolicy, lock_for, remaining,
+};
 use crate::db::{self, DbConnection, throttle};
 
 /// The counter of sign-in attempts per client IP.
@@ -25,6 +27,14 @@ const SIGN_IN_PER_IP: &str = "sign_in_ip";
 /// and per client IP.
 const RESET_PER_ADDRESS: &str = "reset_address";
 const RESET_PER_IP: &str = "reset_ip";
+/// The counters of confirmation mails per normalised address: those a
+/// registration sends (a link, or "you already have an account"), and the
+/// fresh links a resend or a sign-in to an unconfirmed address sends, per
+/// minute and per day.
+const REGISTRATION_MAIL_PER_ADDRESS: &str = "registration_mail_address";
+const LINK_PER_MINUTE: &str = "confirm_link_minute";
+const LINK_PER_DAY: &str = "confirm_link_day";
+const MINUTE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// Why an admission did not go through.
 pub(super) enum Refusal {
@@ -66,10 +76,22 @@ fn hit(
     limit: u32,
     now: NaiveDateTime,
 ) -> Result<NaiveDateTime, Refusal> {
-    let counted = throttle::count_hit(conn, bucket, key, now, now - IP_WINDOW)?;
+    hit_in(conn, bucket, key, (limit, IP_WINDOW), now)
+}
+
+/// Counts a hit of `key` against `limit` per `window`, in one statement;
+/// returns the start of the window it was counted in.
+fn hit_in(
+    conn: &mut DbConnection,
+    bucket: &str,
+    key: &str,
+    (limit, window): (u32, chrono::TimeDelta),
+    now: NaiveDateTime,
+) -> Result<NaiveDateTime, Refusal> {
+    let counted = throttle::count_hit(conn, bucket, key, now, now - window)?;
     if i64::from(counted.hits) > i64::from(limit) {
         return Err(Refusal::Limited(remaining(
-            counted.window_start + IP_WINDOW - now,
+            counted.window_start + window - now,
         )));
     }
     Ok(counted.window_start)
@@ -275,10 +297,51 @@ pub(super) fn admit_reset_request(
     Ok(())
 }
 
+/// Admits the one mail a registration of `email` sends, within
+/// `max_per_day` such mails per address.
+pub(super) fn admit_registration_mail(
+    conn: &mut DbConnection,
+    max_per_day: u32,
+    email: &str,
+    now: NaiveDateTime,
+) -> Result<(), Refusal> {
+    hit_in(
+        conn,
+        REGISTRATION_MAIL_PER_ADDRESS,
+        email,
+        (max_per_day, DAY_WINDOW),
+        now,
+    )
+    .map(|_| ())
+}
+
+/// Admits a fresh confirmation link for `email` (a resend, or a sign-in to
+/// an unconfirmed address): within `per_minute` a minute and `per_day` a
+/// day, each counted in one statement.
+pub(super) fn admit_fresh_link(
+    conn: &mut DbConnection,
+    (per_minute, per_day): (u32, u32),
+    email: &str,
+    now: NaiveDateTime,
+) -> Result<(), Refusal> {
+    hit_in(conn, LINK_PER_MINUTE, email, (per_minute, MINUTE), now)?;
+    hit_in(conn, LINK_PER_DAY, email, (per_day, DAY_WINDOW), now)?;
+    Ok(())
+}
+
 /// Forgets the throttling of `email`, whose account is being deleted (its
-/// failed sign-ins and its reset requests).
+/// failed sign-ins, its reset requests and its confirmation mails).
 pub(super) fn forget_address(conn: &mut DbConnection, email: &str) -> diesel::QueryResult<()> {
-    throttle::forget_address(conn, email, &[RESET_PER_ADDRESS])
+    throttle::forget_address(
+        conn,
+        email,
+        &[
+            RESET_PER_ADDRESS,
+            REGISTRATION_MAIL_PER_ADDRESS,
+            LINK_PER_MINUTE,
+            LINK_PER_DAY,
+        ],
+    )
 }
 
 /// When `ip` may register again, if it has reached the hourly limit.
@@ -288,8 +351,11 @@ pub(super) fn registration_blocked_for(
     ip: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Option<Duration>> {
-    let (count, oldest) = crate::db::users::registered_from_ip_since(conn, ip, now - IP_WINDOW)?;
-    if count >= i64::from(policy.register_max_per_hour) {
+    let since = now - IP_WINDOW;
+    let (accounts, oldest_account) = crate::db::users::registered_from_ip_since(conn, ip, since)?;
+    let (pending, oldest_pending) = crate::db::pending::from_ip_since(conn, ip, since)?;
+    if accounts + pending >= i64::from(policy.register_max_per_hour) {
+        let oldest = [oldest_account, oldest_pending].into_iter().flatten().min();
         let until = oldest.unwrap_or(now) + IP_WINDOW;
         return Ok(Some(remaining(until - now)));
     }

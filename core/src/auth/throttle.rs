@@ -24,6 +24,9 @@ use chrono::TimeDelta;
 pub const PAIR_WINDOW: TimeDelta = TimeDelta::minutes(15);
 /// The per-IP cap and the registration limit count over this window.
 pub const IP_WINDOW: TimeDelta = TimeDelta::hours(1);
+/// The confirmation-mail limits per address count over a minute and this
+/// day; the longest window any counter has.
+pub const DAY_WINDOW: TimeDelta = TimeDelta::days(1);
 const FIRST_LOCK_SECS: i64 = 60;
 const MAX_LOCK_SECS: i64 = 3600;
 

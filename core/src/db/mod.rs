@@ -8,9 +8,11 @@
 mod migrations;
 mod pool;
 
+pub mod confirmations;
 pub mod events;
 pub mod models;
 pub mod notify;
+pub mod pending;
 pub mod resets;
 pub mod schema;
 pub mod sessions;

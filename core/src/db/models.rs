@@ -20,6 +20,9 @@ pub struct User {
     pub disabled_at: Option<NaiveDateTime>,
     /// Counts password changes and resets (not re-hashes at a raised cost).
     pub password_version: i32,
+    /// When the address was confirmed; `None` for an account registered
+    /// while confirmation was off and not confirmed since.
+    pub email_verified_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -34,6 +37,8 @@ pub struct NewUser<'a> {
     /// The address a self-registration came from (counted by the hourly
     /// registration limit); `None` for accounts an operator creates.
     pub registration_ip: Option<&'a str>,
+    /// When the address was confirmed (`None`: not confirmed).
+    pub email_verified_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

@@ -13,6 +13,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    email_confirmations (id) {
+        id -> Text,
+        token_hash -> Text,
+        purpose -> Text,
+        email -> Text,
+        user_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     login_throttles (email, ip) {
         email -> Text,
         ip -> Text,
@@ -32,6 +45,17 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    pending_registrations (id) {
+        id -> Text,
+        email -> Text,
+        name -> Text,
+        password_hash -> Text,
+        ip -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -89,17 +113,21 @@ diesel::table! {
         registration_ip -> Nullable<Text>,
         disabled_at -> Nullable<Timestamp>,
         password_version -> Integer,
+        email_verified_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::joinable!(auth_events -> users (user_id));
+diesel::joinable!(email_confirmations -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
+    email_confirmations,
     login_throttles,
     password_resets,
+    pending_registrations,
     rate_limits,
     revocation_counter,
     revoked_sessions,

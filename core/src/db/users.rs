@@ -95,6 +95,49 @@ pub fn replace_password(
     Ok(updated == 1)
 }
 
+/// Confirms `email` as the account's address (its own, registered
+/// unconfirmed, or a new one) while the account is enabled and its password
+/// still at `verified_version`; returns whether it did. A new address
+/// another account took meanwhile is the database's unique violation.
+pub fn confirm_email(
+    conn: &mut DbConnection,
+    id: &UserId,
+    verified_version: i32,
+    email: &Email,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::disabled_at.is_null())
+            .filter(users::password_version.eq(verified_version)),
+    )
+    .set((
+        users::email.eq(email),
+        users::email_verified_at.eq(Some(now)),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Marks the address of the account with this e-mail confirmed (an
+/// operator vouches); returns whether it was unconfirmed.
+pub fn mark_verified(
+    conn: &mut DbConnection,
+    email: &Email,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        users::table
+            .filter(users::email.eq(email))
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set(users::email_verified_at.eq(Some(now)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 /// How many accounts registered from `ip` since `since`, and the oldest of
 /// them. Accounts an operator created carry no address and never count.
 pub fn registered_from_ip_since(

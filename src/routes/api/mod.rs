@@ -10,12 +10,13 @@ use gatehouse_core::secret::Password;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::errors::AppError;
+use crate::errors::{AppError, UNCONFIRMED};
 use crate::http::client::client_info;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
+use crate::mail::{Mail, Mailer};
 use gatehouse_core::accounts::{
     Accounts, Credentials, EMAIL_TAKEN, FieldErrors, INVALID_CREDENTIALS, MISSING_CREDENTIALS,
-    NewAccount, Profile, RegisterError, Sessions, SignInError,
+    NewAccount, Profile, RegisterError, Sessions, SignInError, VerifyMode,
 };
 
 /// What `POST /api/login` takes.
@@ -80,6 +81,34 @@ pub struct RefreshedBody {
     pub expires_in: u64,
 }
 
+/// What `POST /api/register` answers when addresses must be confirmed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckEmailBody {
+    pub status: CheckEmail,
+}
+
+/// A registration waits for its address to be confirmed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckEmail {
+    CheckEmail,
+}
+
+/// An error a client acts on by its `code`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodedErrorBody {
+    pub error: String,
+    pub code: ErrorCode,
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Confirm the address with the mailed link first.
+    EmailUnverified,
+}
+
 /// Every API error: a message, and the request id the log has it under.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -101,22 +130,28 @@ pub struct ErrorBody {
         User,
         SignedInBody,
         RefreshedBody,
+        CheckEmailBody,
+        CheckEmail,
+        CodedErrorBody,
+        ErrorCode,
         ErrorBody
     ))
 )]
 pub struct ApiDoc;
 
-/// `POST /api/register`: creates an account, as the registration form does,
-/// and signs it in.
+/// `POST /api/register`: registers as the form does: with confirmation
+/// required, 202 for every address (the mail tells them apart); otherwise the
+/// account is made and signed in.
 #[utoipa::path(
     post,
     path = "/api/register",
     request_body(content = RegisterRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Registered and signed in; the session cookies are set", body = SignedInBody),
+        (status = 201, description = "Registered and signed in; the session cookies are set (REGISTRATION_VERIFY=off)", body = SignedInBody),
+        (status = 202, description = "Confirmation required: the same answer for every address; a link (or, for an existing account, a notice) is mailed", body = CheckEmailBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
-        (status = 409, description = "An account with this email already exists", body = ErrorBody),
+        (status = 409, description = "An account with this email already exists (REGISTRATION_VERIFY=off only)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing or invalid fields, each named", body = ErrorBody),
@@ -125,10 +160,12 @@ pub struct ApiDoc;
     )
 )]
 pub async fn register(
+    req: HttpRequest,
     body: web::Json<serde_json::Value>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
     sessions: web::Data<Sessions>,
+    mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let body: RegisterRequest = object(body.into_inner())?;
@@ -138,6 +175,23 @@ pub async fn register(
         email: email.clone(),
         password: body.password,
     };
+    if accounts.verify_mode() == VerifyMode::Required {
+        return match accounts.register_pending(account, &client).await {
+            Ok(mail) => {
+                if let Some(mail) = mail {
+                    let mail = Mail::for_registration(mail, &site.origin);
+                    mailer.send(mail, &crate::http::request_id(&req));
+                }
+                Ok(HttpResponse::Accepted().json(CheckEmailBody {
+                    status: CheckEmail::CheckEmail,
+                }))
+            }
+            Err(RegisterError::Invalid(errors)) => {
+                Err(AppError::InvalidFields(field_problems(errors)))
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     let signed_in = match accounts.register(&sessions, account, &client).await {
         Ok(signed_in) => signed_in,
         Err(RegisterError::Invalid(errors)) => {
@@ -180,7 +234,7 @@ fn field_problems(errors: FieldErrors) -> String {
         (status = 200, description = "Signed in; the session cookies are set", body = SignedInBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
-        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed (ErrorBody); or the right password of an address not yet confirmed: `code` is `email_unverified`, and a fresh link is mailed", body = CodedErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing or invalid fields", body = ErrorBody),
@@ -188,12 +242,18 @@ fn field_problems(errors: FieldErrors) -> String {
         (status = 503, description = "The database does not answer", body = ErrorBody),
     )
 )]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn login(
+    req: HttpRequest,
     MaybeUser(current): MaybeUser,
     body: web::Json<serde_json::Value>,
     client: ClientInfo,
     accounts: web::Data<Accounts>,
     sessions: web::Data<Sessions>,
+    mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let body: LoginRequest = object(body.into_inner())?;
@@ -213,6 +273,19 @@ pub async fn login(
         }
         Err(SignInError::MissingCredentials) => {
             return Err(AppError::InvalidFields(MISSING_CREDENTIALS.to_owned()));
+        }
+        Err(SignInError::EmailUnverified { link }) => {
+            let request_id = crate::http::request_id(&req);
+            if let Some(link) = link {
+                mailer.send(Mail::confirm(link, &site.origin), &request_id);
+            }
+            return Ok(HttpResponse::Forbidden()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(CodedErrorBody {
+                    error: UNCONFIRMED.to_owned(),
+                    code: ErrorCode::EmailUnverified,
+                    request_id,
+                }));
         }
         Err(e) => return Err(e.into()),
     };

@@ -209,6 +209,7 @@ pub async fn seed_user_at_cost(
                 created_at: now,
                 updated_at: now,
                 registration_ip: None,
+                email_verified_at: Some(now),
             },
         )
         .unwrap();
