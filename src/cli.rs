@@ -331,15 +331,16 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 Ok(())
             }
             UserAction::Verify { email } => {
+                let email = Email::new(&email);
                 let changed = accounts(settings)
                     .await?
-                    .verify_user(&Email::new(&email), &operator())
+                    .verify_user(&email, &operator())
                     .await
                     .map_err(|e| e.to_string())?;
                 if changed {
-                    println!("verified {}", shown(&email));
+                    println!("verified {}", shown(email.as_str()));
                 } else {
-                    println!("{} was already verified", shown(&email));
+                    println!("{} was already verified", shown(email.as_str()));
                 }
                 Ok(())
             }

@@ -1,7 +1,9 @@
 //! Confirming an address: `/register/check-email` (where every registration
 //! lands, whatever the address), `/register/resend`, and the mailed link
 //! `/verify/{token}`, whose page changes nothing and whose form takes the
-//! password. The token stays in the path: the page is `no-referrer`, and a
+//! password. The token stays in the path: the site's `same-origin` referrer
+//! policy keeps it from other sites (`no-referrer` would make the browser
+//! send the form with `Origin: null`, which the origin check refuses), and a
 //! link is worthless without the password.
 
 use actix_web::http::{StatusCode, header};
@@ -207,7 +209,7 @@ fn confirm_page(
         new_address: purpose == LinkPurpose::EmailChange,
         error,
     };
-    no_referrer(render(status, &page)?)
+    render(status, &page)
 }
 
 /// The one answer for a used, expired, superseded or made-up link (400).
@@ -215,16 +217,7 @@ fn expired(csrf: &Csrf) -> Result<HttpResponse, AppError> {
     let page = ExpiredPage {
         layout: page_layout(None, csrf, FlashMessage::default()),
     };
-    no_referrer(render(StatusCode::BAD_REQUEST, &page)?)
-}
-
-/// The token is in this page's address: no `Referer` carries it away.
-fn no_referrer(mut response: HttpResponse) -> Result<HttpResponse, AppError> {
-    response.headers_mut().insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    Ok(response)
+    render(StatusCode::BAD_REQUEST, &page)
 }
 
 /// Where a registration lands with confirmation required.

@@ -101,6 +101,53 @@ async fn registering_by_api_signs_in_and_a_taken_or_weak_one_is_refused_by_name(
 }
 
 #[tokio::test]
+async fn with_confirmation_required_registering_is_202_for_every_address_and_sign_in_waits() {
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| {
+        s.mail.mail_url = Some(mail_url);
+        s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
+    })
+    .await;
+    let password = "correct horse battery staple";
+    let mut answers = Vec::new();
+    for email in [
+        "grace@example.com",
+        "grace@example.com",
+        app.test_user.email.as_str(),
+    ] {
+        let body = json!({"name": "Grace Hopper", "email": email, "password": password});
+        let answer = post_json(&app, &app.new_client(), "/api/register", body).await;
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+        assert!(set_cookie(&answer, "gatehouse_access").is_none());
+        answers.push(answer.json::<Value>().await.unwrap());
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| *a == json!({"status": "check_email"})),
+        "{answers:?}"
+    );
+    assert_eq!(inbox.wait_for(3).await.len(), 3);
+    assert_eq!(accounts_with_email(&app.pool, "grace@example.com").await, 0);
+
+    // The right password of the unconfirmed address: 403 with its code, no
+    // session; a wrong one: 401 as always.
+    let client = app.new_client();
+    let body = json!({"email": "grace@example.com", "password": password});
+    let waiting = post_json(&app, &client, "/api/login", body).await;
+    assert_eq!(waiting.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&waiting, "gatehouse_access").is_none());
+    let error: Value = waiting.json().await.unwrap();
+    assert_eq!(error["code"], "email_unverified");
+    assert_eq!(error["error"], "Confirm your e-mail address first");
+    let fresh = inbox.wait_for(4).await;
+    assert!(confirm_link(&fresh[3]).is_some(), "{}", fresh[3]);
+    let body = json!({"email": "grace@example.com", "password": "not the password"});
+    let wrong = post_json(&app, &client, "/api/login", body).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn failed_sign_ins_are_json_and_name_the_problem() {
     let app = api_app().await;
     let client = &app.client;

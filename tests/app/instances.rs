@@ -63,6 +63,7 @@ on_both_routes!(
     a_revocation_or_a_password_change_on_one_instance_is_honoured_by_the_other,
     a_password_reset_on_one_instance_signs_the_account_out_on_the_other,
     an_account_deleted_on_one_instance_is_signed_out_on_the_other,
+    twenty_resends_at_once_on_two_instances_mail_one_link,
 );
 
 struct Instances {
@@ -576,4 +577,64 @@ async fn an_account_deleted_on_one_instance_is_signed_out_on_the_other(route: Ro
     assert_redirects_to(&deleted, "/login");
     refused_within_2s(&pair.b.address, &phone_cookie).await;
     register(&Client::new("again"), &pair.b.address, "ada@example.com").await;
+}
+
+async fn twenty_resends_at_once_on_two_instances_mail_one_link(route: Route) {
+    let (mail_url, inbox) = start_smtp().await;
+    let pair = two_instances(
+        route,
+        &[("MAIL_URL", &mail_url), ("REGISTRATION_VERIFY", "required")],
+    );
+    let registered = Client::new("instances")
+        .submit(
+            &pair.a.address,
+            "/register",
+            "/register",
+            &[
+                ("name", "Ada Lovelace"),
+                ("email", "ada@example.com"),
+                ("password", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_redirects_to(&registered, "/register/check-email");
+    // The registration's own mail, counted apart from the resends.
+    inbox.wait_for(1).await;
+    let mut ready = Vec::new();
+    for i in 0..20 {
+        let address = [&pair.a.address, &pair.b.address][i % 2].clone();
+        let client = Client::new("resender");
+        let page = client
+            .http
+            .get(format!("{address}/register/check-email"))
+            .send()
+            .await
+            .unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
+        ready.push((address, client, csrf));
+    }
+
+    let mut set = tokio::task::JoinSet::new();
+    for (address, client, csrf) in ready {
+        set.spawn(async move {
+            client
+                .http
+                .post(format!("{address}/register/resend"))
+                .header("Origin", &address)
+                .form(&[("email", "ada@example.com"), ("csrf_token", csrf.as_str())])
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    let answers = set.join_all().await;
+
+    for answer in &answers {
+        assert_redirects_to(answer, "/register/check-email");
+    }
+    let mails = inbox.wait_for(2).await;
+    assert!(confirm_link(&mails[1]).is_some(), "{}", mails[1]);
+    // Time for any straggler to arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(inbox.messages().len(), 2, "{:#?}", inbox.messages());
 }

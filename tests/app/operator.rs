@@ -392,3 +392,80 @@ async fn support_staff_can_print_a_one_time_reset_link() {
         "the link worked once"
     );
 }
+
+#[tokio::test]
+async fn support_staff_can_confirm_an_address_and_the_list_says_which_are_confirmed() {
+    use diesel::prelude::*;
+    use gatehouse_core::db::schema::users;
+    let app = spawn_app_with(|s| {
+        s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
+    })
+    .await;
+    // Registered while confirmation was off: not confirmed.
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::update(users::table.filter(users::email.eq("user@example.com")))
+            .set(users::email_verified_at.eq(None::<chrono::NaiveDateTime>))
+            .execute(&mut pool.get_blocking().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let created = cli(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "op@example.com",
+            "--name",
+            "Made By Op",
+        ],
+        "correct horse battery staple\n",
+    )
+    .await;
+    assert!(created.status.success(), "{}", describe(&created));
+
+    let list = text(&cli(&app, &["user", "list"], "").await.stdout);
+    let row = |email: &str| {
+        list.lines()
+            .find(|l| l.starts_with(email))
+            .unwrap_or_else(|| panic!("{email} not listed: {list}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert!(list.lines().next().unwrap().contains("VERIFIED"), "{list}");
+    assert!(row("user@example.com").contains(&"no"), "{list}");
+    assert!(row("op@example.com").contains(&"yes"), "{list}");
+    // An operator's account signs in; the unconfirmed one gets a link instead.
+    assert_redirects_to(
+        &app.post_login("op@example.com", "correct horse battery staple")
+            .await,
+        "/dashboard",
+    );
+    let user = &app.test_user;
+    assert_redirects_to(
+        &app.login_as(&app.new_client(), &user.email, &user.password)
+            .await,
+        "/register/check-email",
+    );
+
+    let verified = cli(&app, &["user", "verify", "User@Example.com"], "").await;
+    assert!(verified.status.success(), "{}", describe(&verified));
+    assert!(text(&verified.stdout).contains("verified user@example.com"));
+    let again = cli(&app, &["user", "verify", "user@example.com"], "").await;
+    assert!(
+        text(&again.stdout).contains("was already verified"),
+        "{}",
+        describe(&again)
+    );
+    let unknown = cli(&app, &["user", "verify", "nobody@example.com"], "").await;
+    assert_eq!(unknown.status.code(), Some(1));
+    let list = text(&cli(&app, &["user", "list"], "").await.stdout);
+    assert!(!list.contains(" no "), "{list}");
+    assert_redirects_to(
+        &app.login_as(&app.new_client(), &user.email, &user.password)
+            .await,
+        "/dashboard",
+    );
+}

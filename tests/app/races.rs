@@ -716,7 +716,9 @@ async fn a_revocation_that_commits_after_a_later_one_is_still_polled() {
 /// The token of the last confirmation link in `inbox`'s messages.
 fn last_confirm_token(messages: &[String]) -> String {
     let joined = messages.concat().replace("=\n", "");
-    let at = joined.rfind("/verify/").expect("no confirmation link mailed");
+    let at = joined
+        .rfind("/verify/")
+        .expect("no confirmation link mailed");
     joined[at + "/verify/".len()..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
@@ -732,7 +734,10 @@ async fn a_confirmation_link_sent_ten_times_at_once_makes_exactly_one_account() 
     })
     .await;
     let email = "contested@example.com";
-    let (squatter, victim) = ("the squatter's own passphrase", "the victim's own passphrase");
+    let (squatter, victim) = (
+        "the squatter's own passphrase",
+        "the victim's own passphrase",
+    );
     for password in [squatter, victim] {
         let registered = app.register("Someone", email, password).await;
         assert_redirects_to(&registered, "/register/check-email");

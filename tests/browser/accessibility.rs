@@ -10,7 +10,7 @@ use crate::helpers::*;
 const AXE: &str = include_str!("axe.min.js");
 
 /// Runs axe on the page `b` shows and fails on any WCAG 2 A or AA violation.
-async fn no_violations(b: &Browser, page: &str) {
+pub(crate) async fn no_violations(b: &Browser, page: &str) {
     b.client
         .execute(&format!("{AXE}\nreturn true;"), vec![])
         .await

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::accessibility::no_violations;
 use crate::browser::{Browser, browser, serve_elsewhere};
 use crate::helpers::*;
 use gatehouse_core::auth::jwt::LEEWAY_SECS;
@@ -390,5 +391,132 @@ async fn without_javascript_register_sign_in_and_sign_out_work() {
     b.ensure(b.path().await == "/login", "signed out").await;
     sign_in(&b, &app, "ada@example.com", PASSWORD, false).await;
     b.ensure(b.path().await == "/dashboard", "signed in again")
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "needs CHROMEDRIVER"]
+async fn a_newcomer_confirms_the_address_in_another_browser_and_later_changes_it() {
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| {
+        s.mail.mail_url = Some(mail_url);
+        s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
+    })
+    .await;
+    let laptop = browser("confirm_laptop", true).await;
+
+    laptop.goto(&app.url("/register")).await;
+    laptop.fill("name", "Ada Lovelace").await;
+    laptop.fill("email", "ada@example.com").await;
+    laptop.fill("password", PASSWORD).await;
+    laptop
+        .click("form[action='/register'] button[type=submit]")
+        .await;
+    laptop
+        .ensure(
+            laptop.path().await == "/register/check-email",
+            "registering waits for the address",
+        )
+        .await;
+    no_violations(&laptop, "/register/check-email").await;
+    sign_in(&laptop, &app, "ada@example.com", PASSWORD, false).await;
+    laptop
+        .ensure(
+            laptop.path().await == "/register/check-email",
+            "an unconfirmed address signs nothing in",
+        )
+        .await;
+
+    // The newest link, opened on the phone: it names the address and asks
+    // for the password.
+    let mails = inbox.wait_for(2).await;
+    let link = confirm_link(&mails[1]).unwrap();
+    let phone = browser("confirm_phone", true).await;
+    phone.goto(&link).await;
+    phone
+        .ensure(
+            phone.source().await.contains("ada@example.com"),
+            "the link's page names the address",
+        )
+        .await;
+    no_violations(&phone, "/verify/{token}").await;
+    phone.fill("password", "not the password at all").await;
+    phone.click("main form button[type=submit]").await;
+    phone
+        .ensure(
+            phone
+                .source()
+                .await
+                .contains("That is not the right password."),
+            "a wrong password is told",
+        )
+        .await;
+    no_violations(&phone, "/verify/{token} with an error").await;
+    phone.fill("password", PASSWORD).await;
+    phone.click("main form button[type=submit]").await;
+    phone
+        .ensure(phone.path().await == "/dashboard", "confirming signs in")
+        .await;
+    phone
+        .ensure(
+            phone
+                .source()
+                .await
+                .contains("Your e-mail address is confirmed."),
+            "and says so",
+        )
+        .await;
+    phone.goto(&link).await;
+    phone
+        .ensure(
+            phone.source().await.contains("expired or was already used"),
+            "the link works once",
+        )
+        .await;
+    no_violations(&phone, "/verify/{token} used").await;
+
+    // A change of address, confirmed from its link in the same browser.
+    phone.goto(&app.url("/account")).await;
+    phone.fill("new_email", "ada@lovelace.example").await;
+    phone
+        .client
+        .find(fantoccini::Locator::Css("#email_password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    phone
+        .click("form[action='/account/email'] button[type=submit]")
+        .await;
+    phone
+        .ensure(
+            phone.source().await.contains("Changing to"),
+            "the account page shows the pending change",
+        )
+        .await;
+    no_violations(&phone, "/account with a pending change").await;
+    let mails = inbox.wait_for(4).await;
+    let link = mails.iter().rev().find_map(|m| confirm_link(m)).unwrap();
+    phone.goto(&link).await;
+    no_violations(&phone, "/verify/{token} for a new address").await;
+    phone.fill("password", PASSWORD).await;
+    phone.click("main form button[type=submit]").await;
+    phone
+        .ensure(
+            phone
+                .source()
+                .await
+                .contains("Your e-mail address has been changed"),
+            "the change is made",
+        )
+        .await;
+    sign_out(&phone).await;
+    sign_in(&phone, &app, "ada@lovelace.example", PASSWORD, false).await;
+    phone
+        .ensure(
+            phone.path().await == "/dashboard",
+            "the new address signs in",
+        )
         .await;
 }

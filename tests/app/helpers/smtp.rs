@@ -86,13 +86,23 @@ pub async fn start_smtp() -> (String, Inbox) {
 
 /// The first password-reset link in a message (quoted-printable decoded).
 pub fn reset_link(message: &str) -> Option<String> {
+    link_under(message, "/password/reset/")
+}
+
+/// The first address-confirmation link in a message (quoted-printable decoded).
+pub fn confirm_link(message: &str) -> Option<String> {
+    link_under(message, "/verify/")
+}
+
+/// The first link in a message whose path starts with `prefix` and goes on
+/// with a token.
+fn link_under(message: &str, prefix: &str) -> Option<String> {
     let joined = message.replace("=\n", "");
-    let start = joined.find("http://")?;
-    let rest = &joined[start..];
-    let at = rest.find("/password/reset/")?;
-    let token: String = rest[at + "/password/reset/".len()..]
+    let at = joined.find(prefix)?;
+    let start = joined[..at].rfind("http://")?;
+    let token: String = joined[at + prefix.len()..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
-    Some(format!("{}/password/reset/{token}", &rest[..at]))
+    Some(format!("{}{prefix}{token}", &joined[start..at]))
 }
