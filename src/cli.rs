@@ -410,12 +410,13 @@ pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "deleted {} ended session(s), {} throttle row(s), {} old reset request(s) \
-                     and {} old confirmation(s)",
+                    "deleted {} ended session(s), {} throttle row(s), {} old reset request(s), \
+                     {} old confirmation link(s) and {} unconfirmed registration(s)",
                     pruned.sessions,
                     pruned.throttle_rows,
                     pruned.reset_requests,
-                    pruned.confirmations
+                    pruned.confirmations,
+                    pruned.pending_registrations
                 );
                 Ok(())
             }

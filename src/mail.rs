@@ -253,7 +253,7 @@ struct AccountDeletedHtml<'a> {
 struct ConfirmLinkText<'a> {
     name: &'a str,
     link: &'a str,
-    hours: u64,
+    lifetime: &'a str,
     new_address: bool,
 }
 
@@ -262,7 +262,7 @@ struct ConfirmLinkText<'a> {
 struct ConfirmLinkHtml<'a> {
     name: &'a str,
     link: &'a str,
-    hours: u64,
+    lifetime: &'a str,
     new_address: bool,
 }
 
@@ -380,7 +380,7 @@ impl Mail {
                 new_address,
                 ..
             } => {
-                let (hours, new_address) = (expires_in.as_secs().div_ceil(3600), *new_address);
+                let (lifetime, new_address) = (&lifetime_text(*expires_in), *new_address);
                 (
                     if new_address {
                         "Confirm your new Gatehouse e-mail address"
@@ -390,14 +390,14 @@ impl Mail {
                     ConfirmLinkText {
                         name,
                         link,
-                        hours,
+                        lifetime,
                         new_address,
                     }
                     .render(),
                     ConfirmLinkHtml {
                         name,
                         link,
-                        hours,
+                        lifetime,
                         new_address,
                     }
                     .render(),
@@ -466,6 +466,18 @@ impl Mail {
     }
 }
 
+/// How long a link works, in words: whole hours when it is a whole number of
+/// them, else minutes (rounded up).
+pub fn lifetime_text(lifetime: Duration) -> String {
+    let secs = lifetime.as_secs();
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        plural(secs / 3600, "hour")
+    } else {
+        plural(secs.div_ceil(60), "minute")
+    }
+}
+
 /// The queue's sending end, shared by every request.
 #[derive(Debug, Clone)]
 pub struct Mailer {
@@ -530,5 +542,21 @@ async fn deliver(transport: &Transport, from: &Mailbox, mail: Mail, request_id: 
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_reads_in_hours_or_minutes() {
+        let text = |secs| lifetime_text(Duration::from_secs(secs));
+        assert_eq!(text(86_400), "24 hours");
+        assert_eq!(text(3600), "1 hour");
+        assert_eq!(text(1800), "30 minutes");
+        assert_eq!(text(5400), "90 minutes");
+        assert_eq!(text(60), "1 minute");
+        assert_eq!(text(61), "2 minutes");
     }
 }

@@ -17,7 +17,7 @@ use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
 use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
-    Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError, Sessions, VerifyMode,
+    Accounts, EMAIL_TAKEN, FieldErrors, NewAccount, RegisterError, Registered, Sessions,
 };
 
 /// Every field defaults to empty, so a missing field is a validation message,
@@ -94,23 +94,17 @@ pub async fn register(
         email: Email::new(&form.email),
         password: form.password,
     };
-    if accounts.verify_mode() == VerifyMode::Required {
-        return match accounts.register_pending(account, &client).await {
-            Ok(mail) => {
-                if let Some(mail) = mail {
-                    let mail = Mail::for_registration(mail, &site.origin);
-                    mailer.send(mail, &crate::http::request_id(&req));
-                }
-                Ok(check_email_redirect())
-            }
-            Err(RegisterError::Invalid(errors)) => rerender(&csrf, name, email, errors),
-            Err(e) => Err(e.into()),
-        };
-    }
-    match accounts.register(&sessions, account, &client).await {
-        Ok(signed_in) => Ok(site
+    match accounts.sign_up(&sessions, account, &client).await {
+        Ok(Registered::SignedIn(signed_in)) => Ok(site
             .cookies
             .signed_in_redirect(&signed_in.session, "/dashboard")),
+        Ok(Registered::Pending(mail)) => {
+            if let Some(mail) = mail {
+                let mail = Mail::for_registration(mail, &site.origin);
+                mailer.send(mail, &crate::http::request_id(&req));
+            }
+            Ok(check_email_redirect())
+        }
         Err(RegisterError::Invalid(errors)) => rerender(&csrf, name, email, errors),
         Err(RegisterError::EmailTaken { email }) => {
             let errors = FieldErrors {

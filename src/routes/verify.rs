@@ -57,7 +57,8 @@ impl CsrfProtected for ConfirmForm {
 #[template(path = "register_check_email.html")]
 pub struct CheckEmailPage {
     layout: Layout,
-    hours: u64,
+    /// How long a link works, in words.
+    lifetime: String,
 }
 
 #[derive(Template)]
@@ -85,7 +86,7 @@ pub async fn check_email(
 ) -> Result<HttpResponse, AppError> {
     let page = CheckEmailPage {
         layout: page_layout(user.as_ref(), &csrf, flash),
-        hours: accounts.confirm_link_lifetime().as_secs().div_ceil(3600),
+        lifetime: crate::mail::lifetime_text(accounts.confirm_link_lifetime()),
     };
     render(StatusCode::OK, &page)
 }
@@ -139,8 +140,14 @@ pub async fn link(
     }
 }
 
-/// `POST /verify/{token}`: confirms with the password, signs this browser in.
+/// `POST /verify/{token}`: confirms with the password, signs this browser in
+/// (ending the session it had).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn confirm(
+    MaybeUser(current): MaybeUser,
     token: web::Path<String>,
     form: CsrfForm<ConfirmForm>,
     client: ClientInfo,
@@ -155,7 +162,13 @@ pub async fn confirm(
     }
     let form = form.into_inner();
     match accounts
-        .confirm_address(&sessions, &token, form.password, &client)
+        .confirm_address(
+            &sessions,
+            &token,
+            form.password,
+            current.as_ref().map(|c| &c.0),
+            &client,
+        )
         .await
     {
         Ok((signed_in, confirmed)) => {

@@ -34,7 +34,7 @@ fn is_plain_word(text: &str) -> bool {
 
 /// Paths whose remaining segment is a secret (it authorises something by
 /// itself being known) and is never logged.
-const SECRET_PATH_PREFIXES: &[&str] = &["/password/reset/"];
+const SECRET_PATH_PREFIXES: &[&str] = &["/password/reset/", "/verify/"];
 
 /// `path` as the log may show it: a secret segment becomes `…`.
 pub fn loggable_path(path: &str) -> Cow<'_, str> {
@@ -72,6 +72,8 @@ mod tests {
             loggable_path("/password%2freset%2Fabc123"),
             "/password/reset/…"
         );
+        assert_eq!(loggable_path("/verify/abc123"), "/verify/…");
+        assert_eq!(loggable_path("/verify%2Fabc123"), "/verify/…");
         assert_eq!(loggable_path("/a%20b"), "/a%20b");
     }
 

@@ -201,6 +201,12 @@ async fn an_address_of_another_account_gets_the_same_answer_and_its_owner_a_noti
         taken.headers().get("location")
     );
 
+    // The account page shows the change to the taken address as it shows
+    // any: it tells nothing of who owns it.
+    let page = app.get_as(&laptop, "/account").await.text().await.unwrap();
+    let shown = format!("Changing to <strong>{}</strong>", other.email);
+    assert!(page.contains(&shown), "{page}");
+
     let mails = inbox.wait_for(4).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(inbox.messages().len(), 4, "{mails:?}");

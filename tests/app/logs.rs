@@ -124,6 +124,17 @@ async fn each_request_gets_one_access_line_without_query_strings_or_secret_segme
         .await
         .unwrap();
     assert_eq!(link.status(), StatusCode::SEE_OTHER);
+    // A confirmation link: its token stays in the path, and out of the log.
+    let confirm = client
+        .http
+        .get(format!(
+            "{base}/verify/SECRETCONFIRMTOKEN{}",
+            "A".repeat(25)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), StatusCode::BAD_REQUEST);
     let missing = client
         .http
         .get(format!("{base}/nothing-here?q=QUERYSECRET"))
@@ -172,6 +183,8 @@ async fn each_request_gets_one_access_line_without_query_strings_or_secret_segme
     assert!(warnings[0].contains(&refused_reference), "{log}");
 
     assert!(!log.contains("SECRETRESETTOKEN"), "{log}");
+    assert!(!log.contains("SECRETCONFIRMTOKEN"), "{log}");
+    assert!(log.contains("path=/verify/…"), "{log}");
     assert!(
         !log.contains("QUERYSECRET") && !log.contains("QUERYTOKEN"),
         "{log}"

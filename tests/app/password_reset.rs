@@ -245,6 +245,7 @@ async fn a_weak_new_password_re_renders_the_form_and_the_link_still_works() {
 
 #[tokio::test]
 async fn registered_and_unregistered_addresses_take_the_same_time() {
+    let _alone = timing_alone().await;
     let (app, _inbox) = reset_app().await;
     let client = Client::new("timer");
     let token = app.csrf_token_as(&client, "/password/forgot").await;

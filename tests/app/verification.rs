@@ -691,6 +691,7 @@ async fn new_links_are_mailed_at_most_once_a_minute_and_five_times_a_day() {
 
 #[tokio::test]
 async fn registering_a_new_or_a_taken_address_takes_the_same_time() {
+    let _alone = timing_alone().await;
     // At bcrypt cost 8 (16 times the other tests' 4, still below any
     // deployment's): the hash every path does is the bulk of the answer, as
     // it is in production, and the rows a new address writes are what is left
@@ -780,4 +781,84 @@ async fn in_development_by_default_a_registration_signs_in_at_once_as_before() {
     assert!(set_cookie(&registered, "gatehouse_access").is_some());
     assert_eq!(accounts_with_email(&app.pool, EMAIL).await, 1);
     assert_mail_count(&inbox, 0).await;
+}
+
+#[tokio::test]
+async fn the_hourly_registration_limit_counts_every_address_alike() {
+    let (app, _inbox) = verify_app_with(|s| s.throttle.register_max_per_hour = 2).await;
+    // Two registrations of an address that has an account use up the limit
+    // as two new addresses would: the third is refused whatever it is.
+    register(&app, "Someone", &app.test_user.email, PASSWORD).await;
+    register(&app, "Someone", &app.test_user.email, PASSWORD).await;
+    let refused = app
+        .register_as(&Client::new("third"), "Ada", EMAIL, PASSWORD)
+        .await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(pending_of(&app, EMAIL).await.is_empty());
+}
+
+#[tokio::test]
+async fn confirming_in_a_signed_in_browser_ends_the_session_it_had() {
+    let (app, inbox) = verify_app().await;
+    let link = link_in(&register_for_mail(&app, &inbox, "Ada", EMAIL, PASSWORD).await);
+    let browser = app.new_client();
+    app.login_test_user_as(&browser, false).await;
+    let old_access = app.cookie_in(&browser, "gatehouse_access").unwrap();
+
+    let confirmed = confirm(&app, &browser, &link, PASSWORD).await;
+
+    assert_signed_in_as(&app, &browser, &confirmed, "Ada").await;
+    let old = app
+        .get_with_cookie("/dashboard", &format!("gatehouse_access={old_access}"))
+        .await;
+    assert_redirects_to(&old, "/login?next=%2Fdashboard");
+}
+
+#[tokio::test]
+async fn a_confirmed_address_leaves_no_link_or_registration_behind() {
+    let (app, inbox) = verify_app().await;
+    register_for_mail(&app, &inbox, "Squatter", EMAIL, SQUATTER_PASSWORD).await;
+    let link = link_in(&register_for_mail(&app, &inbox, "Ada", EMAIL, PASSWORD).await);
+
+    let confirmed = confirm(&app, &app.new_client(), &link, PASSWORD).await;
+
+    assert_redirects_to(&confirmed, "/dashboard");
+    assert!(stored_confirmations(&app).await.is_empty());
+    assert!(pending_of(&app, EMAIL).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_registration_link_never_brings_back_an_address_the_account_changed_from() {
+    // Confirmation off: the account is registered unconfirmed and signed in.
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| s.mail.mail_url = Some(mail_url)).await;
+    let browser = app.new_client();
+    let registered = app.register_as(&browser, "Ada", EMAIL, PASSWORD).await;
+    assert_redirects_to(&registered, "/dashboard");
+    // A link for the address it registered with, then a change of address.
+    resend(&app, EMAIL).await;
+    let old_link = link_in(&mail(&inbox, 1).await);
+    let asked = browser
+        .submit(
+            &app.address,
+            "/account",
+            "/account/email",
+            &[
+                ("new_email", "ada@new.example"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_redirects_to(&asked, "/account");
+    let messages = inbox.wait_for(3).await;
+    let change = messages
+        .iter()
+        .find(|m| m.contains("Subject: Confirm your new Gatehouse e-mail address"))
+        .unwrap();
+    let changed = confirm(&app, &browser, &confirm_link(change).unwrap(), PASSWORD).await;
+    assert_redirects_to(&changed, "/dashboard");
+
+    expect_expired(post_to(&app, &app.new_client(), &old_link, PASSWORD).await).await;
+    assert_eq!(accounts_with_email(&app.pool, EMAIL).await, 0);
+    assert_eq!(accounts_with_email(&app.pool, "ada@new.example").await, 1);
 }

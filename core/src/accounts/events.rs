@@ -29,7 +29,9 @@ pub enum EventKind {
     ResetLinkByOperator,
     /// Its sessions' revoke reason; the account's own rows go with it.
     AccountDeleted,
+    /// The address confirmed: from its link, or by an operator.
     EmailVerified,
+    /// A change of address asked for (its link mailed, or its notice).
     EmailChangeRequested,
     /// Also the revoke reason of the sessions the change ended.
     EmailChanged,

@@ -37,7 +37,7 @@ pub use service::{
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
 pub use verification::{
     ConfirmError, ConfirmLink, Confirmed, EmailChangeError, EmailChangeMails, LinkDetails,
-    LinkPurpose, RegistrationMail, VerifyMode, VerifyPolicy,
+    LinkPurpose, Registered, RegistrationMail, VerifyMode, VerifyPolicy,
 };
 
 pub use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};

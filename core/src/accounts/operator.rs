@@ -30,9 +30,10 @@ pub struct Pruned {
     pub throttle_rows: usize,
     /// Reset links that can no longer be used (used, superseded or expired).
     pub reset_requests: usize,
-    /// Confirmation links that can no longer be used, and registrations
-    /// left unconfirmed for [`PENDING_KEPT`].
+    /// Confirmation links that can no longer be used.
     pub confirmations: usize,
+    /// Registrations left unconfirmed for [`PENDING_KEPT`].
+    pub pending_registrations: usize,
 }
 
 /// How long a registration nobody confirms is kept (a fresh link can still
@@ -180,8 +181,8 @@ impl Accounts {
                     + sessions::delete_kept_revocations(conn, ended_before)?,
                 throttle_rows: throttle::delete_stale(conn, now - PAIR_WINDOW, now - DAY_WINDOW)?,
                 reset_requests: resets::delete_dead(conn, now)?,
-                confirmations: confirmations::delete_dead(conn, now)?
-                    + pending::delete_older_than(conn, now - PENDING_KEPT)?,
+                confirmations: confirmations::delete_dead(conn, now)?,
+                pending_registrations: pending::delete_older_than(conn, now - PENDING_KEPT)?,
             })
         })
         .await

@@ -185,11 +185,7 @@ pub(super) fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
         errors.name = Some("Your name cannot contain control characters.".into());
     }
 
-    if email.is_empty() {
-        errors.email = Some("Enter your email address.".into());
-    } else if !is_valid_email(email.as_str()) {
-        errors.email = Some("Enter a valid email address, like name@example.com.".into());
-    }
+    errors.email = email_problem(&email, "Enter your email address.");
 
     errors.password = new_password_problem(account.password.expose(), email.as_str(), &name);
 
@@ -204,6 +200,18 @@ pub(super) fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
     }
 }
 
+/// What is wrong with `email` as an account's address, if anything;
+/// `missing` says what an empty one is told.
+pub(super) fn email_problem(email: &Email, missing: &str) -> Option<String> {
+    if email.is_empty() {
+        Some(missing.to_owned())
+    } else if !is_valid_email(email.as_str()) {
+        Some("Enter a valid email address, like name@example.com.".to_owned())
+    } else {
+        None
+    }
+}
+
 /// E-mail addresses are stored and compared trimmed and lower-cased; a new
 /// address is normalised once, before it is validated, and stored as it came
 /// out.
@@ -214,7 +222,7 @@ pub(super) fn validate(account: NewAccount) -> Result<Valid, FieldErrors> {
 /// is shown to people (pages, mails, the operator's terminal) and compared as
 /// a key, so none of that is accepted: no display text, no domain literal, a
 /// dot in the domain, and no whitespace or control character anywhere.
-pub(super) fn is_valid_email(email: &str) -> bool {
+fn is_valid_email(email: &str) -> bool {
     let plain = email_address::Options::default()
         .without_display_text()
         .without_domain_literal()

@@ -32,6 +32,9 @@ const RESET_PER_IP: &str = "reset_ip";
 /// fresh links a resend or a sign-in to an unconfirmed address sends, per
 /// minute and per day.
 const REGISTRATION_MAIL_PER_ADDRESS: &str = "registration_mail_address";
+/// The counter of registrations per client IP while addresses must be
+/// confirmed: every valid one, whatever the address.
+const REGISTRATION_PER_IP: &str = "registration_ip";
 const LINK_PER_MINUTE: &str = "confirm_link_minute";
 const LINK_PER_DAY: &str = "confirm_link_day";
 const MINUTE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
@@ -297,6 +300,18 @@ pub(super) fn admit_reset_request(
     Ok(())
 }
 
+/// Admits a valid registration from `ip` while addresses must be confirmed,
+/// within `max_per_hour`: counted alike for a new address and a registered
+/// one, so reaching the limit tells nothing about either.
+pub(super) fn admit_registration(
+    conn: &mut DbConnection,
+    max_per_hour: u32,
+    ip: &str,
+    now: NaiveDateTime,
+) -> Result<(), Refusal> {
+    hit(conn, REGISTRATION_PER_IP, ip, max_per_hour, now).map(|_| ())
+}
+
 /// Admits the one mail a registration of `email` sends, within
 /// `max_per_day` such mails per address.
 pub(super) fn admit_registration_mail(
@@ -351,11 +366,8 @@ pub(super) fn registration_blocked_for(
     ip: &str,
     now: NaiveDateTime,
 ) -> diesel::QueryResult<Option<Duration>> {
-    let since = now - IP_WINDOW;
-    let (accounts, oldest_account) = crate::db::users::registered_from_ip_since(conn, ip, since)?;
-    let (pending, oldest_pending) = crate::db::pending::from_ip_since(conn, ip, since)?;
-    if accounts + pending >= i64::from(policy.register_max_per_hour) {
-        let oldest = [oldest_account, oldest_pending].into_iter().flatten().min();
+    let (count, oldest) = crate::db::users::registered_from_ip_since(conn, ip, now - IP_WINDOW)?;
+    if count >= i64::from(policy.register_max_per_hour) {
         let until = oldest.unwrap_or(now) + IP_WINDOW;
         return Ok(Some(remaining(until - now)));
     }

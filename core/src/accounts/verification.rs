@@ -12,7 +12,7 @@ use std::time::Duration;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::events::{self, EventKind};
-use super::registration::validate;
+use super::registration::{email_problem, validate};
 use super::service::{
     Accounts, RegisterError, Requester, ServiceError, SessionUser, Sessions, SignedIn, delta,
 };
@@ -96,6 +96,16 @@ pub enum RegistrationMail {
     AlreadyRegistered { email: Email, name: String },
 }
 
+/// What a registration came to.
+#[derive(Debug)]
+pub enum Registered {
+    /// Confirmation off: the account, signed in.
+    SignedIn(Box<SignedIn>),
+    /// Confirmation required: the same for every address; the mail to send,
+    /// unless the address's daily limit stopped it.
+    Pending(Option<RegistrationMail>),
+}
+
 /// A live link, as its page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkDetails {
@@ -177,6 +187,17 @@ macro_rules! failed_from {
 
 failed_from!(ConfirmError, EmailChangeError);
 
+/// An admitted confirmation: its link and who sent it.
+struct Attempt<'a> {
+    link: &'a confirmations::Confirmation,
+    purpose: LinkPurpose,
+    token_hash: &'a str,
+    /// The session this browser had, which the new one ends.
+    replacing: Option<&'a SessionUser>,
+    who: &'a Requester,
+    admission: throttle::SignInAdmission,
+}
+
 /// Whose password a link's form may take.
 enum Candidate {
     /// A pending registration of the address.
@@ -197,24 +218,59 @@ impl Accounts {
         self.verify.ttl
     }
 
-    /// Registers with confirmation required. After the same validation and
-    /// the same hash as [`register`](Self::register), whatever the address:
+    /// Registers as the settings say: with confirmation required
+    /// ([`register_pending`](Self::register_pending)), or signed in at once
+    /// ([`register`](Self::register)).
+    pub async fn sign_up(
+        &self,
+        sessions: &Sessions,
+        account: super::NewAccount,
+        who: &Requester,
+    ) -> Result<Registered, RegisterError> {
+        match self.verify.mode {
+            VerifyMode::Required => self
+                .register_pending(account, who)
+                .await
+                .map(Registered::Pending),
+            VerifyMode::Off => self
+                .register(sessions, account, who)
+                .await
+                .map(|signed_in| Registered::SignedIn(Box::new(signed_in))),
+        }
+    }
+
+    /// Registers with confirmation required. After the same validation, the
+    /// same count against the IP's hourly limit and the same hash as
+    /// [`register`](Self::register), whatever the address:
     /// a new or unconfirmed address keeps the registration as pending (an
     /// account registered unconfirmed keeps its own password) and gets a
     /// fresh link; a confirmed account gets "you already have an account".
     /// `None` when the address's daily mail limit stopped the mail. The
     /// caller answers alike in every case and mails off the request path.
-    pub async fn register_pending(
+    async fn register_pending(
         &self,
         account: super::NewAccount,
         who: &Requester,
     ) -> Result<Option<RegistrationMail>, RegisterError> {
-        self.registration_admitted(who).await?;
         let valid = self
             .hasher
             .in_slot(move |_| validate(account))
             .await?
             .map_err(RegisterError::Invalid)?;
+        let admitted = {
+            let (limit, ip) = (self.throttle.register_max_per_hour, who.ip.clone());
+            let clock = self.clock.clone();
+            db::run(&self.pool, move |conn| {
+                Ok::<_, ServiceError>(throttle::admitting(conn, |conn| {
+                    throttle::admit_registration(conn, limit, &ip, clock.now())
+                })?)
+            })
+            .await?
+        };
+        if let Err(retry_after) = admitted {
+            tracing::info!(event = "registration_throttled", ip = %who.ip);
+            return Err(RegisterError::Throttled { retry_after });
+        }
         let password_hash = self.hasher.hash(valid.password).await?;
         let (policy, who_owned) = (self.verify, who.clone());
         let clock = self.clock.clone();
@@ -349,6 +405,7 @@ impl Accounts {
         sessions: &Sessions,
         token: &str,
         password: Password,
+        replacing: Option<&SessionUser>,
         who: &Requester,
     ) -> Result<(SignedIn, Confirmed), ConfirmError> {
         if !is_token_shaped(token) {
@@ -371,9 +428,15 @@ impl Accounts {
             super::SignInError::Failed(e) => ConfirmError::Failed(e),
             _ => ConfirmError::Failed(ServiceError::Inconsistent("an admission judged")),
         })?;
-        let judged = self
-            .judge_confirmation(sessions, &link, purpose, &hash, password, who, admission)
-            .await;
+        let attempt = Attempt {
+            link: &link,
+            purpose,
+            token_hash: &hash,
+            replacing,
+            who,
+            admission,
+        };
+        let judged = self.judge_confirmation(sessions, attempt, password).await;
         if matches!(
             judged,
             Err(ConfirmError::Failed(_) | ConfirmError::InvalidLink)
@@ -383,17 +446,22 @@ impl Accounts {
         judged
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one admitted attempt's parts")]
+    /// Checks the password of an admitted confirmation against the link's
+    /// candidates and, when one matches, confirms.
     async fn judge_confirmation(
         &self,
         sessions: &Sessions,
-        link: &confirmations::Confirmation,
-        purpose: LinkPurpose,
-        token_hash: &str,
+        attempt: Attempt<'_>,
         password: Password,
-        who: &Requester,
-        admission: throttle::SignInAdmission,
     ) -> Result<(SignedIn, Confirmed), ConfirmError> {
+        let Attempt {
+            link,
+            purpose,
+            token_hash,
+            replacing,
+            who,
+            admission,
+        } = attempt;
         let candidates = {
             let (email, user_id) = (link.email.clone(), link.user_id.clone());
             db::run(&self.pool, move |conn| {
@@ -437,7 +505,12 @@ impl Accounts {
         let now = self.clock.now();
         let (policy, who_owned) = (self.policy.clone(), who.clone());
         let (email, token_hash) = (link.email.clone(), token_hash.to_owned());
+        let replaced = replacing.cloned();
         let (user_id, name, previous, ended, tokens) = db::write(&self.pool, move |conn| {
+            if let Some(old) = &replaced {
+                let reason = EventKind::SignedOut.as_str();
+                sessions::revoke(conn, &old.session_id, &old.user_id, now, reason)?;
+            }
             confirm_rows(
                 conn,
                 &policy,
@@ -452,7 +525,10 @@ impl Accounts {
         })
         .await?;
         self.waiters.judged(link.email.as_str(), &who.ip);
-        sessions.revoked.insert(ended.iter().cloned(), now);
+        let replaced = replacing.map(|old| old.session_id.clone());
+        sessions
+            .revoked
+            .insert(ended.iter().cloned().chain(replaced), now);
         tracing::info!(
             event = if previous.is_some() {
                 EventKind::EmailChanged.as_str()
@@ -498,12 +574,8 @@ impl Accounts {
         .filter(|u| u.disabled_at.is_none())
         .ok_or(EmailChangeError::SessionEnded)?;
 
-        let mut invalid_email = None;
-        if new_email.is_empty() {
-            invalid_email = Some("Enter the new address.".to_owned());
-        } else if !super::registration::is_valid_email(new_email.as_str()) {
-            invalid_email = Some("Enter a valid email address, like name@example.com.".to_owned());
-        } else if new_email == stored.email {
+        let mut invalid_email = email_problem(&new_email, "Enter the new address.");
+        if invalid_email.is_none() && new_email == stored.email {
             invalid_email = Some("That is already your address.".to_owned());
         }
         let correct = self
@@ -534,24 +606,24 @@ impl Accounts {
                 Err(Refusal::Failed(e)) => return Err(ServiceError::from(e)),
                 Err(_) => false,
             };
+            // A link is stored whoever owns the address (the account page
+            // then shows the change alike), and mailed only to a free one.
+            let link = admitted
+                .then(|| {
+                    store_link(
+                        conn,
+                        &policy,
+                        LinkPurpose::EmailChange,
+                        &new_email,
+                        Some(&stored.id),
+                        &stored.name,
+                        now,
+                    )
+                })
+                .transpose()?;
             let (link, address_taken) = match owner {
-                Some(owner) => (None, admitted.then_some((owner.email, owner.name))),
-                None => {
-                    let link = admitted
-                        .then(|| {
-                            store_link(
-                                conn,
-                                &policy,
-                                LinkPurpose::EmailChange,
-                                &new_email,
-                                Some(&stored.id),
-                                &stored.name,
-                                now,
-                            )
-                        })
-                        .transpose()?;
-                    (link, None)
-                }
+                Some(owner) => (None, link.map(|_| (owner.email, owner.name))),
+                None => (link, None),
             };
             let kind = EventKind::EmailChangeRequested;
             events::record(conn, Some(&stored.id), None, kind, &who_owned, now)?;
@@ -743,7 +815,15 @@ fn confirm_rows(
             (user_id, p.name, None, Vec::new())
         }
         Candidate::Account(user) => {
-            let changed = users::confirm_email(conn, &user.id, user.password_version, email, now);
+            // A registration link confirms the address it was sent to; a
+            // change replaces the address the account had when its password
+            // was checked.
+            let current = match purpose {
+                LinkPurpose::Registration => email,
+                LinkPurpose::EmailChange => &user.email,
+            };
+            let version = user.password_version;
+            let changed = users::confirm_email(conn, &user.id, version, current, email, now);
             match changed {
                 Ok(true) => {}
                 Ok(false) => return Err(ConfirmError::InvalidLink),
@@ -756,7 +836,7 @@ fn confirm_rows(
                 LinkPurpose::EmailChange => {
                     // Links mailed to the old address end with it.
                     resets::invalidate_all(conn, &user.id, now)?;
-                    confirmations::end_changes_of(conn, &user.id, now)?;
+                    confirmations::delete_for_user(conn, &user.id)?;
                     let reason = EventKind::EmailChanged.as_str();
                     let ended = sessions::revoke_all_except(conn, &user.id, None, now, reason)?;
                     (user.id, user.name, Some(user.email), ended)
@@ -765,7 +845,9 @@ fn confirm_rows(
             }
         }
     };
-    confirmations::end_for_address(conn, email, now)?;
+    // The used link goes with the address's others (a race's loser finds
+    // none to use).
+    confirmations::delete_for_address(conn, email)?;
     pending::delete_for_address(conn, email)?;
     throttle::record_sign_in_success(conn, admission, email.as_str(), &who.ip)?;
     let tokens = super::sessions::create(conn, policy, &user_id, who, false, now)?;

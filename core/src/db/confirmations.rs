@@ -129,6 +129,19 @@ pub fn pending_change(
         .optional()
 }
 
+/// Deletes every link for `email` (its address was just confirmed: the used
+/// link with the others).
+pub fn delete_for_address(conn: &mut DbConnection, email: &Email) -> QueryResult<usize> {
+    diesel::delete(email_confirmations::table.filter(email_confirmations::email.eq(email)))
+        .execute(conn)
+}
+
+/// Deletes every link of `user_id` (its address just changed).
+pub fn delete_for_user(conn: &mut DbConnection, user_id: &UserId) -> QueryResult<usize> {
+    diesel::delete(email_confirmations::table.filter(email_confirmations::user_id.eq(user_id)))
+        .execute(conn)
+}
+
 /// Deletes every link of `user_id` and every link for `email` (an account
 /// being deleted).
 pub fn delete_for(conn: &mut DbConnection, user_id: &UserId, email: &Email) -> QueryResult<()> {

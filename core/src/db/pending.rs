@@ -75,22 +75,6 @@ pub fn delete_for_address(conn: &mut DbConnection, email: &Email) -> QueryResult
         .execute(conn)
 }
 
-/// How many registrations from `ip` were kept since `since`, and the oldest.
-pub fn from_ip_since(
-    conn: &mut DbConnection,
-    ip: &str,
-    since: NaiveDateTime,
-) -> QueryResult<(i64, Option<NaiveDateTime>)> {
-    pending_registrations::table
-        .filter(pending_registrations::ip.eq(ip))
-        .filter(pending_registrations::created_at.ge(since))
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::min(pending_registrations::created_at),
-        ))
-        .first(conn)
-}
-
 /// Deletes registrations made before `before`; returns how many.
 pub fn delete_older_than(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(

@@ -95,14 +95,17 @@ pub fn replace_password(
     Ok(updated == 1)
 }
 
-/// Confirms `email` as the account's address (its own, registered
-/// unconfirmed, or a new one) while the account is enabled and its password
-/// still at `verified_version`; returns whether it did. A new address
-/// another account took meanwhile is the database's unique violation.
+/// Makes `email` the account's confirmed address (its own: `current` is
+/// `email`; or a new one) while the account is enabled, its password still
+/// at `verified_version` and its address still `current` (so a registration
+/// link confirms the address it was sent to and never brings back an old
+/// one). Returns whether it did. A new address another account took
+/// meanwhile is the database's unique violation.
 pub fn confirm_email(
     conn: &mut DbConnection,
     id: &UserId,
     verified_version: i32,
+    current: &Email,
     email: &Email,
     now: chrono::NaiveDateTime,
 ) -> QueryResult<bool> {
@@ -110,7 +113,8 @@ pub fn confirm_email(
         users::table
             .find(id)
             .filter(users::disabled_at.is_null())
-            .filter(users::password_version.eq(verified_version)),
+            .filter(users::password_version.eq(verified_version))
+            .filter(users::email.eq(current)),
     )
     .set((
         users::email.eq(email),

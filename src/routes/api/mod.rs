@@ -16,7 +16,7 @@ use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use crate::mail::{Mail, Mailer};
 use gatehouse_core::accounts::{
     Accounts, Credentials, EMAIL_TAKEN, FieldErrors, INVALID_CREDENTIALS, MISSING_CREDENTIALS,
-    NewAccount, Profile, RegisterError, Sessions, SignInError, VerifyMode,
+    NewAccount, Profile, RegisterError, Registered, Sessions, SignInError,
 };
 
 /// What `POST /api/login` takes.
@@ -175,25 +175,17 @@ pub async fn register(
         email: email.clone(),
         password: body.password,
     };
-    if accounts.verify_mode() == VerifyMode::Required {
-        return match accounts.register_pending(account, &client).await {
-            Ok(mail) => {
-                if let Some(mail) = mail {
-                    let mail = Mail::for_registration(mail, &site.origin);
-                    mailer.send(mail, &crate::http::request_id(&req));
-                }
-                Ok(HttpResponse::Accepted().json(CheckEmailBody {
-                    status: CheckEmail::CheckEmail,
-                }))
+    let signed_in = match accounts.sign_up(&sessions, account, &client).await {
+        Ok(Registered::SignedIn(signed_in)) => signed_in,
+        Ok(Registered::Pending(mail)) => {
+            if let Some(mail) = mail {
+                let mail = Mail::for_registration(mail, &site.origin);
+                mailer.send(mail, &crate::http::request_id(&req));
             }
-            Err(RegisterError::Invalid(errors)) => {
-                Err(AppError::InvalidFields(field_problems(errors)))
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    let signed_in = match accounts.register(&sessions, account, &client).await {
-        Ok(signed_in) => signed_in,
+            return Ok(HttpResponse::Accepted().json(CheckEmailBody {
+                status: CheckEmail::CheckEmail,
+            }));
+        }
         Err(RegisterError::Invalid(errors)) => {
             return Err(AppError::InvalidFields(field_problems(errors)));
         }

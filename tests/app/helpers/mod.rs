@@ -17,6 +17,13 @@ pub use smtp::*;
 
 use reqwest::{Response, StatusCode};
 
+/// Held by each test that compares answer times, so that no two of them run
+/// at once: one's hashing would be the other's noise.
+pub async fn timing_alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TIMING.lock().await
+}
+
 pub fn extract_csrf(html: &str) -> Option<String> {
     let marker = r#"name="csrf_token" value=""#;
     let start = html.find(marker)? + marker.len();
