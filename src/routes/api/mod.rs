@@ -94,14 +94,7 @@ pub enum CheckEmail {
     CheckEmail,
 }
 
-/// An error a client acts on by its `code`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CodedErrorBody {
-    pub error: String,
-    pub code: ErrorCode,
-    pub request_id: String,
-}
-
+/// What a client can act on without reading the message.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -109,10 +102,13 @@ pub enum ErrorCode {
     EmailUnverified,
 }
 
-/// Every API error: a message, and the request id the log has it under.
+/// Every API error: a message, a code for the errors a client acts on, and
+/// the request id the log has it under.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
     pub request_id: String,
 }
 
@@ -132,7 +128,6 @@ pub struct ErrorBody {
         RefreshedBody,
         CheckEmailBody,
         CheckEmail,
-        CodedErrorBody,
         ErrorCode,
         ErrorBody
     ))
@@ -226,7 +221,7 @@ fn field_problems(errors: FieldErrors) -> String {
         (status = 200, description = "Signed in; the session cookies are set", body = SignedInBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
-        (status = 403, description = "Sent from an origin that is not allowed (ErrorBody); or the right password of an address not yet confirmed: `code` is `email_unverified`, and a fresh link is mailed", body = CodedErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed; or the right password of an address not yet confirmed: `code` is `email_unverified`, and a fresh link is mailed", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing or invalid fields", body = ErrorBody),
@@ -273,9 +268,9 @@ pub async fn login(
             }
             return Ok(HttpResponse::Forbidden()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(CodedErrorBody {
+                .json(ErrorBody {
                     error: UNCONFIRMED.to_owned(),
-                    code: ErrorCode::EmailUnverified,
+                    code: Some(ErrorCode::EmailUnverified),
                     request_id,
                 }));
         }
@@ -342,6 +337,7 @@ pub async fn refresh(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(ErrorBody {
                 error: crate::errors::LOGIN_REQUIRED.to_owned(),
+                code: None,
                 request_id: crate::http::request_id(&req),
             }));
     };
