@@ -28,13 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .route(web::get().to(register::register_form))
                 .route(web::post().to(register::register)),
         )
-        .service(web::resource("/register/check-email").get(verify::check_email))
-        .service(web::resource("/register/resend").post(verify::resend))
-        .service(
-            web::resource("/verify/{token}")
-                .route(web::get().to(verify::link))
-                .route(web::post().to(verify::confirm)),
-        )
         .service(
             web::resource("/login")
                 .route(web::get().to(login::login_form))
@@ -74,6 +67,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .route(web::post().to(password::reset)),
         )
         .service(web::resource("/password/reset/{token}").get(password::link))
+        // Confirming an address: below the pages every visit asks for, since
+        // resources are matched in order.
+        .service(web::resource("/register/check-email").get(verify::check_email))
+        .service(web::resource("/register/resend").post(verify::resend))
+        .service(
+            web::resource("/verify/{token}")
+                .route(web::get().to(verify::link))
+                .route(web::post().to(verify::confirm)),
+        )
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))
