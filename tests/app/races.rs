@@ -798,3 +798,88 @@ async fn a_confirmation_link_sent_ten_times_at_once_makes_exactly_one_account() 
     assert!(bcrypt::verify(winner, &hash).unwrap());
     assert!(!bcrypt::verify(loser, &hash).unwrap());
 }
+
+#[tokio::test]
+async fn an_address_change_confirmed_with_the_old_password_while_it_changes_never_both_win() {
+    let (cost, hash_time) = cost_taking(Duration::from_millis(200));
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| {
+        s.sessions.bcrypt_cost = cost;
+        s.mail.mail_url = Some(mail_url);
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for (n, offset) in offsets(hash_time / 3, 10).into_iter().enumerate() {
+        let user = user_at_cost(&app, n, cost).await;
+        let owner = app.new_client();
+        assert_redirects_to(
+            &app.login_as(&owner, &user.email, OLD_PASSWORD).await,
+            "/dashboard",
+        );
+        // A change of address asked for while the old password was known;
+        // its link, opened by whoever holds the old password.
+        let new_email = format!("moved{n}@example.com");
+        let asked = owner
+            .submit(
+                &app.address,
+                "/account",
+                "/account/email",
+                &[
+                    ("new_email", &new_email),
+                    ("current_password", OLD_PASSWORD),
+                ],
+            )
+            .await;
+        assert_redirects_to(&asked, "/account");
+        let link = loop {
+            let found = inbox
+                .messages()
+                .iter()
+                .find_map(|m| confirm_link(m).filter(|_| m.contains(&format!("To: {new_email}"))));
+            if let Some(link) = found {
+                break link;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let path = link.trim_start_matches(&app.address).to_owned();
+        let holder = app.new_client();
+        let confirm_csrf = app.csrf_token_as(&holder, &path).await;
+        let change_csrf = app.csrf_token_as(&owner, "/account").await;
+
+        let (confirmed, changed) = together(
+            offset,
+            app.post_form_as(
+                &holder,
+                &path,
+                &[("password", OLD_PASSWORD), ("csrf_token", &confirm_csrf)],
+            ),
+            app.post_form_as(
+                &owner,
+                "/account/password",
+                &[
+                    ("current_password", OLD_PASSWORD),
+                    ("new_password", NEW_PASSWORD),
+                    ("csrf_token", &change_csrf),
+                ],
+            ),
+        )
+        .await;
+
+        let confirm_won = confirmed.status() == StatusCode::SEE_OTHER;
+        let change_won =
+            changed.headers().get("location").map(|l| l.as_bytes()) == Some(b"/account");
+        outcomes.push((offset, confirmed.status().as_u16(), change_won));
+        assert!(
+            confirm_won != change_won,
+            "exactly one of the two wins, {offset} ms apart ({outcomes:?})"
+        );
+        let now_at = if confirm_won { &new_email } else { &user.email };
+        assert_eq!(
+            accounts_with_email(&app.pool, now_at).await,
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(holds_a_working_session(&app, &holder).await, confirm_won);
+    }
+    eprintln!("address-change race, bcrypt cost {cost} ({hash_time:?} a hash): {outcomes:?}");
+}
