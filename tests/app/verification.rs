@@ -733,37 +733,20 @@ async fn registering_a_new_or_a_taken_address_takes_the_same_time() {
         post(app.test_user.email.clone()).await;
         post(format!("warm-up{i}@example.com")).await;
     }
-    // Pairs taken back to back, so that load from other tests running at the
-    // same time falls on both halves of a pair alike; the median of the
-    // differences is compared with the median time.
-    let (mut taken, mut new, mut differences) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..50 {
-        let t = post(app.test_user.email.clone()).await.as_secs_f64();
-        let n = post(format!("new{i}@example.com")).await.as_secs_f64();
-        taken.push(t);
-        new.push(n);
-        differences.push(t - n);
-    }
-
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (taken, new) = (median(taken), median(new));
-    let difference = median(differences).abs() / taken.min(new);
-    let _ = std::io::Write::write_fmt(
-        &mut std::io::stderr(),
-        format_args!(
-            "registration median over 50 pairs: taken {:.2} ms, new {:.2} ms, difference within pairs {:.1} %\n",
-            taken * 1000.0,
-            new * 1000.0,
-            difference * 100.0
-        ),
-    );
+    // Taken, then new: the median difference within pairs against the
+    // median time.
+    let timed = timing_gap(
+        50,
+        |_| post(app.test_user.email.clone()),
+        |i| post(format!("new{i}@example.com")),
+    )
+    .await;
     assert!(
-        difference < 0.15,
-        "median {taken:.6}s vs {new:.6}s ({:.1} %)",
-        difference * 100.0
+        timed.gap < 0.15,
+        "median {:.6}s vs {:.6}s ({:.1} %)",
+        timed.first,
+        timed.second,
+        timed.gap * 100.0
     );
 }
 

@@ -17,6 +17,51 @@ pub use smtp::*;
 
 use reqwest::{Response, StatusCode};
 
+/// How two kinds of answer compare in time: each one's median (seconds), and
+/// the median of the differences within pairs over the smaller median.
+pub struct TimingGap {
+    pub first: f64,
+    pub second: f64,
+    pub gap: f64,
+}
+
+/// Times `pairs` pairs of answers, `first(i)` then `second(i)` back to back,
+/// so that load from other tests running at the same time falls on both
+/// halves of a pair alike.
+pub async fn timing_gap<A, B, FA, FB>(pairs: usize, mut first: A, mut second: B) -> TimingGap
+where
+    A: FnMut(usize) -> FA,
+    B: FnMut(usize) -> FB,
+    FA: Future<Output = std::time::Duration>,
+    FB: Future<Output = std::time::Duration>,
+{
+    let (mut firsts, mut seconds, mut differences) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let a = first(i).await.as_secs_f64();
+        let b = second(i).await.as_secs_f64();
+        firsts.push(a);
+        seconds.push(b);
+        differences.push(a - b);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (first, second) = (median(firsts), median(seconds));
+    let gap = median(differences).abs() / first.min(second);
+    // Straight to stderr: the figures are wanted even when the test passes.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "median over {pairs} pairs: {:.2} ms and {:.2} ms, difference within pairs {:.1} %\n",
+            first * 1000.0,
+            second * 1000.0,
+            gap * 100.0
+        ),
+    );
+    TimingGap { first, second, gap }
+}
+
 /// Held by each test that compares answer times, so that no two of them run
 /// at once: one's hashing would be the other's noise.
 pub async fn timing_alone() -> tokio::sync::MutexGuard<'static, ()> {
