@@ -10,6 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::config::{self, DatabaseSettings, Settings};
+use crate::mail::{Mail, TwoFactorChange};
 use crate::startup::{self, Application, StartupError};
 use gatehouse_core::accounts::{Accounts, NewAccount, RegisterError, Requester};
 use gatehouse_core::db::Pooler;
@@ -95,12 +96,20 @@ pub enum UserAction {
         #[arg(long)]
         name: String,
     },
-    /// List every account: whether its address is confirmed, its state and
-    /// its number of live sessions
+    /// List every account: whether its address is confirmed, whether it
+    /// has two-factor sign-in, its state and its number of live sessions
     List,
     /// Count an account's address as confirmed (the operator vouches for
     /// it); the audit trail records it
     Verify {
+        /// The account's e-mail address
+        email: String,
+    },
+    /// Turn off two-factor sign-in for an account whose person lost both
+    /// the authenticator and the recovery codes (support staff, once they
+    /// know who is asking); its trusted devices are forgotten, the audit
+    /// trail records it and a notice is mailed to the account
+    TwoFactorReset {
         /// The account's e-mail address
         email: String,
     },
@@ -311,19 +320,20 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "{:<40} {:<30} {:<20} {:<9} {:<9} SESSIONS",
-                    "EMAIL", "NAME", "CREATED (UTC)", "VERIFIED", "STATE"
+                    "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} SESSIONS",
+                    "EMAIL", "NAME", "CREATED (UTC)", "VERIFIED", "TWO-FACTOR", "STATE"
                 );
+                let yes_no = |b: bool| if b { "yes" } else { "no" };
                 for u in users {
                     let state = if u.disabled { "disabled" } else { "active" };
-                    let verified = if u.verified { "yes" } else { "no" };
                     let created = u.created_at.format("%Y-%m-%d %H:%M");
                     println!(
-                        "{:<40} {:<30} {:<20} {:<9} {:<9} {}",
+                        "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} {}",
                         shown(u.email.as_str()),
                         shown(&u.name),
                         created,
-                        verified,
+                        yes_no(u.verified),
+                        yes_no(u.two_factor),
                         state,
                         u.live_sessions
                     );
@@ -342,6 +352,34 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 } else {
                     println!("{} was already verified", shown(email.as_str()));
                 }
+                Ok(())
+            }
+            UserAction::TwoFactorReset { email } => {
+                let email = Email::new(&email);
+                let notice = accounts(settings)
+                    .await?
+                    .reset_two_factor(&email, &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(notice) = notice else {
+                    println!("{} has no two-factor sign-in", shown(email.as_str()));
+                    return Ok(());
+                };
+                let origin = settings.http.public_origin(settings.http.port);
+                mail_now(
+                    settings,
+                    Mail::TwoFactorChanged {
+                        to: notice.email.to_string(),
+                        name: notice.name,
+                        change: TwoFactorChange::ResetBySupport,
+                        account: format!("{origin}/account"),
+                    },
+                )
+                .await?;
+                println!(
+                    "two-factor sign-in turned off for {}; a notice was mailed",
+                    shown(email.as_str())
+                );
                 Ok(())
             }
             UserAction::Disable { email } => {
@@ -399,6 +437,17 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
     })
 }
 
+/// Sends one mail and waits until it is delivered (or given up on).
+async fn mail_now(settings: &Settings, mail: Mail) -> Result<(), String> {
+    let transport = crate::mail::Transport::from_url(settings.mail_url(), settings.is_production())
+        .map_err(|e| e.to_string())?;
+    let (mailer, task) =
+        crate::mail::Mailer::start(transport, settings.mail_from()).map_err(|e| e.to_string())?;
+    mailer.send(mail, "cli");
+    drop(mailer);
+    task.await.map_err(|e| e.to_string())
+}
+
 /// `gatehouse sessions prune`.
 pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
     operate("warn", async move {
@@ -411,12 +460,15 @@ pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
                     .map_err(|e| e.to_string())?;
                 println!(
                     "deleted {} ended session(s), {} throttle row(s), {} old reset request(s), \
-                     {} old confirmation link(s) and {} unconfirmed registration(s)",
+                     {} old confirmation link(s), {} unconfirmed registration(s), \
+                     {} expired two-factor sign-in(s) and {} expired trusted device(s)",
                     pruned.sessions,
                     pruned.throttle_rows,
                     pruned.reset_requests,
                     pruned.confirmations,
-                    pruned.pending_registrations
+                    pruned.pending_registrations,
+                    pruned.challenges,
+                    pruned.trusted_devices
                 );
                 Ok(())
             }

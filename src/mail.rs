@@ -43,6 +43,15 @@ pub enum Mail {
         /// Where to ask for a new link.
         forgot: String,
     },
+    /// A change to two-factor sign-in: on, off, new recovery codes, or
+    /// turned off by support.
+    TwoFactorChanged {
+        to: String,
+        name: String,
+        change: TwoFactorChange,
+        /// The account page, to check and undo.
+        account: String,
+    },
     /// "Your account was deleted."
     AccountDeleted {
         to: String,
@@ -234,6 +243,60 @@ struct PasswordChangedHtml<'a> {
     forgot: &'a str,
 }
 
+/// What changed in an account's two-factor sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoFactorChange {
+    On,
+    Off,
+    CodesRegenerated,
+    ResetBySupport,
+}
+
+impl TwoFactorChange {
+    fn subject(self) -> &'static str {
+        match self {
+            Self::On => "Two-factor sign-in was turned on",
+            Self::Off => "Two-factor sign-in was turned off",
+            Self::CodesRegenerated => "New recovery codes were made for your Gatehouse account",
+            Self::ResetBySupport => "Support turned off two-factor sign-in on your account",
+        }
+    }
+
+    /// The sentence that says what happened.
+    fn what(self) -> &'static str {
+        match self {
+            Self::On => {
+                "two-factor sign-in was just turned on for your Gatehouse account: signing in now also asks for a code from your authenticator app."
+            }
+            Self::Off => {
+                "two-factor sign-in was just turned off for your Gatehouse account: signing in now asks for your password only, and every trusted device was forgotten."
+            }
+            Self::CodesRegenerated => {
+                "a new set of recovery codes was just made for your Gatehouse account; the previous codes no longer work."
+            }
+            Self::ResetBySupport => {
+                "support staff turned off two-factor sign-in for your Gatehouse account, as asked for when the authenticator and the recovery codes were lost. Every trusted device was forgotten."
+            }
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/two_factor_changed.txt")]
+struct TwoFactorChangedText<'a> {
+    name: &'a str,
+    what: &'a str,
+    account: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/two_factor_changed.html")]
+struct TwoFactorChangedHtml<'a> {
+    name: &'a str,
+    what: &'a str,
+    account: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "mail/account_deleted.txt")]
 struct AccountDeletedText<'a> {
@@ -318,6 +381,7 @@ impl Mail {
             Self::ResetLink { to, .. }
             | Self::PasswordChanged { to, .. }
             | Self::AccountDeleted { to, .. }
+            | Self::TwoFactorChanged { to, .. }
             | Self::ConfirmLink { to, .. }
             | Self::AlreadyRegistered { to, .. }
             | Self::EmailChangeRequested { to, .. }
@@ -330,6 +394,7 @@ impl Mail {
             Self::ResetLink { .. } => "reset_link",
             Self::PasswordChanged { .. } => "password_changed",
             Self::AccountDeleted { .. } => "account_deleted",
+            Self::TwoFactorChanged { .. } => "two_factor_changed",
             Self::ConfirmLink { .. } => "confirm_link",
             Self::AlreadyRegistered { .. } => "already_registered",
             Self::EmailChangeRequested { .. } => "email_change_requested",
@@ -368,6 +433,29 @@ impl Mail {
                 PasswordChangedText { name, forgot }.render(),
                 PasswordChangedHtml { name, forgot }.render(),
             ),
+            Self::TwoFactorChanged {
+                name,
+                change,
+                account,
+                ..
+            } => {
+                let what = change.what();
+                (
+                    change.subject(),
+                    TwoFactorChangedText {
+                        name,
+                        what,
+                        account,
+                    }
+                    .render(),
+                    TwoFactorChangedHtml {
+                        name,
+                        what,
+                        account,
+                    }
+                    .render(),
+                )
+            }
             Self::AccountDeleted { name, register, .. } => (
                 "Your Gatehouse account was deleted",
                 AccountDeletedText { name, register }.render(),

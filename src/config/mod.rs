@@ -157,6 +157,9 @@ impl Settings {
         for secret in &self.sessions.jwt_previous_secrets {
             problems.extend(check_secret("JWT_PREVIOUS_SECRETS", secret.expose().to_vec()).err());
         }
+        if let Some(key) = &self.sessions.totp_encryption_key {
+            problems.extend(secrets::sealing_key(key).err());
+        }
         if self.http.cookie_samesite == SameSitePolicy::None && !self.cookie_secure() {
             problems.push(ConfigError::new(
                 "COOKIE_SAMESITE",
@@ -180,6 +183,13 @@ impl Settings {
             }
         }
         problems
+    }
+
+    /// The key that seals TOTP secrets: `TOTP_ENCRYPTION_KEY` when set (and
+    /// valid: [`problems`](Self::problems) reports it otherwise).
+    pub fn totp_key(&self) -> Option<gatehouse_core::auth::sealed::SealingKey> {
+        let key = self.sessions.totp_encryption_key.as_ref()?;
+        secrets::sealing_key(key).ok()
     }
 
     /// Where mail goes: `MAIL_URL`, else `.eml` files under `mail/`.

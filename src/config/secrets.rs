@@ -75,3 +75,24 @@ pub fn check_secret(var: &'static str, bytes: Vec<u8>) -> Result<Secret, ConfigE
     }
     Ok(Secret::new(bytes))
 }
+
+/// `TOTP_ENCRYPTION_KEY`: exactly 32 bytes, in standard or URL-safe base64
+/// (padded or not). Messages never show the value.
+pub fn sealing_key(key: &Secret) -> Result<gatehouse_core::auth::sealed::SealingKey, ConfigError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use gatehouse_core::auth::sealed::{KEY_BYTES, SealingKey};
+    let text = key.expose();
+    let decoded = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok());
+    let bytes: [u8; KEY_BYTES] = decoded.and_then(|bytes| bytes.try_into().ok()).ok_or_else(
+        || {
+            ConfigError::new(
+                "TOTP_ENCRYPTION_KEY",
+                "must be 32 random bytes in base64; generate one with `openssl rand -base64 32`",
+            )
+        },
+    )?;
+    Ok(SealingKey::new(&bytes))
+}

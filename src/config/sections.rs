@@ -338,6 +338,27 @@ pub struct SessionSettings {
     )]
     pub jwt_previous_secrets: std::vec::Vec<Secret>,
 
+    /// Key that seals two-factor (TOTP) secrets at rest: 32 random bytes, base64 (`openssl rand -base64 32`); unset: enrolment unavailable in production, derived from the JWT secret in development
+    #[arg(
+        long,
+        env = "TOTP_ENCRYPTION_KEY",
+        value_name = "TOTP_ENCRYPTION_KEY",
+        value_parser = parse_secret,
+        hide_env_values = true
+    )]
+    pub totp_encryption_key: Option<Secret>,
+
+    /// How recent a sign-in the sensitive account changes (two-factor settings) need; an older one is asked to confirm it's them
+    #[arg(
+        long,
+        env = "STEP_UP_MAX_AGE",
+        value_name = "STEP_UP_MAX_AGE",
+        default_value = "5m",
+        value_parser = Trimmed(parse_duration),
+        hide_env_values = true
+    )]
+    pub step_up_max_age: Duration,
+
     /// bcrypt work factor, 4-31; each step doubles the cost of a sign-in
     #[arg(
         long,

@@ -24,6 +24,9 @@ pub enum Flash {
     EmailChangeSent,
     EmailChangeCancelled,
     ConfirmationResent,
+    TwoFactorDisabled,
+    TrustedDeviceRevoked,
+    SignInAgain,
 }
 
 impl Flash {
@@ -39,6 +42,9 @@ impl Flash {
         Flash::EmailChangeSent,
         Flash::EmailChangeCancelled,
         Flash::ConfirmationResent,
+        Flash::TwoFactorDisabled,
+        Flash::TrustedDeviceRevoked,
+        Flash::SignInAgain,
     ];
 
     pub fn code(self) -> &'static str {
@@ -54,6 +60,9 @@ impl Flash {
             Self::EmailChangeSent => "email_change_sent",
             Self::EmailChangeCancelled => "email_change_cancelled",
             Self::ConfirmationResent => "confirmation_resent",
+            Self::TwoFactorDisabled => "two_factor_disabled",
+            Self::TrustedDeviceRevoked => "trusted_device_revoked",
+            Self::SignInAgain => "sign_in_again",
         }
     }
 
@@ -80,6 +89,13 @@ impl Flash {
             Self::ConfirmationResent => {
                 "If that address is waiting to be confirmed, a new link is on its way."
             }
+            Self::TwoFactorDisabled => {
+                "Two-factor sign-in is off, and every trusted device has been forgotten."
+            }
+            Self::TrustedDeviceRevoked => {
+                "That device is no longer trusted: it will be asked for a code again."
+            }
+            Self::SignInAgain => "That sign-in expired or had too many wrong codes. Sign in again.",
         }
     }
 }

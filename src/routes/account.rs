@@ -1,5 +1,5 @@
 //! `/account`: the address (and a change of it), active sessions (with
-//! revoke buttons), password change, deletion and recent activity. Unlike the dashboard, this page reads the database.
+//! revoke buttons), password change, two-factor sign-in and trusted devices, deletion and recent activity. Unlike the dashboard, this page reads the database.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
@@ -103,6 +103,7 @@ pub struct AccountPage {
     errors: PasswordErrors,
     /// Why the account was not deleted.
     delete_error: Option<&'static str>,
+    two_factor: super::two_factor::TwoFactorSummary,
 }
 
 pub async fn account(
@@ -173,6 +174,7 @@ async fn account_page(
             .collect(),
         errors: problems.password,
         delete_error: problems.delete,
+        two_factor: super::two_factor::summary(accounts, user).await?,
     })
 }
 
@@ -412,7 +414,7 @@ pub async fn delete_account(
 
 /// This session was signed out elsewhere while the form was on its way, and
 /// nothing changed: to the sign-in page, with the cookies cleared.
-fn session_ended(site: &Site) -> HttpResponse {
+pub(crate) fn session_ended(site: &Site) -> HttpResponse {
     let mut response = HttpResponse::SeeOther();
     response.insert_header((header::LOCATION, "/login"));
     site.cookies.set_signed_out(&mut response);

@@ -8,12 +8,14 @@ use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
 use crate::errors::AppError;
+use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
+use crate::routes::two_factor::entered;
 use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
     Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Sessions, SignInError,
@@ -73,7 +75,8 @@ pub async fn login_form(
 
 /// Signing in again ends the session this browser had. The right password
 /// of an address nobody has confirmed signs nothing in: a fresh link goes
-/// to it instead.
+/// to it instead. For an account with two-factor on, it leads to the second
+/// factor (unless this browser is one the account trusts).
 #[expect(
     clippy::too_many_arguments,
     reason = "a handler's arguments are the extractors actix fills in"
@@ -95,13 +98,14 @@ pub async fn login(
         email: Email::new(&form.email),
         password: form.password,
         remember: form.remember.is_some(),
+        trusted_device: cookies::read(&req, site.cookies.trusted_name()).map(str::to_owned),
     };
     let replacing = current.as_ref().map(|c| &c.0);
     match accounts
         .sign_in(&sessions, credentials, replacing, &client)
         .await
     {
-        Ok((signed_in, _)) => Ok(site.cookies.signed_in_redirect(&signed_in.session, &next)),
+        Ok((entry, _)) => Ok(entered(&site, entry, &next, current.is_some()).finish()),
         Err(SignInError::InvalidCredentials) => {
             let status = StatusCode::UNAUTHORIZED;
             rerender(&csrf, &form.email, next, INVALID_CREDENTIALS, status)

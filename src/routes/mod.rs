@@ -9,6 +9,7 @@ pub mod login;
 pub mod logout;
 pub mod password;
 pub mod register;
+pub mod two_factor;
 pub mod verify;
 
 use actix_web::http::header;
@@ -76,6 +77,24 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .route(web::get().to(verify::link))
                 .route(web::post().to(verify::confirm)),
         )
+        // Two-factor sign-in, step-up and the two-factor settings.
+        .service(
+            web::resource("/login/two-factor")
+                .route(web::get().to(two_factor::second_factor_form))
+                .route(web::post().to(two_factor::second_factor)),
+        )
+        .service(
+            web::resource("/confirm")
+                .route(web::get().to(two_factor::confirm_form))
+                .route(web::post().to(two_factor::confirm)),
+        )
+        .service(web::resource("/account/two-factor").get(two_factor::settings))
+        .service(web::resource("/account/two-factor/enable").post(two_factor::enable))
+        .service(web::resource("/account/two-factor/disable").post(two_factor::disable))
+        .service(web::resource("/account/two-factor/recovery-codes").post(two_factor::regenerate))
+        .service(
+            web::resource("/account/trusted-devices/{id}/revoke").post(two_factor::revoke_device),
+        )
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))
@@ -91,6 +110,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                 .wrap(from_fn(answer_in_json))
                 .service(api_post("/register").post(api::register))
                 .service(api_post("/login").post(api::login))
+                .service(api_post("/login/two-factor").post(api::login_two_factor))
                 .service(web::resource("/me").get(api::me))
                 .service(api_post("/refresh").post(api::refresh))
                 .service(api_post("/logout").post(api::logout))

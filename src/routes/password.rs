@@ -17,7 +17,9 @@ use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site, cookies};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
+use crate::routes::two_factor::entered;
 use gatehouse_core::accounts::{Accounts, ResetError, Sessions};
+use gatehouse_core::auth::redirect::DEFAULT_NEXT;
 use gatehouse_core::auth::token::is_token_shaped;
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +209,7 @@ pub async fn reset(
         .reset_password(&sessions, token.clone(), form.new_password, &client)
         .await
     {
-        Ok((signed_in, notice)) => {
+        Ok((entry, notice)) => {
             mailer.send(
                 Mail::PasswordChanged {
                     to: notice.email.to_string(),
@@ -216,12 +218,11 @@ pub async fn reset(
                 },
                 &crate::http::request_id(&req),
             );
+            // With two-factor on, the new password leads to the second
+            // factor, not to a session.
             let cookies = &site.cookies;
-            let mut response = HttpResponse::SeeOther();
-            response.insert_header((header::LOCATION, "/dashboard"));
-            cookies.set_session(&mut response, &signed_in.session);
+            let mut response = entered(&site, entry, DEFAULT_NEXT, false);
             response
-                .cookie(cookies.fresh_csrf())
                 .cookie(cookies.reset_removal())
                 .cookie(cookies.flash(Flash::PasswordReset.code()));
             Ok(response.finish())

@@ -20,7 +20,9 @@ use crate::http::layout::{page_layout, render, see_other};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
+use crate::routes::two_factor::entered;
 use gatehouse_core::accounts::{Accounts, ConfirmError, LinkPurpose, Sessions};
+use gatehouse_core::auth::redirect::DEFAULT_NEXT;
 use gatehouse_core::auth::token::is_token_shaped;
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,19 +173,15 @@ pub async fn confirm(
         )
         .await
     {
-        Ok((signed_in, confirmed)) => {
+        Ok((entry, confirmed)) => {
             let flash = if confirmed.previous_email.is_some() {
                 Flash::EmailChanged
             } else {
                 Flash::EmailConfirmed
             };
-            let cookies = &site.cookies;
-            let mut response = HttpResponse::SeeOther();
-            response.insert_header((header::LOCATION, "/dashboard"));
-            cookies.set_session(&mut response, &signed_in.session);
-            response
-                .cookie(cookies.fresh_csrf())
-                .cookie(cookies.flash(flash.code()));
+            // With two-factor on, the link leads to the second factor.
+            let mut response = entered(&site, entry, DEFAULT_NEXT, current.is_some());
+            response.cookie(site.cookies.flash(flash.code()));
             Ok(response.finish())
         }
         Err(ConfirmError::WrongPassword) => match accounts.confirmation_link(&token).await? {

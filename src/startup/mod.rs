@@ -19,13 +19,17 @@ use crate::http::site::{Site, TrustedProxies};
 use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry;
-use gatehouse_core::accounts::{Accounts, ResetPolicy, SessionPolicy, Sessions, VerifyPolicy};
+use gatehouse_core::accounts::{
+    Accounts, ResetPolicy, SessionPolicy, Sessions, TwoFactorPolicy, VerifyPolicy,
+};
 use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::JwtKeys;
 use gatehouse_core::auth::password::PasswordHasher;
+use gatehouse_core::auth::sealed::SealingKey;
 use gatehouse_core::auth::throttle::ThrottlePolicy;
 use gatehouse_core::clock::Clock;
 use gatehouse_core::db::{self, DbPool};
+use gatehouse_core::secret::Secret;
 
 pub use dev_secret::{ensure_development_secret, secret_file_for};
 use revocations::{listen_for_revocations, poll_revocations};
@@ -130,15 +134,26 @@ impl Application {
             session_policy(&settings),
             clock.clone(),
         ));
-        let accounts = web::Data::new(Accounts::new(
-            pool.clone(),
-            hasher,
-            session_policy(&settings),
-            throttle_policy(&settings),
-            reset_policy(&settings),
-            verify_policy(&settings),
-            clock,
-        ));
+        let accounts = web::Data::new(
+            Accounts::new(
+                pool.clone(),
+                hasher,
+                session_policy(&settings),
+                throttle_policy(&settings),
+                reset_policy(&settings),
+                verify_policy(&settings),
+                clock,
+            )
+            .with_two_factor(two_factor_policy(&settings, &jwt_secret)),
+        );
+        if two_factor_locked_out(&settings, &accounts).await? {
+            return Err(ConfigError::new(
+                "TOTP_ENCRYPTION_KEY",
+                "is required in production once any account has two-factor sign-in on \
+                 (its secrets cannot be read without it)",
+            )
+            .into());
+        }
         // Revocations from before this start that still matter.
         let loaded = sessions.poll_revocations().await?;
         tracing::debug!(loaded, "revoked sessions loaded");
@@ -344,6 +359,39 @@ pub async fn operator_accounts(settings: &Settings) -> Result<Accounts, StartupE
         verify_policy(settings),
         Clock::system(),
     ))
+}
+
+/// Two-factor settings. Without `TOTP_ENCRYPTION_KEY`, production offers no
+/// enrolment; development derives a key from the signing secret, so every
+/// instance sharing that secret reads the same secrets.
+fn two_factor_policy(settings: &Settings, jwt_secret: &Secret) -> TwoFactorPolicy {
+    let key = match settings.totp_key() {
+        Some(key) => Some(key),
+        None if settings.is_production() => None,
+        None => {
+            tracing::warn!(
+                "TOTP_ENCRYPTION_KEY is unset: two-factor secrets are sealed with a key derived \
+                 from the JWT signing secret; set TOTP_ENCRYPTION_KEY in production"
+            );
+            Some(SealingKey::derived_from(jwt_secret))
+        }
+    };
+    TwoFactorPolicy {
+        key,
+        step_up_max_age: settings.sessions.step_up_max_age,
+        ..TwoFactorPolicy::default()
+    }
+}
+
+/// Whether production runs without a sealing key while accounts need one.
+async fn two_factor_locked_out(
+    settings: &Settings,
+    accounts: &Accounts,
+) -> Result<bool, StartupError> {
+    if !settings.is_production() || settings.totp_key().is_some() {
+        return Ok(false);
+    }
+    Ok(accounts.any_two_factor().await?)
 }
 
 fn session_policy(settings: &Settings) -> SessionPolicy {

@@ -26,4 +26,5 @@ mod schema;
 mod sessions;
 mod startup;
 mod throttling;
+mod two_factor;
 mod verification;

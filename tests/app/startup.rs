@@ -160,3 +160,93 @@ fn production_start_up_reports_every_problem_at_once() {
         assert!(stderr.contains(variable), "{variable} not named: {stderr}");
     }
 }
+
+/// Production settings over a SQLite file in `dir`, with `extra` variables.
+fn production_settings(
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Result<gatehouse::config::Settings, gatehouse::config::ConfigError> {
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("APP_ENV", "production".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("DATABASE_URL", dir.join("prod.db").display().to_string()),
+        ("JWT_SECRET", TEST_SECRET.to_owned()),
+        ("BCRYPT_COST", "4".to_owned()),
+        ("MAIL_URL", format!("file://{}", dir.join("mail").display())),
+        ("MAIL_FROM", "Gatehouse <noreply@example.com>".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    gatehouse::config::Settings::from_vars(&vars)
+}
+
+#[tokio::test]
+async fn production_without_a_totp_key_refuses_to_start_once_an_account_has_two_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = production_settings(dir.path(), &[]).unwrap();
+
+    // Nobody has two-factor yet: it starts (enrolment is unavailable).
+    let app = gatehouse::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let pool = app.pool();
+    drop(app);
+    let user = seed_user(&pool, "Ada", "ada@example.com", "irrelevant here").await;
+    set_two_factor_on(&pool, &user.id).await;
+
+    let refused = gatehouse::startup::Application::build(settings).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("TOTP_ENCRYPTION_KEY"), "{message}");
+
+    // With the key set it starts again.
+    let with_key = production_settings(
+        dir.path(),
+        &[(
+            "TOTP_ENCRYPTION_KEY",
+            "q6BqUcF5ee4y2bVd0+o9WfJ7uXn7v1p6m9Wm3q8cKXo=",
+        )],
+    )
+    .unwrap();
+    assert!(
+        gatehouse::startup::Application::build(with_key)
+            .await
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_totp_key_that_is_not_32_bytes_of_base64_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "short",
+        "bm90IDMyIGJ5dGVz",
+        "!!!not base64 at all but long enough!!!",
+    ] {
+        let err = production_settings(dir.path(), &[("TOTP_ENCRYPTION_KEY", bad)]).unwrap_err();
+        assert_eq!(err.var, "TOTP_ENCRYPTION_KEY");
+        assert!(!err.to_string().contains(bad), "the value is echoed: {err}");
+    }
+}
+
+/// Marks the account as having two-factor on, straight in the database.
+async fn set_two_factor_on(pool: &gatehouse_core::db::DbPool, user_id: &str) {
+    use diesel::prelude::*;
+    use gatehouse_core::db::schema::users;
+    let (pool, id) = (pool.clone(), user_id.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get_blocking().unwrap();
+        diesel::update(users::table.find(id))
+            .set((
+                users::totp_secret.eq(Some("v1.sealed-elsewhere")),
+                users::two_factor_enabled_at.eq(Some(chrono::Utc::now().naive_utc())),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -9,9 +9,9 @@ use crate::browser::{Browser, browser, serve_elsewhere};
 use crate::helpers::*;
 use gatehouse_core::auth::jwt::LEEWAY_SECS;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-async fn register(b: &Browser, app: &TestApp, email: &str) {
+pub(crate) async fn register(b: &Browser, app: &TestApp, email: &str) {
     b.goto(&app.url("/register")).await;
     b.fill("name", "Ada Lovelace").await;
     b.fill("email", email).await;
@@ -25,7 +25,13 @@ async fn register(b: &Browser, app: &TestApp, email: &str) {
     .await;
 }
 
-async fn sign_in(b: &Browser, app: &TestApp, email: &str, password: &str, remember: bool) {
+pub(crate) async fn sign_in(
+    b: &Browser,
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    remember: bool,
+) {
     b.goto(&app.url("/login")).await;
     b.fill("email", email).await;
     b.fill("password", password).await;
@@ -35,7 +41,7 @@ async fn sign_in(b: &Browser, app: &TestApp, email: &str, password: &str, rememb
     b.click("form[action='/login'] button[type=submit]").await;
 }
 
-async fn sign_out(b: &Browser) {
+pub(crate) async fn sign_out(b: &Browser) {
     b.click("nav form[action='/logout'] button").await;
 }
 

@@ -10,7 +10,7 @@ use crate::helpers::*;
 
 /// Presses Tab (or Shift+Tab) until the focused element matches `css`,
 /// checking on the way that each focused control shows a focus ring.
-async fn tab_to(b: &Browser, css: &str) {
+pub(crate) async fn tab_to(b: &Browser, css: &str) {
     for _ in 0..40 {
         let matches = b
             .client
@@ -58,7 +58,7 @@ async fn press(b: &Browser, key: Key) {
         .unwrap();
 }
 
-async fn type_text(b: &Browser, text: &str) {
+pub(crate) async fn type_text(b: &Browser, text: &str) {
     b.client
         .active_element()
         .await
@@ -69,7 +69,7 @@ async fn type_text(b: &Browser, text: &str) {
 }
 
 /// Presses `key` on the focused control and waits for the page it loads.
-async fn activate(b: &Browser, key: Key) {
+pub(crate) async fn activate(b: &Browser, key: Key) {
     let focused = b.client.active_element().await.unwrap();
     let key = String::from(char::from(key));
     b.then_wait(focused.send_keys(&key)).await;

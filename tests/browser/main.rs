@@ -21,3 +21,4 @@ mod browser;
 mod accessibility;
 mod flows;
 mod keyboard;
+mod two_factor;

@@ -35,11 +35,21 @@ pub enum EventKind {
     EmailChangeRequested,
     /// Also the revoke reason of the sessions the change ended.
     EmailChanged,
+    TwoFactorEnabled,
+    TwoFactorDisabled,
+    TwoFactorResetByOperator,
+    RecoveryCodesRegenerated,
+    RecoveryCodeUsed,
+    SecondFactorFailed,
+    CodeReplayRefused,
+    TrustedDeviceAdded,
+    TrustedDeviceRevoked,
+    SteppedUp,
 }
 
 impl EventKind {
     /// Every kind, for reading stored text back.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 28] = [
         Self::Registered,
         Self::SignedIn,
         Self::SignInFailed,
@@ -58,6 +68,16 @@ impl EventKind {
         Self::EmailVerified,
         Self::EmailChangeRequested,
         Self::EmailChanged,
+        Self::TwoFactorEnabled,
+        Self::TwoFactorDisabled,
+        Self::TwoFactorResetByOperator,
+        Self::RecoveryCodesRegenerated,
+        Self::RecoveryCodeUsed,
+        Self::SecondFactorFailed,
+        Self::CodeReplayRefused,
+        Self::TrustedDeviceAdded,
+        Self::TrustedDeviceRevoked,
+        Self::SteppedUp,
     ];
 
     /// The stored and logged name.
@@ -81,6 +101,16 @@ impl EventKind {
             Self::EmailVerified => "email_verified",
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
+            Self::TwoFactorEnabled => "two_factor_enabled",
+            Self::TwoFactorDisabled => "two_factor_disabled",
+            Self::TwoFactorResetByOperator => "two_factor_reset_by_operator",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::SecondFactorFailed => "second_factor_failed",
+            Self::CodeReplayRefused => "code_replay_refused",
+            Self::TrustedDeviceAdded => "trusted_device_added",
+            Self::TrustedDeviceRevoked => "trusted_device_revoked",
+            Self::SteppedUp => "stepped_up",
         }
     }
 
@@ -111,6 +141,16 @@ impl EventKind {
             Self::EmailVerified => "E-mail address confirmed",
             Self::EmailChangeRequested => "E-mail change requested",
             Self::EmailChanged => "E-mail address changed",
+            Self::TwoFactorEnabled => "Two-factor sign-in turned on",
+            Self::TwoFactorDisabled => "Two-factor sign-in turned off",
+            Self::TwoFactorResetByOperator => "Two-factor sign-in turned off by support",
+            Self::RecoveryCodesRegenerated => "New recovery codes made",
+            Self::RecoveryCodeUsed => "Recovery code used",
+            Self::SecondFactorFailed => "Wrong two-factor code",
+            Self::CodeReplayRefused => "Used code refused",
+            Self::TrustedDeviceAdded => "Device trusted",
+            Self::TrustedDeviceRevoked => "Trusted device removed",
+            Self::SteppedUp => "Identity confirmed",
         }
     }
 }

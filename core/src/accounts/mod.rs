@@ -18,10 +18,13 @@ mod service;
 mod sessions;
 mod sign_in;
 mod throttle;
+mod two_factor;
 mod verification;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod two_factor_tests;
 
 pub use deletion::{DeleteAccountError, DeletedAccount};
 pub use events::{Event, EventKind};
@@ -35,6 +38,11 @@ pub use service::{
     SignInError, SignedIn,
 };
 pub use sign_in::{Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS};
+pub use two_factor::{
+    CHALLENGE_TTL, Challenge, DeviceTrust, Enrolment, Entry, FEW_CODES_LEFT, SecondFactorDone,
+    SecondFactorError, StepUpError, TRUSTED_DEVICE_TTL, TrustedDevice, TwoFactorError,
+    TwoFactorNotice, TwoFactorPolicy, TwoFactorStatus,
+};
 pub use verification::{
     ConfirmError, ConfirmLink, Confirmed, EmailChangeError, EmailChangeMails, LinkDetails,
     LinkPurpose, Registered, RegistrationMail, VerifyMode, VerifyPolicy,

@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, delta};
 use crate::auth::throttle::{DAY_WINDOW, PAIR_WINDOW};
-use crate::db::{self, confirmations, pending, resets, sessions, throttle, users};
+use crate::db::{self, confirmations, pending, resets, sessions, throttle, two_factor, users};
 use crate::ids::{Email, UserId};
 
 /// One account as `gatehouse user list` shows it.
@@ -19,6 +19,8 @@ pub struct UserSummary {
     pub disabled: bool,
     /// Whether the address is confirmed.
     pub verified: bool,
+    /// Whether two-factor sign-in is on.
+    pub two_factor: bool,
     pub live_sessions: i64,
 }
 
@@ -34,6 +36,10 @@ pub struct Pruned {
     pub confirmations: usize,
     /// Registrations left unconfirmed for [`PENDING_KEPT`].
     pub pending_registrations: usize,
+    /// Sign-ins that waited for a second factor past their lifetime.
+    pub challenges: usize,
+    /// Trusted devices past their 30 days.
+    pub trusted_devices: usize,
 }
 
 /// How long a registration nobody confirms is kept (a fresh link can still
@@ -79,6 +85,7 @@ impl Accounts {
                     live_sessions: counts.get(&u.id).copied().unwrap_or(0),
                     disabled: u.disabled_at.is_some(),
                     verified: u.email_verified_at.is_some(),
+                    two_factor: u.two_factor_enabled_at.is_some(),
                     email: u.email,
                     name: u.name,
                     created_at: u.created_at,
@@ -176,6 +183,7 @@ impl Accounts {
         let ended_before = now - delta(self.policy.access_token_ttl) - REVOKED_KEPT;
         let idle_before = now - delta(self.policy.idle_timeout) - REVOKED_KEPT;
         db::run(&self.pool, move |conn| {
+            let (challenges, trusted_devices) = two_factor::prune(conn, now)?;
             Ok(Pruned {
                 sessions: sessions::delete_ended(conn, ended_before, idle_before)?
                     + sessions::delete_kept_revocations(conn, ended_before)?,
@@ -183,6 +191,8 @@ impl Accounts {
                 reset_requests: resets::delete_dead(conn, now)?,
                 confirmations: confirmations::delete_dead(conn, now)?,
                 pending_registrations: pending::delete_older_than(conn, now - PENDING_KEPT)?,
+                challenges,
+                trusted_devices,
             })
         })
         .await

@@ -95,6 +95,9 @@ impl Accounts {
             }
             // Any password change ends every outstanding reset link.
             crate::db::resets::invalidate_all(conn, &user_id, now)?;
+            // And every trusted device: a new password asks for the
+            // second factor again everywhere.
+            crate::db::two_factor::revoke_all_devices(conn, &user_id)?;
             // Rolls the whole change back when this session ended
             // meanwhile. Before the others are revoked: sessions' rows
             // before the revocation counter, in every transaction.

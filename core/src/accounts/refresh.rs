@@ -86,7 +86,12 @@ fn refresh_found(
         user_id: session.user_id.clone(),
         session_id: session.id.clone(),
         name,
-        auth_time: session.created_at.and_utc().timestamp(),
+        // Not renewed by a refresh: when the session last proved who it is.
+        auth_time: session
+            .authenticated_at
+            .unwrap_or(session.created_at)
+            .and_utc()
+            .timestamp(),
     };
     let mut previous = session.previous_refresh_hash.clone();
     let mut rotated_at = session.rotated_at;

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use super::events::{self, EventKind};
-use super::service::{Accounts, Requester, ServiceError, SessionUser, Sessions, SignedIn, delta};
+use super::service::{Accounts, Requester, ServiceError, Sessions, delta};
 use super::throttle;
+use super::two_factor::Entry;
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
-use crate::db::{self, resets, sessions, users};
+use crate::db::{self, resets, sessions, two_factor, users};
 use crate::ids::{Email, UserId};
 use crate::secret::Password;
 
@@ -218,14 +219,15 @@ impl Accounts {
 
     /// Sets a new password with a reset link: the link is used up, every
     /// other link and every session of the account end (on every instance),
-    /// and this client is signed in with a new session — one transaction.
+    /// and this client is signed in with a new session (or, with two-factor
+    /// on, sent to its second factor) — one transaction.
     pub async fn reset_password(
         &self,
         sessions: &Sessions,
         token: String,
         new_password: Password,
         who: &Requester,
-    ) -> Result<(SignedIn, PasswordChanged), ResetError> {
+    ) -> Result<(Entry, PasswordChanged), ResetError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ResetError::InvalidLink);
         }
@@ -253,7 +255,7 @@ impl Accounts {
 
         let now = self.clock.now();
         let (policy, who_owned, user_id) = (self.policy.clone(), who.clone(), user.id.clone());
-        let (ended, tokens) = db::write(&self.pool, move |conn| {
+        let (ended, opened) = db::write(&self.pool, move |conn| {
             // A link used meanwhile, or an account disabled meanwhile,
             // changes nothing. The account's row first, as every
             // transaction that changes a password takes it, so none of
@@ -271,30 +273,31 @@ impl Accounts {
                 now,
                 EventKind::PasswordReset.as_str(),
             )?;
-            let tokens = super::sessions::create(conn, &policy, &user_id, &who_owned, false, now)?;
+            // A reset ends the trusted devices too; with two-factor on, the
+            // new password leads to the second factor, not to a session.
+            two_factor::revoke_all_devices(conn, &user_id)?;
+            let opened =
+                super::two_factor::open(conn, &policy, &user_id, &who_owned, false, None, now)?;
             events::record(
                 conn,
                 Some(&user_id),
-                Some(&tokens.id),
+                opened.session_id(),
                 EventKind::PasswordReset,
                 &who_owned,
                 now,
             )?;
-            Ok((ended, tokens))
+            Ok((ended, opened))
         })
         .await?;
         sessions.revoked.insert(ended.iter().cloned(), now);
         tracing::info!(event = EventKind::PasswordReset.as_str(), user_id = %user.id, ended = ended.len());
-        let signed_in = SessionUser {
-            user_id: user.id,
-            session_id: tokens.id.clone(),
-            name: user.name.clone(),
-            auth_time: now.and_utc().timestamp(),
-        };
         let notice = PasswordChanged {
             email: user.email,
-            name: user.name,
+            name: user.name.clone(),
         };
-        Ok((sessions.issue(signed_in, tokens)?, notice))
+        Ok((
+            opened.into_entry(sessions, user.id, user.name, now)?,
+            notice,
+        ))
     }
 }

@@ -112,6 +112,7 @@ pub struct Accounts {
     pub(super) throttle: ThrottlePolicy,
     pub(super) resets: ResetPolicy,
     pub(super) verify: super::VerifyPolicy,
+    pub(super) two_factor: super::TwoFactorPolicy,
     /// The time for every rule that expires.
     pub(super) clock: Clock,
     /// Sign-ins waiting for room in their pair's limit.
@@ -135,6 +136,7 @@ impl Accounts {
             throttle,
             resets,
             verify,
+            two_factor: Default::default(),
             clock,
             waiters: Default::default(),
         }
@@ -280,7 +282,15 @@ macro_rules! failure_from {
     };
 }
 
-failure_from!(SignInError, RegisterError, PasswordChangeError, RevokeError);
+failure_from!(
+    SignInError,
+    RegisterError,
+    PasswordChangeError,
+    RevokeError,
+    super::SecondFactorError,
+    super::TwoFactorError,
+    super::StepUpError
+);
 
 pub(super) fn delta(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)

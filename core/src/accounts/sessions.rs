@@ -58,6 +58,7 @@ pub(super) fn create(
             refresh_hash: &hash_token(&refresh),
             remember,
             expires_at: now + delta(lifetime),
+            authenticated_at: Some(now),
         },
     )?;
     Ok(NewTokens {

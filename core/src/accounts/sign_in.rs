@@ -4,10 +4,9 @@
 
 use super::events::{self, EventKind};
 use super::profile::Profile;
-use super::service::{
-    Accounts, Requester, ServiceError, SessionUser, Sessions, SignInError, SignedIn,
-};
+use super::service::{Accounts, Requester, ServiceError, SessionUser, Sessions, SignInError};
 use super::throttle;
+use super::two_factor::{self, Entry};
 use crate::db::models::User;
 use crate::db::{self, sessions, users};
 use crate::ids::{Email, UserId};
@@ -28,11 +27,15 @@ pub struct Credentials {
     pub password: Password,
     /// Keep the session beyond the browser session ("remember me").
     pub remember: bool,
+    /// The trusted-device token this browser holds, if any: with it, an
+    /// account with two-factor on signs in without a second factor.
+    pub trusted_device: Option<String>,
 }
 
 impl Accounts {
-    /// Signs a person in; returns the new session and the account as stored
-    /// (for doors that show it). A locked (e-mail, IP) pair or IP is refused before
+    /// Signs a person in; returns the new session (or, for an account with
+    /// two-factor on, the challenge its second factor finishes) and the
+    /// account as stored (for doors that show it). A locked (e-mail, IP) pair or IP is refused before
     /// any hashing, right password or not, and an attempt beyond what the
     /// pair's limit leaves waits for those being checked; an unknown e-mail costs the same
     /// bcrypt work and database writes as a wrong password. `replacing` is the
@@ -43,7 +46,7 @@ impl Accounts {
         credentials: Credentials,
         replacing: Option<&SessionUser>,
         who: &Requester,
-    ) -> Result<(SignedIn, Profile), SignInError> {
+    ) -> Result<(Entry, Profile), SignInError> {
         let email = credentials.email.clone();
         if email.is_empty() || credentials.password.is_empty() {
             return Err(SignInError::MissingCredentials);
@@ -72,7 +75,7 @@ impl Accounts {
         who: &Requester,
         email: &Email,
         (admission, user): (throttle::SignInAdmission, Option<User>),
-    ) -> Result<(SignedIn, Profile), SignInError> {
+    ) -> Result<(Entry, Profile), SignInError> {
         let password = credentials.password;
         let verified = self
             .hasher
@@ -113,11 +116,12 @@ impl Accounts {
         };
 
         let now = self.clock.now();
-        let tokens = {
+        let opened = {
             let (policy, user_id, who) = (self.policy.clone(), user.id.clone(), who.clone());
             let email = email.clone();
             let verified_version = user.password_version;
             let replaced = replacing.cloned();
+            let trusted = credentials.trusted_device;
             db::write(&self.pool, move |conn| {
                 // The password was checked outside any transaction; a
                 // reset, password change or disable may have committed
@@ -141,21 +145,30 @@ impl Accounts {
                         EventKind::SignedOut.as_str(),
                     )?;
                 }
-                let tokens = super::sessions::create(
+                let opened = two_factor::open(
                     conn,
                     &policy,
                     &user_id,
                     &who,
                     credentials.remember,
+                    trusted.as_deref(),
                     now,
                 )?;
-                let sid = Some(&tokens.id);
-                events::record(conn, Some(&user_id), sid, EventKind::SignedIn, &who, now)?;
-                Ok::<_, ServiceError>(Some(tokens))
+                if let Some(sid) = opened.session_id() {
+                    events::record(
+                        conn,
+                        Some(&user_id),
+                        Some(sid),
+                        EventKind::SignedIn,
+                        &who,
+                        now,
+                    )?;
+                }
+                Ok::<_, ServiceError>(Some(opened))
             })
             .await?
         };
-        let Some(tokens) = tokens else {
+        let Some(opened) = opened else {
             tracing::info!(
                 user_id = %user.id,
                 "the password changed or the account was disabled while the sign-in was checked"
@@ -166,25 +179,30 @@ impl Accounts {
         if let Some(old) = replacing {
             sessions.revoked.insert([old.session_id.clone()], now);
         }
-        tracing::info!(
-            event = EventKind::SignedIn.as_str(),
-            user_id = %user.id,
-            session_id = %tokens.id,
-            replaced_session = replacing.map(|c| c.session_id.as_str()),
-            ip = %who.ip
-        );
+        match opened.session_id() {
+            Some(session_id) => tracing::info!(
+                event = EventKind::SignedIn.as_str(),
+                user_id = %user.id,
+                session_id = %session_id,
+                replaced_session = replacing.map(|c| c.session_id.as_str()),
+                ip = %who.ip
+            ),
+            None => tracing::info!(
+                event = "second_factor_required",
+                user_id = %user.id,
+                replaced_session = replacing.map(|c| c.session_id.as_str()),
+                ip = %who.ip
+            ),
+        }
         let account = Profile {
             id: user.id.clone(),
             name: user.name.clone(),
             email: user.email,
         };
-        let signed_in = SessionUser {
-            user_id: user.id,
-            session_id: tokens.id.clone(),
-            name: user.name,
-            auth_time: now.and_utc().timestamp(),
-        };
-        Ok((sessions.issue(signed_in, tokens)?, account))
+        Ok((
+            opened.into_entry(sessions, user.id, user.name, now)?,
+            account,
+        ))
     }
 
     /// Whether `password` is right for an address nobody has confirmed,
@@ -284,7 +302,20 @@ impl Accounts {
         user_id: Option<UserId>,
         who: &Requester,
     ) -> SignInError {
-        tracing::info!(event = EventKind::SignInFailed.as_str(), user_id = user_id.as_ref().map(UserId::as_str), ip = %who.ip);
+        self.failed_as(email, user_id, who, EventKind::SignInFailed)
+            .await
+    }
+
+    /// Records a failure of `kind` (a password, or a second-factor code) in
+    /// the pair's streak and the audit trail.
+    pub(super) async fn failed_as(
+        &self,
+        email: &Email,
+        user_id: Option<UserId>,
+        who: &Requester,
+        kind: EventKind,
+    ) -> SignInError {
+        tracing::info!(event = kind.as_str(), user_id = user_id.as_ref().map(UserId::as_str), ip = %who.ip);
         let (limits, email_owned, who_owned) = (self.throttle, email.clone(), who.clone());
         let clock = self.clock.clone();
         let recorded = db::run(&self.pool, move |conn| {
@@ -298,7 +329,7 @@ impl Accounts {
                     now,
                 )?;
                 let user = user_id.as_ref();
-                events::record(conn, user, None, EventKind::SignInFailed, &who_owned, now)
+                events::record(conn, user, None, kind, &who_owned, now)
             })?)
         })
         .await;

@@ -10,17 +10,19 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::token::hash_token;
-use crate::clock::Clock;
+use crate::clock::{Clock, ClockControl};
 use crate::db::schema::{sessions as session_rows, users as user_rows};
 use crate::db::{self, sessions, throttle as throttle_rows};
 use crate::ids::{Email, SessionId, UserId};
 use crate::secret::Secret;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(super) const PASSWORD: &str = "correct horse battery staple";
 
-struct Fixture {
-    accounts: Accounts,
-    sessions: Sessions,
+pub(super) struct Fixture {
+    pub(super) accounts: Accounts,
+    pub(super) sessions: Sessions,
+    /// Moves the time of both forward.
+    pub(super) clock: ClockControl,
     _dir: tempfile::TempDir,
 }
 
@@ -34,7 +36,7 @@ fn policy(grace: Duration) -> SessionPolicy {
     }
 }
 
-fn fixture(grace: Duration) -> Fixture {
+pub(super) fn fixture(grace: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let pool = db::build_pool(
         dir.path().join("domain.db").to_str().unwrap(),
@@ -57,7 +59,8 @@ fn fixture(grace: Duration) -> Fixture {
         max_per_account_per_hour: 3,
         max_per_ip_per_hour: 20,
     };
-    let sessions = Sessions::new(pool.clone(), keys, policy(grace), Clock::system());
+    let (clock, control) = Clock::adjustable();
+    let sessions = Sessions::new(pool.clone(), keys, policy(grace), clock.clone());
     let accounts = Accounts::new(
         pool,
         PasswordHasher::new(4).unwrap(),
@@ -68,23 +71,24 @@ fn fixture(grace: Duration) -> Fixture {
             crate::accounts::VerifyMode::Off,
             std::time::Duration::from_secs(86_400),
         ),
-        Clock::system(),
+        clock,
     );
     Fixture {
         accounts,
         sessions,
+        clock: control,
         _dir: dir,
     }
 }
 
-fn who() -> Requester {
+pub(super) fn who() -> Requester {
     Requester {
         ip: "203.0.113.5".into(),
         user_agent: "domain test".into(),
     }
 }
 
-async fn register(f: &Fixture, email: &str) -> SignedIn {
+pub(super) async fn register(f: &Fixture, email: &str) -> SignedIn {
     let account = NewAccount {
         name: "Ada Lovelace".into(),
         email: email.into(),
@@ -96,11 +100,12 @@ async fn register(f: &Fixture, email: &str) -> SignedIn {
         .unwrap()
 }
 
-fn credentials(email: &str, password: &str) -> Credentials {
+pub(super) fn credentials(email: &str, password: &str) -> Credentials {
     Credentials {
         email: email.into(),
         password: password.into(),
         remember: false,
+        trusted_device: None,
     }
 }
 
@@ -116,9 +121,11 @@ async fn sign_in_ada(f: &Fixture) -> SignedIn {
         .await
         .unwrap()
         .0
+        .signed_in()
+        .unwrap()
 }
 
-fn conn(accounts: &Accounts) -> crate::db::PooledConn {
+pub(super) fn conn(accounts: &Accounts) -> crate::db::PooledConn {
     accounts.pool().get_blocking().unwrap()
 }
 
@@ -451,14 +458,14 @@ async fn the_registration_limit_counts_registrations_not_audit_rows_or_operator_
     );
 }
 
-async fn link_for(accounts: &Accounts, email: &str) -> Option<ResetLink> {
+pub(super) async fn link_for(accounts: &Accounts, email: &str) -> Option<ResetLink> {
     accounts
         .request_password_reset(&Email::new(email), &who())
         .await
         .unwrap()
 }
 
-const NEW_PASSWORD: &str = "an entirely different passphrase";
+pub(super) const NEW_PASSWORD: &str = "an entirely different passphrase";
 
 #[tokio::test]
 async fn a_reset_link_works_once_and_ends_every_session() {
@@ -467,11 +474,12 @@ async fn a_reset_link_works_once_and_ends_every_session() {
     let link = link_for(&f.accounts, "ADA@example.com").await.unwrap();
     assert_eq!(link.email.as_str(), "ada@example.com");
 
-    let (signed_in, notice) = f
+    let (entry, notice) = f
         .accounts
         .reset_password(&f.sessions, link.token.clone(), NEW_PASSWORD.into(), &who())
         .await
         .unwrap();
+    let signed_in = entry.signed_in().unwrap();
     let again = f
         .accounts
         .reset_password(

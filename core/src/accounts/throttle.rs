@@ -38,6 +38,13 @@ const REGISTRATION_PER_IP: &str = "registration_ip";
 const LINK_PER_MINUTE: &str = "confirm_link_minute";
 const LINK_PER_DAY: &str = "confirm_link_day";
 const MINUTE: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// The counter of second-factor codes tried per account, whatever the IP: a
+/// right password clears the (address, IP) pair's streak, so this is what
+/// bounds guessing a code with the password known.
+const CODES_PER_ACCOUNT: &str = "second_factor_account";
+/// Codes an account may have tried in an hour (right ones are taken back
+/// out): with three steps accepted, one chance in 33,000 an hour to guess.
+pub(super) const MAX_CODES_PER_ACCOUNT_PER_HOUR: u32 = 10;
 
 /// Why an admission did not go through.
 pub(super) enum Refusal {
@@ -181,6 +188,38 @@ pub(super) fn record_sign_in_success(
 ) -> diesel::QueryResult<()> {
     throttle::take_back_hit(conn, SIGN_IN_PER_IP, ip, admission.ip_window)?;
     throttle::clear_pair(conn, email, ip)
+}
+
+/// Admits one second-factor code for the account `user_id` (after its
+/// pair's and IP's admission): counted per account per hour.
+pub(super) fn admit_code(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> Result<CodeAdmission, Refusal> {
+    let window = hit(
+        conn,
+        CODES_PER_ACCOUNT,
+        user_id,
+        MAX_CODES_PER_ACCOUNT_PER_HOUR,
+        now,
+    )?;
+    Ok(CodeAdmission { window })
+}
+
+/// An admitted code, to be taken back out of the account's count if right.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CodeAdmission {
+    window: NaiveDateTime,
+}
+
+/// A right code leaves the account's count.
+pub(super) fn record_code_success(
+    conn: &mut DbConnection,
+    admission: CodeAdmission,
+    user_id: &str,
+) -> diesel::QueryResult<()> {
+    throttle::take_back_hit(conn, CODES_PER_ACCOUNT, user_id, admission.window)
 }
 
 /// An admitted attempt that was never judged (our failure, not the user's)

@@ -407,7 +407,7 @@ impl Accounts {
         password: Password,
         replacing: Option<&SessionUser>,
         who: &Requester,
-    ) -> Result<(SignedIn, Confirmed), ConfirmError> {
+    ) -> Result<(super::Entry, Confirmed), ConfirmError> {
         if !is_token_shaped(token) {
             return Err(ConfirmError::InvalidLink);
         }
@@ -453,7 +453,7 @@ impl Accounts {
         sessions: &Sessions,
         attempt: Attempt<'_>,
         password: Password,
-    ) -> Result<(SignedIn, Confirmed), ConfirmError> {
+    ) -> Result<(super::Entry, Confirmed), ConfirmError> {
         let Attempt {
             link,
             purpose,
@@ -506,7 +506,7 @@ impl Accounts {
         let (policy, who_owned) = (self.policy.clone(), who.clone());
         let (email, token_hash) = (link.email.clone(), token_hash.to_owned());
         let replaced = replacing.cloned();
-        let (user_id, name, previous, ended, tokens) = db::write(&self.pool, move |conn| {
+        let (user_id, name, previous, ended, opened) = db::write(&self.pool, move |conn| {
             if let Some(old) = &replaced {
                 let reason = EventKind::SignedOut.as_str();
                 sessions::revoke(conn, &old.session_id, &old.user_id, now, reason)?;
@@ -536,22 +536,17 @@ impl Accounts {
                 EventKind::EmailVerified.as_str()
             },
             user_id = %user_id,
-            session_id = %tokens.id,
+            session_id = opened.session_id().map(crate::ids::SessionId::as_str),
+            second_factor_required = opened.session_id().is_none(),
             ended = ended.len(),
             ip = %who.ip
         );
-        let signed_in = SessionUser {
-            user_id,
-            session_id: tokens.id.clone(),
-            name: name.clone(),
-            auth_time: now.and_utc().timestamp(),
-        };
         let confirmed = Confirmed {
             email: link.email.clone(),
-            name,
+            name: name.clone(),
             previous_email: previous,
         };
-        Ok((sessions.issue(signed_in, tokens)?, confirmed))
+        Ok((opened.into_entry(sessions, user_id, name, now)?, confirmed))
     }
 
     /// Starts changing `user`'s address to `new_email`, given the current
@@ -755,7 +750,8 @@ fn fresh_link(
 
 /// The rows of a confirmation, in one transaction: the link used (or
 /// nothing happens), the address confirmed or changed, the address's other
-/// links and pending registrations gone, this client's session made.
+/// links and pending registrations gone, this client's session made (or its
+/// second factor asked for).
 /// Returns the account, its name, the address replaced (an e-mail change),
 /// the sessions ended and the new session.
 #[expect(clippy::too_many_arguments, reason = "one confirmation's parts")]
@@ -776,7 +772,7 @@ fn confirm_rows(
         String,
         Option<Email>,
         Vec<crate::ids::SessionId>,
-        super::sessions::NewTokens,
+        super::two_factor::Opened,
     ),
     ConfirmError,
 > {
@@ -850,12 +846,13 @@ fn confirm_rows(
     confirmations::delete_for_address(conn, email)?;
     pending::delete_for_address(conn, email)?;
     throttle::record_sign_in_success(conn, admission, email.as_str(), &who.ip)?;
-    let tokens = super::sessions::create(conn, policy, &user_id, who, false, now)?;
+    // With two-factor on, the link leads to the second factor.
+    let opened = super::two_factor::open(conn, policy, &user_id, who, false, None, now)?;
     let kind = if previous.is_some() {
         EventKind::EmailChanged
     } else {
         EventKind::EmailVerified
     };
-    events::record(conn, Some(&user_id), Some(&tokens.id), kind, who, now)?;
-    Ok((user_id, name, previous, ended, tokens))
+    events::record(conn, Some(&user_id), opened.session_id(), kind, who, now)?;
+    Ok((user_id, name, previous, ended, opened))
 }

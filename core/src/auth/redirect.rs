@@ -49,6 +49,19 @@ pub fn login_url(path_and_query: &str) -> String {
     }
 }
 
+/// `page` with `?next=` bringing the visitor on to `next` (a safe local path
+/// other than the default) afterwards, or `page` alone.
+pub fn with_next(page: &str, next: &str) -> String {
+    if next == DEFAULT_NEXT || !is_safe_local_path(next) {
+        return page.to_owned();
+    }
+    let mut url = String::with_capacity(page.len() + 6 + next.len() * 3);
+    url.push_str(page);
+    url.push_str("?next=");
+    url.extend(utf8_percent_encode(next, QUERY_VALUE));
+    url
+}
+
 pub fn is_safe_local_path(raw: &str) -> bool {
     if raw.len() > MAX_NEXT_LEN {
         return false;

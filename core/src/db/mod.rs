@@ -17,6 +17,7 @@ pub mod resets;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;
+pub mod two_factor;
 pub mod users;
 
 use diesel::connection::TransactionManager as _;

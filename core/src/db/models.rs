@@ -23,6 +23,13 @@ pub struct User {
     /// When the address was confirmed; `None` for an account registered
     /// while confirmation was off and not confirmed since.
     pub email_verified_at: Option<NaiveDateTime>,
+    /// The TOTP secret, sealed (see `auth::sealed`); set at enrolment.
+    pub totp_secret: Option<String>,
+    /// When two-factor sign-in was turned on (a first valid code); `None`:
+    /// off, whatever `totp_secret` holds.
+    pub two_factor_enabled_at: Option<NaiveDateTime>,
+    /// The last time step a code was accepted for.
+    pub totp_last_step: Option<i64>,
 }
 
 #[derive(Debug, Insertable)]
@@ -61,6 +68,9 @@ pub struct Session {
     /// Absolute end of the session, whatever the activity.
     pub expires_at: NaiveDateTime,
     pub revoke_reason: Option<String>,
+    /// When the session last proved who it is (sign-in or step-up); `None`
+    /// only for rows older than the column, read as `created_at`.
+    pub authenticated_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Insertable)]
@@ -75,6 +85,7 @@ pub struct NewSession<'a> {
     pub refresh_hash: &'a str,
     pub remember: bool,
     pub expires_at: NaiveDateTime,
+    pub authenticated_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

@@ -69,6 +69,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     revocation_counter (id) {
         id -> Integer,
         last -> BigInt,
@@ -99,6 +109,34 @@ diesel::table! {
         expires_at -> Timestamp,
         revoke_reason -> Nullable<Text>,
         revocation_seq -> Nullable<BigInt>,
+        authenticated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sign_in_challenges (id) {
+        id -> Text,
+        token_hash -> Text,
+        user_id -> Text,
+        password_version -> Integer,
+        remember -> Bool,
+        failures -> Integer,
+        ip -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    trusted_devices (id) {
+        id -> Text,
+        token_hash -> Text,
+        user_id -> Text,
+        user_agent -> Text,
+        ip -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -114,13 +152,19 @@ diesel::table! {
         disabled_at -> Nullable<Timestamp>,
         password_version -> Integer,
         email_verified_at -> Nullable<Timestamp>,
+        totp_secret -> Nullable<Text>,
+        two_factor_enabled_at -> Nullable<Timestamp>,
+        totp_last_step -> Nullable<BigInt>,
     }
 }
 
 diesel::joinable!(auth_events -> users (user_id));
 diesel::joinable!(email_confirmations -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(sign_in_challenges -> users (user_id));
+diesel::joinable!(trusted_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
@@ -129,8 +173,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     password_resets,
     pending_registrations,
     rate_limits,
+    recovery_codes,
     revocation_counter,
     revoked_sessions,
     sessions,
+    sign_in_challenges,
+    trusted_devices,
     users,
 );

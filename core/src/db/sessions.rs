@@ -70,6 +70,25 @@ pub fn rotate_refresh(
     .map(|n| n == 1)
 }
 
+/// Records that the live session `session_id` of `user_id` proved who it
+/// is again (step-up); whether it is live.
+pub fn set_authenticated(
+    conn: &mut DbConnection,
+    session_id: &SessionId,
+    user_id: &UserId,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::authenticated_at.eq(Some(at)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 /// Ends one of `user_id`'s live sessions; returns whether one was ended.
 /// Other instances hear of it at commit (see [`super::notify`]).
 pub fn revoke(

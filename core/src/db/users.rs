@@ -191,3 +191,11 @@ pub fn delete(conn: &mut DbConnection, id: &UserId, verified_version: i32) -> Qu
     .execute(conn)
     .map(|n| n == 1)
 }
+
+/// How many accounts have two-factor sign-in on.
+pub fn count_two_factor(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table
+        .filter(users::two_factor_enabled_at.is_not_null())
+        .count()
+        .get_result(conn)
+}

@@ -28,6 +28,8 @@ const REFRESH: &str = "gatehouse_refresh";
 const CSRF: &str = "gatehouse_csrf";
 const FLASH: &str = "gatehouse_flash";
 const RESET: &str = "gatehouse_reset";
+const TWO_FACTOR: &str = "gatehouse_two_factor";
+const TRUSTED: &str = "gatehouse_trusted";
 /// The reset cookie is sent only to the reset form.
 const RESET_PATH: &str = "/password/reset";
 
@@ -40,6 +42,8 @@ pub struct CookieConfig {
     csrf_name: String,
     flash_name: String,
     reset_name: String,
+    two_factor_name: String,
+    trusted_name: String,
     access_max_age: Duration,
 }
 
@@ -75,6 +79,8 @@ impl CookieConfig {
             } else {
                 RESET.to_owned()
             },
+            two_factor_name: name(TWO_FACTOR),
+            trusted_name: name(TRUSTED),
             access_max_age,
         }
     }
@@ -164,6 +170,26 @@ impl CookieConfig {
         self.set_session(&mut response, issued);
         response.cookie(self.fresh_csrf());
         response.finish()
+    }
+
+    pub fn two_factor_name(&self) -> &str {
+        &self.two_factor_name
+    }
+
+    pub fn trusted_name(&self) -> &str {
+        &self.trusted_name
+    }
+
+    /// A sign-in waiting for its second factor: the challenge's opaque
+    /// token, for as long as the challenge lives.
+    pub fn two_factor(&self, token: String, max_age: Duration) -> Cookie<'static> {
+        self.build(self.two_factor_name.clone(), token, Some(max_age))
+    }
+
+    /// A browser its person trusts: a later password sign-in from it skips
+    /// the second factor.
+    pub fn trusted(&self, token: String, max_age: Duration) -> Cookie<'static> {
+        self.build(self.trusted_name.clone(), token, Some(max_age))
     }
 
     pub fn reset_name(&self) -> &str {

@@ -15,8 +15,9 @@ use crate::http::client::client_info;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use crate::mail::{Mail, Mailer};
 use gatehouse_core::accounts::{
-    Accounts, Credentials, EMAIL_TAKEN, FieldErrors, INVALID_CREDENTIALS, MISSING_CREDENTIALS,
-    NewAccount, Profile, RegisterError, Registered, Sessions, SignInError,
+    Accounts, Credentials, EMAIL_TAKEN, Entry, FieldErrors, INVALID_CREDENTIALS,
+    MISSING_CREDENTIALS, NewAccount, Profile, RegisterError, Registered, SecondFactorError,
+    Sessions, SignInError,
 };
 
 /// What `POST /api/login` takes.
@@ -30,6 +31,18 @@ pub struct LoginRequest {
     /// Keep the session beyond the browser session.
     #[serde(default)]
     pub remember: bool,
+}
+
+/// What `POST /api/login/two-factor` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorRequest {
+    /// The six-digit code from the authenticator app, or a recovery code.
+    #[schema(min_length = 1)]
+    pub code: String,
+    /// Trust this browser for 30 days: its later sign-ins need no code.
+    #[serde(default)]
+    pub trust_device: bool,
 }
 
 /// What `POST /api/register` takes: the registration form's fields.
@@ -72,6 +85,22 @@ impl From<Profile> for User {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignedInBody {
     pub user: User,
+}
+
+/// What `POST /api/login` answers for an account with two-factor on: no
+/// session yet; `POST /api/login/two-factor` finishes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwoFactorRequiredBody {
+    /// Always `true`.
+    pub two_factor_required: bool,
+}
+
+/// What `POST /api/login` answers: signed in, or a second factor to give.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginBody {
+    SignedIn(SignedInBody),
+    TwoFactorRequired(TwoFactorRequiredBody),
 }
 
 /// What `POST /api/refresh` answers: when to refresh next, at the latest.
@@ -118,10 +147,13 @@ pub struct ErrorBody {
         title = "Gatehouse API",
         description = "Sign-in for a front end on another origin: the same sessions and cookies as the pages. Send requests with credentials (cookies); state-changing calls need Content-Type: application/json."
     ),
-    paths(register, login, me, refresh, logout),
+    paths(register, login, login_two_factor, me, refresh, logout),
     components(schemas(
         RegisterRequest,
         LoginRequest,
+        SecondFactorRequest,
+        TwoFactorRequiredBody,
+        LoginBody,
         EmptyBody,
         User,
         SignedInBody,
@@ -218,7 +250,7 @@ fn field_problems(errors: FieldErrors) -> String {
     path = "/api/login",
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Signed in; the session cookies are set", body = SignedInBody),
+        (status = 200, description = "Signed in, the session cookies set; or, for an account with two-factor on, `{\"two_factor_required\":true}` with a pending cookie and no session (finish with POST /api/login/two-factor)", body = LoginBody),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
         (status = 403, description = "Sent from an origin that is not allowed; or the right password of an address not yet confirmed: `code` is `email_unverified`, and a fresh link is mailed", body = ErrorBody),
@@ -244,13 +276,15 @@ pub async fn login(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     let body: LoginRequest = object(body.into_inner())?;
+    let cookies = &site.cookies;
     let credentials = Credentials {
         email: Email::new(&body.email),
         password: body.password,
         remember: body.remember,
+        trusted_device: crate::http::cookies::read(&req, cookies.trusted_name()).map(str::to_owned),
     };
     let replacing = current.as_ref().map(|c| &c.0);
-    let (signed_in, account) = match accounts
+    let (entry, account) = match accounts
         .sign_in(&sessions, credentials, replacing, &client)
         .await
     {
@@ -277,12 +311,103 @@ pub async fn login(
         Err(e) => return Err(e.into()),
     };
     let mut response = HttpResponse::Ok();
-    site.cookies.set_session(&mut response, &signed_in.session);
-    response.cookie(site.cookies.fresh_csrf());
-    Ok(response.json(SignedInBody {
-        user: account.into(),
-    }))
+    match entry {
+        Entry::SignedIn(signed_in) => {
+            cookies.set_session(&mut response, &signed_in.session);
+            response.cookie(cookies.fresh_csrf());
+            Ok(response.json(LoginBody::SignedIn(SignedInBody {
+                user: account.into(),
+            })))
+        }
+        Entry::SecondFactor(challenge) => {
+            if current.is_some() {
+                cookies.set_signed_out(&mut response);
+            }
+            response.cookie(cookies.two_factor(challenge.token, challenge.expires_in));
+            Ok(
+                response.json(LoginBody::TwoFactorRequired(TwoFactorRequiredBody {
+                    two_factor_required: true,
+                })),
+            )
+        }
+    }
 }
+
+/// `POST /api/login/two-factor`: finishes a sign-in that waits for its
+/// second factor (the pending cookie `POST /api/login` set).
+#[utoipa::path(
+    post,
+    path = "/api/login/two-factor",
+    request_body(content = SecondFactorRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Signed in; the session cookies are set (and the trusted-device cookie when asked for)", body = SignedInBody),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "A wrong or used code, or no sign-in waiting for one (it expires after 5 minutes or 5 wrong codes): sign in again", body = ErrorBody),
+        (status = 403, description = "Sent from an origin that is not allowed", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Missing or invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database does not answer", body = ErrorBody),
+    )
+)]
+pub async fn login_two_factor(
+    req: HttpRequest,
+    MaybeUser(current): MaybeUser,
+    body: web::Json<serde_json::Value>,
+    client: ClientInfo,
+    accounts: web::Data<Accounts>,
+    sessions: web::Data<Sessions>,
+    site: web::Data<Site>,
+) -> Result<HttpResponse, AppError> {
+    let body: SecondFactorRequest = object(body.into_inner())?;
+    let cookies = &site.cookies;
+    let Some(token) = crate::http::cookies::read(&req, cookies.two_factor_name()) else {
+        return Err(AppError::Unauthorized(SIGN_IN_AGAIN));
+    };
+    let replacing = current.as_ref().map(|c| &c.0);
+    let finished = accounts
+        .finish_sign_in(
+            &sessions,
+            token,
+            &body.code,
+            body.trust_device,
+            replacing,
+            &client,
+        )
+        .await;
+    match finished {
+        Ok(done) => {
+            let mut response = HttpResponse::Ok();
+            cookies.set_session(&mut response, &done.signed_in.session);
+            response
+                .cookie(cookies.fresh_csrf())
+                .cookie(cookies.removal(cookies.two_factor_name()));
+            if let Some(trust) = done.trusted {
+                response.cookie(cookies.trusted(trust.token, trust.max_age));
+            }
+            Ok(response.json(SignedInBody {
+                user: done.profile.into(),
+            }))
+        }
+        Err(SecondFactorError::Expired) => Ok(HttpResponse::Unauthorized()
+            .cookie(cookies.removal(cookies.two_factor_name()))
+            .json(ErrorBody {
+                error: SIGN_IN_AGAIN.to_owned(),
+                code: None,
+                request_id: crate::http::request_id(&req),
+            })),
+        Err(SecondFactorError::WrongCode) => Err(AppError::Unauthorized(WRONG_CODE)),
+        Err(SecondFactorError::Throttled { retry_after }) => {
+            Err(AppError::TooManyRequests { retry_after })
+        }
+        Err(SecondFactorError::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// No sign-in waits for a second factor here.
+const SIGN_IN_AGAIN: &str = "No sign-in is waiting for a code: sign in again";
+const WRONG_CODE: &str = "Wrong or already used code";
 
 /// `GET /api/me`: the signed-in account, or 401 (never a redirect).
 #[utoipa::path(
