@@ -425,9 +425,6 @@ pub async fn enable(
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(redirect) = step_up_first(&accounts, &user) {
-        return Ok(redirect);
-    }
     match accounts.enable_two_factor(&user, &form.code, &client).await {
         Ok((codes, notice)) => {
             mail(&req, &mailer, &site, notice, TwoFactorChange::On);
@@ -463,9 +460,6 @@ pub async fn disable(
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(redirect) = step_up_first(&accounts, &user) {
-        return Ok(redirect);
-    }
     match accounts
         .disable_two_factor(&user, &form.code, &client)
         .await
@@ -499,9 +493,6 @@ pub async fn regenerate(
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(redirect) = step_up_first(&accounts, &user) {
-        return Ok(redirect);
-    }
     match accounts.regenerate_recovery_codes(&user, &client).await {
         Ok((codes, notice)) => {
             mail(
@@ -530,6 +521,7 @@ fn settings_error(e: TwoFactorError) -> Result<HttpResponse, AppError> {
         TwoFactorError::WrongState | TwoFactorError::Unavailable | TwoFactorError::WrongCode => {
             Ok(see_other(SETTINGS))
         }
+        TwoFactorError::StepUpRequired => Ok(see_other(&with_next("/confirm", SETTINGS))),
         TwoFactorError::Throttled { retry_after } => Err(AppError::TooManyRequests { retry_after }),
         TwoFactorError::Failed(e) => Err(e.into()),
     }

@@ -462,7 +462,11 @@ async fn support_staff_can_confirm_an_address_and_the_list_says_which_are_confir
     let unknown = cli(&app, &["user", "verify", "nobody@example.com"], "").await;
     assert_eq!(unknown.status.code(), Some(1));
     let list = text(&cli(&app, &["user", "list"], "").await.stdout);
-    let column = list.lines().next().and_then(|h| h.find("VERIFIED")).unwrap();
+    let column = list
+        .lines()
+        .next()
+        .and_then(|h| h.find("VERIFIED"))
+        .unwrap();
     for row in list.lines().skip(1) {
         assert_eq!(row.get(column..column + 4), Some("yes "), "{list}");
     }

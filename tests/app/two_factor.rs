@@ -840,3 +840,77 @@ async fn confirming_a_new_address_with_two_factor_on_asks_for_the_code() {
     .await;
     assert_signed_in(&finished, "/dashboard");
 }
+
+#[tokio::test]
+async fn a_hostile_next_is_dropped_at_the_second_factor_and_at_step_up() {
+    let (app, enrolled) = enrolled_app().await;
+    let mut ahead = Duration::ZERO;
+    for hostile in ["//evil.example", "https://evil.example/", "/\\evil.example"] {
+        let client = pending_browser(&app).await;
+        let form = app
+            .get_as(&client, &format!("/login/two-factor?next={hostile}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!form.contains("evil.example"), "{form}");
+        let finished = client
+            .submit(
+                &app.address,
+                "/login/two-factor",
+                "/login/two-factor",
+                &[("code", &enrolled.app.fresh_code(ahead)), ("next", hostile)],
+            )
+            .await;
+        assert_signed_in(&finished, "/dashboard");
+        // The next sign-in needs the step after; an hour on, the account's
+        // count of codes starts again.
+        app.clock.advance(Duration::from_secs(3600));
+        ahead += Duration::from_secs(3600);
+    }
+    // Step-up drops it too.
+    let confirm = "/confirm?next=//evil.example";
+    let form = app.get(confirm).await.text().await.unwrap();
+    assert!(!form.contains("evil.example"), "{form}");
+    let confirmed = app
+        .client
+        .submit(
+            &app.address,
+            confirm,
+            "/confirm",
+            &[
+                ("password", &app.test_user.password),
+                ("code", &enrolled.app.fresh_code(ahead)),
+                ("next", "//evil.example"),
+            ],
+        )
+        .await;
+    assert_redirects_to(&confirmed, "/dashboard");
+}
+
+#[tokio::test]
+async fn an_old_sign_in_cannot_turn_two_factor_off_or_make_new_codes() {
+    let (app, enrolled) = enrolled_app().await;
+    let csrf = csrf_of(&app.get("/account").await.text().await.unwrap());
+    let ahead = Duration::from_secs(6 * 60);
+    app.clock.advance(ahead);
+
+    for (action, code) in [
+        (
+            "/account/two-factor/disable",
+            enrolled.app.fresh_code(ahead),
+        ),
+        ("/account/two-factor/recovery-codes", String::new()),
+    ] {
+        let response = app
+            .post_form(action, &[("code", &code), ("csrf_token", &csrf)])
+            .await;
+        assert_redirects_to(&response, "/confirm?next=%2Faccount%2Ftwo-factor");
+    }
+    // Still on, with the old codes.
+    let user = &app.test_user;
+    let again = app
+        .login_as(&app.new_client(), &user.email, &user.password)
+        .await;
+    assert_second_factor_pending(&again, "/login/two-factor");
+}

@@ -75,18 +75,35 @@ impl Entry {
 }
 
 /// A sign-in waiting for its second factor: the opaque token the browser
-/// keeps (in an HttpOnly cookie) for [`CHALLENGE_TTL`].
-#[derive(Debug, Clone)]
+/// keeps (in an HttpOnly cookie) for [`CHALLENGE_TTL`]. `Debug` hides it.
+#[derive(Clone)]
 pub struct Challenge {
     pub token: String,
     pub expires_in: Duration,
 }
 
+impl std::fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenge")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A browser just trusted: the token its cookie keeps, and for how long.
-#[derive(Debug, Clone)]
+/// `Debug` hides the token.
+#[derive(Clone)]
 pub struct DeviceTrust {
     pub token: String,
     pub max_age: Duration,
+}
+
+impl std::fmt::Debug for DeviceTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceTrust")
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A second factor accepted: the session, the account, and the device
@@ -115,11 +132,17 @@ pub enum SecondFactorError {
 }
 
 /// The enrolment page's data: the secret as text and as the address a QR
-/// code carries.
-#[derive(Debug, Clone)]
+/// code carries. `Debug` shows neither.
+#[derive(Clone)]
 pub struct Enrolment {
     pub secret_base32: String,
     pub otpauth_url: String,
+}
+
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrolment([redacted])")
+    }
 }
 
 /// Who a two-factor change concerns, for the notice mailed to them.
@@ -138,6 +161,10 @@ pub enum TwoFactorError {
     /// On already (enrolling), or off (disabling, regenerating).
     #[error("two-factor sign-in is not in the state this needs")]
     WrongState,
+    /// The session's proof of sign-in is older than the step-up limit:
+    /// confirm it's you first.
+    #[error("a recent sign-in is needed")]
+    StepUpRequired,
     #[error("wrong code")]
     WrongCode,
     #[error("too many attempts")]
@@ -427,6 +454,9 @@ impl Accounts {
         code: &str,
         who: &Requester,
     ) -> Result<(Vec<String>, TwoFactorNotice), TwoFactorError> {
+        if self.needs_step_up(user) {
+            return Err(TwoFactorError::StepUpRequired);
+        }
         let key = self
             .two_factor
             .key
@@ -482,6 +512,9 @@ impl Accounts {
         user: &SessionUser,
         who: &Requester,
     ) -> Result<(Vec<String>, TwoFactorNotice), TwoFactorError> {
+        if self.needs_step_up(user) {
+            return Err(TwoFactorError::StepUpRequired);
+        }
         let codes = recovery::generate_set();
         let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
         let (user_id, who_owned, clock) = (user.user_id.clone(), who.clone(), self.clock.clone());
@@ -517,6 +550,9 @@ impl Accounts {
         code: &str,
         who: &Requester,
     ) -> Result<TwoFactorNotice, TwoFactorError> {
+        if self.needs_step_up(user) {
+            return Err(TwoFactorError::StepUpRequired);
+        }
         let account = self.account(&user.user_id).await?;
         let Some(account) = account.filter(|u| u.two_factor_enabled_at.is_some()) else {
             return Err(TwoFactorError::WrongState);
@@ -617,6 +653,22 @@ impl Accounts {
                 return Err(SecondFactorError::Failed(e));
             }
         };
+        // The try counts against the challenge before it is judged, so
+        // codes sent together get no more than its tries between them.
+        let counted = {
+            let (id, clock) = (challenge.id.clone(), self.clock.clone());
+            db::write(&self.pool, move |conn| {
+                Ok::<_, ServiceError>(two_factor::count_try(conn, &id, clock.now())?)
+            })
+            .await
+        };
+        if !matches!(counted, Ok(true)) {
+            self.release_attempt(&account.email, who).await;
+            return Err(match counted {
+                Err(e) => SecondFactorError::Failed(e),
+                _ => SecondFactorError::Expired,
+            });
+        }
         let now = self.clock.now();
         let (policy, who_owned) = (self.policy.clone(), who.clone());
         let (email, replaced) = (account.email.clone(), replacing.cloned());
@@ -668,7 +720,9 @@ impl Accounts {
                 &who_owned,
                 now,
             )?;
-            let trusted = if trust_device {
+            // A recovery code ends the trusted devices and trusts none: it
+            // may be a stolen one.
+            let trusted = if trust_device && used == Used::Totp {
                 let token = new_token();
                 two_factor::insert_device(
                     conn,
@@ -798,6 +852,24 @@ impl Accounts {
             );
         }
         let two_factor = account.two_factor_enabled_at.is_some();
+        // With two-factor on, the code also counts against the account's
+        // hourly count of codes, as at sign-in: a session and the password
+        // do not buy more guesses.
+        let code_admission = if two_factor {
+            match self.admit_account_code(&account).await {
+                Ok(Ok(admission)) => Some(admission),
+                refused => {
+                    self.release_attempt(&email, who).await;
+                    return Err(match refused {
+                        Err(e) => StepUpError::Failed(e),
+                        Ok(Err(retry_after)) => StepUpError::Throttled { retry_after },
+                        Ok(Ok(_)) => StepUpError::Failed(ServiceError::Inconsistent("admitted")),
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let read = if two_factor {
             match self.read_code(&account, code) {
                 Ok(read) => Some(read),
@@ -828,6 +900,9 @@ impl Accounts {
                 return Err(StepUpError::SessionEnded);
             }
             throttle::record_sign_in_success(conn, admission, email_owned.as_str(), &who_owned.ip)?;
+            if let Some(code) = code_admission {
+                throttle::record_code_success(conn, code, user.user_id.as_str())?;
+            }
             if used == Some(Used::Recovery) {
                 two_factor::revoke_all_devices(conn, &user.user_id)?;
                 events::record(
@@ -978,6 +1053,26 @@ impl Accounts {
         }
     }
 
+    /// Counts a code against `account`'s hourly count of codes; `Err(wait)`
+    /// when the count is full.
+    async fn admit_account_code(
+        &self,
+        account: &User,
+    ) -> Result<Result<throttle::CodeAdmission, Duration>, ServiceError> {
+        let (id, clock) = (account.id.clone(), self.clock.clone());
+        let admitted = db::run(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(throttle::admitting(conn, |conn| {
+                throttle::admit_code(conn, id.as_str(), clock.now())
+            })?)
+        })
+        .await?;
+        Ok(match admitted {
+            Ok(Some(admission)) => Ok(admission),
+            Ok(None) => Err(Duration::from_secs(1)),
+            Err(wait) => Err(wait),
+        })
+    }
+
     /// Reads a typed code for `account`: the TOTP step it matches, or the
     /// recovery code it is. A secret that does not open is our failure.
     fn read_code(&self, account: &User, typed: &str) -> Result<Code, ServiceError> {
@@ -1015,7 +1110,7 @@ impl Accounts {
             Some(id) => {
                 let id = id.to_owned();
                 !db::write(&self.pool, move |conn| {
-                    Ok::<_, ServiceError>(two_factor::fail_challenge(conn, &id)?)
+                    Ok::<_, ServiceError>(two_factor::end_if_spent(conn, &id)?)
                 })
                 .await?
             }

@@ -210,24 +210,38 @@ pub fn live_challenge(
         .optional()
 }
 
-/// Uses a challenge up: `true` for exactly one use while it is live.
-pub fn take_challenge(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
-    diesel::delete(
+/// Counts one code tried against a live challenge, before it is judged, in
+/// one statement: `false` once [`MAX_CHALLENGE_FAILURES`] tries were
+/// counted (codes sent together from many places included) or it expired.
+/// A right code then deletes the challenge; a wrong one leaves the try
+/// counted.
+pub fn count_try(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
         sign_in_challenges::table
             .find(id)
             .filter(sign_in_challenges::expires_at.gt(now))
             .filter(sign_in_challenges::failures.lt(MAX_CHALLENGE_FAILURES)),
     )
+    .set(sign_in_challenges::failures.eq(sign_in_challenges::failures + 1))
     .execute(conn)
     .map(|n| n == 1)
 }
 
-/// Counts a wrong code against a challenge; the one that reaches
-/// [`MAX_CHALLENGE_FAILURES`] ends it. Returns whether it is still live.
-pub fn fail_challenge(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
-    diesel::update(sign_in_challenges::table.find(id))
-        .set(sign_in_challenges::failures.eq(sign_in_challenges::failures + 1))
-        .execute(conn)?;
+/// Uses a challenge up: `true` for exactly one use while it is live (its
+/// try already counted by [`count_try`]).
+pub fn take_challenge(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::delete(
+        sign_in_challenges::table
+            .find(id)
+            .filter(sign_in_challenges::expires_at.gt(now)),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// After a wrong code: ends the challenge once its tries are spent.
+/// Returns whether it is still live.
+pub fn end_if_spent(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     let ended = diesel::delete(
         sign_in_challenges::table
             .find(id)

@@ -20,11 +20,18 @@ pub const PROTECTED_PAGES: &[&str] = &[
     "/account",
     "/account?tab=sessions",
     "/account/password",
+    "/account/two-factor",
+    "/confirm?next=/account",
 ];
 pub const PROTECTED_ACTIONS: &[&str] = &[
     "/account/password",
     "/account/sessions/revoke-others",
     "/account/sessions/some-session/revoke",
+    "/confirm",
+    "/account/two-factor/enable",
+    "/account/two-factor/disable",
+    "/account/two-factor/recovery-codes",
+    "/account/trusted-devices/some-device/revoke",
 ];
 
 pub struct TestApp {
