@@ -479,6 +479,11 @@ impl Accounts {
             })
             .await?
         };
+        if candidates.is_empty() {
+            // Confirmed meanwhile (its pending registrations went with it),
+            // or the account is gone: no password was judged.
+            return Err(ConfirmError::InvalidLink);
+        }
         let mut chosen = None;
         for candidate in candidates {
             let stored = match &candidate {
