@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::config::{self, DatabaseSettings, Settings};
-use crate::mail::{Mail, TwoFactorChange};
+use crate::mail::{Mail, PasskeyChange, TwoFactorChange};
 use crate::startup::{self, Application, StartupError};
 use gatehouse_core::accounts::{Accounts, NewAccount, RegisterError, Requester};
 use gatehouse_core::db::Pooler;
@@ -97,7 +97,8 @@ pub enum UserAction {
         name: String,
     },
     /// List every account: whether its address is confirmed, whether it
-    /// has two-factor sign-in, its state and its number of live sessions
+    /// has two-factor sign-in, its passkeys, its state and its number of
+    /// live sessions
     List,
     /// Count an account's address as confirmed (the operator vouches for
     /// it); the audit trail records it
@@ -110,6 +111,14 @@ pub enum UserAction {
     /// know who is asking); its trusted devices are forgotten, the audit
     /// trail records it and a notice is mailed to the account
     TwoFactorReset {
+        /// The account's e-mail address
+        email: String,
+    },
+    /// Remove every passkey of an account whose person lost them (support
+    /// staff, once they know who is asking); the password, and two-factor
+    /// sign-in when on, still sign in; the audit trail records it and a
+    /// notice is mailed to the account
+    PasskeysReset {
         /// The account's e-mail address
         email: String,
     },
@@ -320,20 +329,21 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                     .await
                     .map_err(|e| e.to_string())?;
                 println!(
-                    "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} SESSIONS",
-                    "EMAIL", "NAME", "CREATED (UTC)", "VERIFIED", "TWO-FACTOR", "STATE"
+                    "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} {:<9} SESSIONS",
+                    "EMAIL", "NAME", "CREATED (UTC)", "VERIFIED", "TWO-FACTOR", "PASSKEYS", "STATE"
                 );
                 let yes_no = |b: bool| if b { "yes" } else { "no" };
                 for u in users {
                     let state = if u.disabled { "disabled" } else { "active" };
                     let created = u.created_at.format("%Y-%m-%d %H:%M");
                     println!(
-                        "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} {}",
+                        "{:<40} {:<30} {:<20} {:<9} {:<11} {:<9} {:<9} {}",
                         shown(u.email.as_str()),
                         shown(&u.name),
                         created,
                         yes_no(u.verified),
                         yes_no(u.two_factor),
+                        u.passkeys,
                         state,
                         u.live_sessions
                     );
@@ -378,6 +388,34 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                 .await?;
                 println!(
                     "two-factor sign-in turned off for {}; a notice was mailed",
+                    shown(email.as_str())
+                );
+                Ok(())
+            }
+            UserAction::PasskeysReset { email } => {
+                let email = Email::new(&email);
+                let (removed, notice) = accounts(settings)
+                    .await?
+                    .reset_passkeys(&email, &operator())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if removed == 0 {
+                    println!("{} has no passkeys", shown(email.as_str()));
+                    return Ok(());
+                }
+                let origin = settings.http.public_origin(settings.http.port);
+                mail_now(
+                    settings,
+                    Mail::PasskeyChanged {
+                        to: notice.email.to_string(),
+                        name: notice.name,
+                        change: PasskeyChange::ResetBySupport(removed),
+                        account: format!("{origin}/account"),
+                    },
+                )
+                .await?;
+                println!(
+                    "{removed} passkey(s) removed from {}; a notice was mailed",
                     shown(email.as_str())
                 );
                 Ok(())
@@ -461,14 +499,16 @@ pub fn sessions(action: SessionsAction, settings: &Settings) -> ExitCode {
                 println!(
                     "deleted {} ended session(s), {} throttle row(s), {} old reset request(s), \
                      {} old confirmation link(s), {} unconfirmed registration(s), \
-                     {} expired two-factor sign-in(s) and {} expired trusted device(s)",
+                     {} expired two-factor sign-in(s), {} expired trusted device(s) and \
+                     {} unfinished passkey request(s)",
                     pruned.sessions,
                     pruned.throttle_rows,
                     pruned.reset_requests,
                     pruned.confirmations,
                     pruned.pending_registrations,
                     pruned.challenges,
-                    pruned.trusted_devices
+                    pruned.trusted_devices,
+                    pruned.passkey_ceremonies
                 );
                 Ok(())
             }

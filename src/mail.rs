@@ -52,6 +52,14 @@ pub enum Mail {
         /// The account page, to check and undo.
         account: String,
     },
+    /// A passkey was added or removed (or support removed them all).
+    PasskeyChanged {
+        to: String,
+        name: String,
+        change: PasskeyChange,
+        /// The account page, to check and undo.
+        account: String,
+    },
     /// "Your account was deleted."
     AccountDeleted {
         to: String,
@@ -243,6 +251,41 @@ struct PasswordChangedHtml<'a> {
     forgot: &'a str,
 }
 
+/// What changed in an account's passkeys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasskeyChange {
+    /// Its name.
+    Added(String),
+    Removed(String),
+    /// How many support removed.
+    ResetBySupport(usize),
+}
+
+impl PasskeyChange {
+    fn subject(&self) -> &'static str {
+        match self {
+            Self::Added(_) => "A passkey was added to your Gatehouse account",
+            Self::Removed(_) => "A passkey was removed from your Gatehouse account",
+            Self::ResetBySupport(_) => "Support removed the passkeys of your Gatehouse account",
+        }
+    }
+
+    /// The sentence that says what happened.
+    fn what(&self) -> String {
+        match self {
+            Self::Added(passkey) => format!(
+                "a passkey named \"{passkey}\" was just added to your Gatehouse account: it can now sign in to it."
+            ),
+            Self::Removed(passkey) => format!(
+                "the passkey named \"{passkey}\" was just removed from your Gatehouse account: it can no longer sign in to it."
+            ),
+            Self::ResetBySupport(count) => format!(
+                "support staff removed the passkeys of your Gatehouse account ({count} of them), as asked for. Your password, and two-factor sign-in when it is on, still sign you in."
+            ),
+        }
+    }
+}
+
 /// What changed in an account's two-factor sign-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TwoFactorChange {
@@ -382,6 +425,7 @@ impl Mail {
             | Self::PasswordChanged { to, .. }
             | Self::AccountDeleted { to, .. }
             | Self::TwoFactorChanged { to, .. }
+            | Self::PasskeyChanged { to, .. }
             | Self::ConfirmLink { to, .. }
             | Self::AlreadyRegistered { to, .. }
             | Self::EmailChangeRequested { to, .. }
@@ -395,6 +439,7 @@ impl Mail {
             Self::PasswordChanged { .. } => "password_changed",
             Self::AccountDeleted { .. } => "account_deleted",
             Self::TwoFactorChanged { .. } => "two_factor_changed",
+            Self::PasskeyChanged { .. } => "passkey_changed",
             Self::ConfirmLink { .. } => "confirm_link",
             Self::AlreadyRegistered { .. } => "already_registered",
             Self::EmailChangeRequested { .. } => "email_change_requested",
@@ -440,6 +485,30 @@ impl Mail {
                 ..
             } => {
                 let what = change.what();
+                (
+                    change.subject(),
+                    TwoFactorChangedText {
+                        name,
+                        what,
+                        account,
+                    }
+                    .render(),
+                    TwoFactorChangedHtml {
+                        name,
+                        what,
+                        account,
+                    }
+                    .render(),
+                )
+            }
+            Self::PasskeyChanged {
+                name,
+                change,
+                account,
+                ..
+            } => {
+                let what = change.what();
+                let what = what.as_str();
                 (
                     change.subject(),
                     TwoFactorChangedText {

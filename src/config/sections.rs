@@ -103,6 +103,16 @@ pub struct HttpSettings {
     )]
     pub public_url: Option<String>,
 
+    /// Passkeys' relying-party id: the host of PUBLIC_URL or a registrable suffix of it; unset: the host
+    #[arg(
+        long,
+        env = "WEBAUTHN_RP_ID",
+        value_name = "WEBAUTHN_RP_ID",
+        value_parser = Trimmed(StringValueParser::new()),
+        hide_env_values = true
+    )]
+    pub webauthn_rp_id: Option<String>,
+
     /// Proxies (comma-separated IPs or CIDR blocks) whose X-Forwarded-For is believed; unset: none
     // `std::vec::Vec` keeps clap from splitting the value itself: the whole
     // list goes through `parse_proxies`, which skips empty entries.

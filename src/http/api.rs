@@ -64,6 +64,24 @@ pub async fn guard_state_changes(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+/// [`guard_state_changes`] for a resource whose `GET` is a page and whose
+/// `POST` is a JSON call: the `POST` passes the rules and is answered in
+/// JSON; the page is left alone.
+pub async fn guard_json_posts(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.method() == Method::POST {
+        use actix_web::HttpMessage as _;
+        req.extensions_mut()
+            .insert(crate::errors::ResponseFormat::Json);
+        if let Some(refusal) = refusal(&req)? {
+            return Ok(req.error_response(refusal).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
 fn refusal(req: &ServiceRequest) -> Result<Option<AppError>, AppError> {
     let site = req
         .app_data::<Data<Site>>()

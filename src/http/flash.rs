@@ -27,6 +27,8 @@ pub enum Flash {
     TwoFactorDisabled,
     TrustedDeviceRevoked,
     SignInAgain,
+    PasskeyRenamed,
+    PasskeyRemoved,
 }
 
 impl Flash {
@@ -45,6 +47,8 @@ impl Flash {
         Flash::TwoFactorDisabled,
         Flash::TrustedDeviceRevoked,
         Flash::SignInAgain,
+        Flash::PasskeyRenamed,
+        Flash::PasskeyRemoved,
     ];
 
     pub fn code(self) -> &'static str {
@@ -63,6 +67,8 @@ impl Flash {
             Self::TwoFactorDisabled => "two_factor_disabled",
             Self::TrustedDeviceRevoked => "trusted_device_revoked",
             Self::SignInAgain => "sign_in_again",
+            Self::PasskeyRenamed => "passkey_renamed",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 
@@ -96,6 +102,10 @@ impl Flash {
                 "That device is no longer trusted: it will be asked for a code again."
             }
             Self::SignInAgain => "That sign-in expired or had too many wrong codes. Sign in again.",
+            Self::PasskeyRenamed => "The passkey has been renamed.",
+            Self::PasskeyRemoved => {
+                "The passkey has been removed. Your password still signs you in."
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod flash;
 pub mod headers;
 pub mod layout;
 pub mod on_response;
+pub mod redirects;
 pub mod site;
 
 use actix_web::HttpMessage as _;

@@ -13,6 +13,7 @@ use crate::http::client::describe_device;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
+use crate::http::redirects::{see_other_with, to_sign_in};
 use crate::http::{AuthUser, ClientInfo, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
@@ -104,6 +105,8 @@ pub struct AccountPage {
     /// Why the account was not deleted.
     delete_error: Option<&'static str>,
     two_factor: super::two_factor::TwoFactorSummary,
+    /// How many passkeys the account has; `None`: passkeys are unavailable.
+    passkeys: Option<i64>,
 }
 
 pub async fn account(
@@ -175,6 +178,11 @@ async fn account_page(
         errors: problems.password,
         delete_error: problems.delete,
         two_factor: super::two_factor::summary(accounts, user).await?,
+        passkeys: if accounts.passkeys_available() {
+            Some(accounts.passkey_count(&user.user_id).await?)
+        } else {
+            None
+        },
     })
 }
 
@@ -190,19 +198,12 @@ pub async fn revoke_session(
 ) -> Result<HttpResponse, AppError> {
     let target = SessionId::from_stored(path.into_inner());
     sessions.revoke_session(&user, &target, &client).await?;
-    let cookies = &site.cookies;
-    let mut response = HttpResponse::SeeOther();
-    if target == user.session_id {
+    Ok(if target == user.session_id {
         // Revoking this very session is signing out.
-        response.insert_header((header::LOCATION, "/login"));
-        cookies.set_signed_out(&mut response);
-        response.cookie(cookies.flash(Flash::SignedOut.code()));
+        to_sign_in(&site, Some(Flash::SignedOut))
     } else {
-        response
-            .insert_header((header::LOCATION, "/account"))
-            .cookie(cookies.flash(Flash::SessionRevoked.code()));
-    }
-    Ok(response.finish())
+        see_other_with(&site, "/account", Flash::SessionRevoked)
+    })
 }
 
 /// `POST /account/sessions/revoke-others`.
@@ -214,10 +215,11 @@ pub async fn revoke_others(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     sessions.revoke_others(&user, &client).await?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/account"))
-        .cookie(site.cookies.flash(Flash::OtherSessionsRevoked.code()))
-        .finish())
+    Ok(see_other_with(
+        &site,
+        "/account",
+        Flash::OtherSessionsRevoked,
+    ))
 }
 
 /// `GET /account/password` and `GET /account/delete`: the addresses a failed
@@ -255,7 +257,7 @@ pub async fn change_password(
             response.cookie(site.cookies.flash(Flash::PasswordChanged.code()));
             Ok(response.finish())
         }
-        Err(PasswordChangeError::SessionEnded) => Ok(session_ended(&site)),
+        Err(PasswordChangeError::SessionEnded) => Ok(to_sign_in(&site, None)),
         Err(PasswordChangeError::Invalid(errors)) => {
             let flash = FlashMessage::default();
             let problems = Problems {
@@ -317,11 +319,7 @@ pub async fn change_email(
                 account: format!("{origin}/account"),
             };
             mailer.send(notice, &request_id);
-            let mut response = HttpResponse::SeeOther();
-            response
-                .insert_header((header::LOCATION, "/account"))
-                .cookie(site.cookies.flash(Flash::EmailChangeSent.code()));
-            Ok(response.finish())
+            Ok(see_other_with(&site, "/account", Flash::EmailChangeSent))
         }
         Err(EmailChangeError::Invalid {
             new_email,
@@ -339,7 +337,7 @@ pub async fn change_email(
                 account_page(&user, &csrf, FlashMessage::default(), &accounts, problems).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        Err(EmailChangeError::SessionEnded) => Ok(session_ended(&site)),
+        Err(EmailChangeError::SessionEnded) => Ok(to_sign_in(&site, None)),
         Err(EmailChangeError::Failed(e)) => Err(e.into()),
     }
 }
@@ -352,11 +350,11 @@ pub async fn cancel_email_change(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     accounts.cancel_email_change(&user.user_id).await?;
-    let mut response = HttpResponse::SeeOther();
-    response
-        .insert_header((header::LOCATION, "/account"))
-        .cookie(site.cookies.flash(Flash::EmailChangeCancelled.code()));
-    Ok(response.finish())
+    Ok(see_other_with(
+        &site,
+        "/account",
+        Flash::EmailChangeCancelled,
+    ))
 }
 
 /// `POST /account/delete`: with the current password, the account and all
@@ -391,14 +389,9 @@ pub async fn delete_account(
                 },
                 &crate::http::request_id(&req),
             );
-            let cookies = &site.cookies;
-            let mut response = HttpResponse::SeeOther();
-            response.insert_header((header::LOCATION, "/login"));
-            cookies.set_signed_out(&mut response);
-            response.cookie(cookies.flash(Flash::AccountDeleted.code()));
-            Ok(response.finish())
+            Ok(to_sign_in(&site, Some(Flash::AccountDeleted)))
         }
-        Err(DeleteAccountError::SessionEnded) => Ok(session_ended(&site)),
+        Err(DeleteAccountError::SessionEnded) => Ok(to_sign_in(&site, None)),
         Err(DeleteAccountError::WrongPassword) => {
             let problems = Problems {
                 delete: Some("Your current password is not correct."),
@@ -410,13 +403,4 @@ pub async fn delete_account(
         }
         Err(DeleteAccountError::Failed(e)) => Err(e.into()),
     }
-}
-
-/// This session was signed out elsewhere while the form was on its way, and
-/// nothing changed: to the sign-in page, with the cookies cleared.
-pub(crate) fn session_ended(site: &Site) -> HttpResponse {
-    let mut response = HttpResponse::SeeOther();
-    response.insert_header((header::LOCATION, "/login"));
-    site.cookies.set_signed_out(&mut response);
-    response.finish()
 }

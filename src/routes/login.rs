@@ -12,10 +12,11 @@ use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
+use crate::http::redirects::entered;
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
-use crate::routes::two_factor::entered;
+use crate::routes::passkeys::PasskeyOffer;
 use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
     Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Sessions, SignInError,
@@ -53,13 +54,21 @@ pub struct LoginPage {
     email: String,
     next: String,
     error: Option<&'static str>,
+    passkey_offer: PasskeyOffer,
+}
+
+/// The sign-in page's passkey button.
+fn passkey_offer(req: &HttpRequest, accounts: &Accounts) -> PasskeyOffer {
+    PasskeyOffer::at(req, accounts, "Sign in with a passkey", false)
 }
 
 pub async fn login_form(
+    req: HttpRequest,
     MaybeUser(user): MaybeUser,
     query: web::Query<LoginQuery>,
     csrf: Csrf,
     flash: FlashMessage,
+    accounts: web::Data<Accounts>,
 ) -> Result<HttpResponse, AppError> {
     if user.is_some() {
         return Ok(see_other("/dashboard"));
@@ -69,6 +78,7 @@ pub async fn login_form(
         email: String::new(),
         next: safe_next(query.next.as_deref()).into_owned(),
         error: None,
+        passkey_offer: passkey_offer(&req, &accounts),
     };
     render(StatusCode::OK, &page)
 }
@@ -108,11 +118,13 @@ pub async fn login(
         Ok((entry, _)) => Ok(entered(&site, entry, &next, current.is_some()).finish()),
         Err(SignInError::InvalidCredentials) => {
             let status = StatusCode::UNAUTHORIZED;
-            rerender(&csrf, &form.email, next, INVALID_CREDENTIALS, status)
+            let offer = passkey_offer(&req, &accounts);
+            rerender(&csrf, offer, &form.email, next, INVALID_CREDENTIALS, status)
         }
         Err(SignInError::MissingCredentials) => {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            rerender(&csrf, &form.email, next, MISSING_CREDENTIALS, status)
+            let offer = passkey_offer(&req, &accounts);
+            rerender(&csrf, offer, &form.email, next, MISSING_CREDENTIALS, status)
         }
         Err(SignInError::EmailUnverified { link }) => {
             if let Some(link) = link {
@@ -128,6 +140,7 @@ pub async fn login(
 /// The form again with the e-mail as typed and one message.
 fn rerender(
     csrf: &Csrf,
+    passkey_offer: PasskeyOffer,
     email: &str,
     next: String,
     error: &'static str,
@@ -138,6 +151,7 @@ fn rerender(
         email: email.trim().to_owned(),
         next,
         error: Some(error),
+        passkey_offer,
     };
     render(status, &page)
 }

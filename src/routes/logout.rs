@@ -1,6 +1,6 @@
 //! `/logout`: a GET shows a confirmation button; only the POST signs out.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -9,6 +9,7 @@ use crate::errors::AppError;
 use crate::http::csrf::{self, Csrf};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
+use crate::http::redirects::to_sign_in;
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use gatehouse_core::accounts::Sessions;
@@ -55,12 +56,8 @@ pub async fn logout(
         csrf::check_token(&req, &form.csrf_token, Some(&user.session_id))?;
         sessions.sign_out(user, &client).await?;
     }
-    let cookies = &site.cookies;
-    let mut response = HttpResponse::SeeOther();
-    response.insert_header((header::LOCATION, "/login"));
-    cookies.set_signed_out(&mut response);
-    if user.is_some() {
-        response.cookie(cookies.flash(Flash::SignedOut.code()));
-    }
-    Ok(response.finish())
+    Ok(to_sign_in(
+        &site,
+        user.is_some().then_some(Flash::SignedOut),
+    ))
 }

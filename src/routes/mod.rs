@@ -7,6 +7,7 @@ pub mod health;
 pub mod home;
 pub mod login;
 pub mod logout;
+pub mod passkeys;
 pub mod password;
 pub mod register;
 pub mod two_factor;
@@ -95,6 +96,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
         .service(
             web::resource("/account/trusted-devices/{id}/revoke").post(two_factor::revoke_device),
         )
+        // Passkeys: the JSON calls of the site's script (the API's rules:
+        // JSON only, the site's origin; the page's CSRF token in a header)
+        // and the account's list.
+        .service(ceremony_post("/login/passkey/options").post(passkeys::sign_in_options))
+        .service(ceremony_post("/login/passkey").post(passkeys::sign_in))
+        .service(
+            web::resource("/account/passkeys")
+                .wrap(from_fn(http::api::guard_json_posts))
+                .app_data(http::api::json_config())
+                .route(web::get().to(passkeys::list))
+                .route(web::post().to(passkeys::register)),
+        )
+        .service(ceremony_post("/account/passkeys/options").post(passkeys::register_options))
+        .service(web::resource("/account/passkeys/{id}/rename").post(passkeys::rename))
+        .service(web::resource("/account/passkeys/{id}/delete").post(passkeys::delete))
         .service(
             web::resource("/logout")
                 .route(web::get().to(logout::logout_page))
@@ -142,6 +158,25 @@ fn api_post(
     >,
 > {
     web::resource(path).wrap(from_fn(http::api::guard_state_changes))
+}
+
+/// A passkey ceremony's JSON call: the API's rules for state changes, its
+/// JSON body limits, and its errors in JSON.
+fn ceremony_post(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .app_data(http::api::json_config())
+        .wrap(from_fn(http::api::guard_state_changes))
+        .wrap(from_fn(answer_in_json))
 }
 
 /// `static/` in the working directory (the project root, or beside a deployed

@@ -4,10 +4,10 @@
 //! off) and trusted devices. The rules are the core's; these only map them.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use gatehouse_core::accounts::{
-    Accounts, Entry, FEW_CODES_LEFT, SecondFactorError, Sessions, StepUpError, TwoFactorError,
+    Accounts, FEW_CODES_LEFT, SecondFactorError, Sessions, StepUpError, TwoFactorError,
     TwoFactorNotice,
 };
 use gatehouse_core::auth::redirect::{safe_next, with_next};
@@ -20,40 +20,16 @@ use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
+use crate::http::redirects::{see_other_with, to_sign_in};
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer, TwoFactorChange};
+use crate::routes::passkeys::PasskeyOffer;
 
 /// Where the two-factor settings live (and step-up returns to).
 const SETTINGS: &str = "/account/two-factor";
 const WRONG_CODE: &str =
     "That code is not right. Enter the code your app shows now, or one of your recovery codes.";
-
-/// What a door answers once a password (or a link) proved who someone is:
-/// the session's cookies and `next`, or the pending cookie and the
-/// second-factor page (keeping `next`). `was_signed_in`: this browser's
-/// previous session just ended, so its cookies go. The caller may add more
-/// cookies (a flash) before finishing it.
-pub fn entered(site: &Site, entry: Entry, next: &str, was_signed_in: bool) -> HttpResponseBuilder {
-    let cookies = &site.cookies;
-    let mut response = HttpResponse::SeeOther();
-    match entry {
-        Entry::SignedIn(signed_in) => {
-            response.insert_header((header::LOCATION, next));
-            cookies.set_session(&mut response, &signed_in.session);
-            // Tokens from before the sign-in stop matching.
-            response.cookie(cookies.fresh_csrf());
-        }
-        Entry::SecondFactor(challenge) => {
-            response.insert_header((header::LOCATION, with_next("/login/two-factor", next)));
-            if was_signed_in {
-                cookies.set_signed_out(&mut response);
-            }
-            response.cookie(cookies.two_factor(challenge.token, challenge.expires_in));
-        }
-    }
-    response
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -84,6 +60,21 @@ pub struct SecondFactorPage {
     layout: Layout,
     next: String,
     error: Option<&'static str>,
+    passkey_offer: PasskeyOffer,
+}
+
+/// The second-factor page's passkey button, when the pending sign-in's
+/// account has a passkey.
+async fn second_factor_passkey(
+    req: &HttpRequest,
+    accounts: &Accounts,
+    token: &str,
+) -> Result<PasskeyOffer, AppError> {
+    Ok(if accounts.challenge_has_passkeys(token).await? {
+        PasskeyOffer::at(req, accounts, "Use a passkey instead", true)
+    } else {
+        PasskeyOffer::None
+    })
 }
 
 /// `GET /login/two-factor`: the code form while the sign-in waits for it.
@@ -95,17 +86,15 @@ pub async fn second_factor_form(
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    let live = match cookies::read(&req, site.cookies.two_factor_name()) {
-        Some(token) => accounts.challenge_is_live(token).await?,
-        None => false,
-    };
-    if !live {
+    let token = cookies::read(&req, site.cookies.two_factor_name()).unwrap_or_default();
+    if !accounts.challenge_is_live(token).await? {
         return Ok(sign_in_again(&site, false));
     }
     let page = SecondFactorPage {
         layout: page_layout(None, &csrf, flash),
         next: safe_next(query.next.as_deref()).into_owned(),
         error: None,
+        passkey_offer: second_factor_passkey(&req, &accounts, token).await?,
     };
     render(StatusCode::OK, &page)
 }
@@ -163,6 +152,7 @@ pub async fn second_factor(
                 layout: page_layout(None, &csrf, FlashMessage::default()),
                 next,
                 error: Some(WRONG_CODE),
+                passkey_offer: second_factor_passkey(&req, &accounts, token).await?,
             };
             render(StatusCode::UNAUTHORIZED, &page)
         }
@@ -209,10 +199,25 @@ pub struct ConfirmPage {
     needs_code: bool,
     password_error: Option<&'static str>,
     code_error: Option<&'static str>,
+    passkey_offer: PasskeyOffer,
+}
+
+/// "Confirm it's you" with a passkey, when the account has one.
+async fn confirm_passkey(
+    req: &HttpRequest,
+    accounts: &Accounts,
+    user: &AuthUser,
+) -> Result<PasskeyOffer, AppError> {
+    Ok(if accounts.passkey_count(&user.user_id).await? > 0 {
+        PasskeyOffer::at(req, accounts, "Confirm with a passkey", false)
+    } else {
+        PasskeyOffer::None
+    })
 }
 
 /// `GET /confirm?next=…`: "confirm it's you" before a sensitive change.
 pub async fn confirm_form(
+    req: HttpRequest,
     user: AuthUser,
     query: web::Query<NextQuery>,
     csrf: Csrf,
@@ -225,13 +230,19 @@ pub async fn confirm_form(
         needs_code: accounts.has_two_factor(&user.user_id).await?,
         password_error: None,
         code_error: None,
+        passkey_offer: confirm_passkey(&req, &accounts, &user).await?,
     };
     render(StatusCode::OK, &page)
 }
 
 /// `POST /confirm`: the password (and a code when two-factor is on) renew
 /// the session's proof of sign-in; back to `next`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a handler's arguments are the extractors actix fills in"
+)]
 pub async fn confirm(
+    req: HttpRequest,
     user: AuthUser,
     form: CsrfForm<ConfirmForm>,
     client: ClientInfo,
@@ -257,7 +268,7 @@ pub async fn confirm(
         Err(StepUpError::Throttled { retry_after }) => {
             return Err(AppError::TooManyRequests { retry_after });
         }
-        Err(StepUpError::SessionEnded) => return Ok(super::account::session_ended(&site)),
+        Err(StepUpError::SessionEnded) => return Ok(to_sign_in(&site, None)),
         Err(StepUpError::Failed(e)) => return Err(e.into()),
     };
     let page = ConfirmPage {
@@ -266,6 +277,7 @@ pub async fn confirm(
         needs_code: accounts.has_two_factor(&user.user_id).await?,
         password_error,
         code_error,
+        passkey_offer: confirm_passkey(&req, &accounts, &user).await?,
     };
     render(StatusCode::UNAUTHORIZED, &page)
 }
@@ -428,18 +440,9 @@ pub async fn enable(
     match accounts.enable_two_factor(&user, &form.code, &client).await {
         Ok((codes, notice)) => {
             mail(&req, &mailer, &site, notice, TwoFactorChange::On);
-            let page = RecoveryCodesPage {
-                layout: page_layout(Some(&user), &csrf, FlashMessage::default()),
-                codes,
-                just_enabled: true,
-            };
-            render(StatusCode::OK, &page)
+            codes_page(&user, &csrf, codes, true)
         }
-        Err(TwoFactorError::WrongCode) => {
-            let flash = FlashMessage::default();
-            let page = settings_page(&user, &csrf, flash, &accounts, Some(WRONG_CODE)).await?;
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
+        Err(TwoFactorError::WrongCode) => wrong_code(&user, &csrf, &accounts).await,
         Err(e) => settings_error(e),
     }
 }
@@ -466,13 +469,9 @@ pub async fn disable(
     {
         Ok(notice) => {
             mail(&req, &mailer, &site, notice, TwoFactorChange::Off);
-            Ok(to_account(&site, Flash::TwoFactorDisabled))
+            Ok(see_other_with(&site, "/account", Flash::TwoFactorDisabled))
         }
-        Err(TwoFactorError::WrongCode) => {
-            let flash = FlashMessage::default();
-            let page = settings_page(&user, &csrf, flash, &accounts, Some(WRONG_CODE)).await?;
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
+        Err(TwoFactorError::WrongCode) => wrong_code(&user, &csrf, &accounts).await,
         Err(e) => settings_error(e),
     }
 }
@@ -502,15 +501,36 @@ pub async fn regenerate(
                 notice,
                 TwoFactorChange::CodesRegenerated,
             );
-            let page = RecoveryCodesPage {
-                layout: page_layout(Some(&user), &csrf, FlashMessage::default()),
-                codes,
-                just_enabled: false,
-            };
-            render(StatusCode::OK, &page)
+            codes_page(&user, &csrf, codes, false)
         }
         Err(e) => settings_error(e),
     }
+}
+
+/// The new recovery codes, shown this once (the page is not stored).
+fn codes_page(
+    user: &AuthUser,
+    csrf: &Csrf,
+    codes: Vec<String>,
+    just_enabled: bool,
+) -> Result<HttpResponse, AppError> {
+    let page = RecoveryCodesPage {
+        layout: page_layout(Some(user), csrf, FlashMessage::default()),
+        codes,
+        just_enabled,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// A settings form's code was not right: the settings again, saying so.
+async fn wrong_code(
+    user: &AuthUser,
+    csrf: &Csrf,
+    accounts: &Accounts,
+) -> Result<HttpResponse, AppError> {
+    let flash = FlashMessage::default();
+    let page = settings_page(user, csrf, flash, accounts, Some(WRONG_CODE)).await?;
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 /// What a settings form answers for the cases that are not its own.
@@ -543,15 +563,11 @@ pub async fn revoke_device(
     {
         return Err(AppError::NotFound);
     }
-    Ok(to_account(&site, Flash::TrustedDeviceRevoked))
-}
-
-fn to_account(site: &Site, flash: Flash) -> HttpResponse {
-    let mut response = HttpResponse::SeeOther();
-    response
-        .insert_header((header::LOCATION, "/account"))
-        .cookie(site.cookies.flash(flash.code()));
-    response.finish()
+    Ok(see_other_with(
+        &site,
+        "/account",
+        Flash::TrustedDeviceRevoked,
+    ))
 }
 
 fn mail(

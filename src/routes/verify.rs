@@ -6,7 +6,7 @@
 //! send the form with `Origin: null`, which the origin check refuses), and a
 //! link is worthless without the password.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use gatehouse_core::ids::Email;
@@ -17,10 +17,10 @@ use crate::errors::AppError;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{page_layout, render, see_other};
+use crate::http::redirects::{entered, see_other_with};
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
-use crate::routes::two_factor::entered;
 use gatehouse_core::accounts::{Accounts, ConfirmError, LinkPurpose, Sessions};
 use gatehouse_core::auth::redirect::DEFAULT_NEXT;
 use gatehouse_core::auth::token::is_token_shaped;
@@ -112,11 +112,11 @@ pub async fn resend(
             &crate::http::request_id(&req),
         );
     }
-    let mut response = HttpResponse::SeeOther();
-    response
-        .insert_header((header::LOCATION, "/register/check-email"))
-        .cookie(site.cookies.flash(Flash::ConfirmationResent.code()));
-    Ok(response.finish())
+    Ok(see_other_with(
+        &site,
+        "/register/check-email",
+        Flash::ConfirmationResent,
+    ))
 }
 
 /// `GET /verify/{token}`: names the address and asks for the password.

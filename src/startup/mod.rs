@@ -20,7 +20,7 @@ use crate::mail::{self, Mailer};
 use crate::routes;
 use crate::telemetry;
 use gatehouse_core::accounts::{
-    Accounts, ResetPolicy, SessionPolicy, Sessions, TwoFactorPolicy, VerifyPolicy,
+    Accounts, PasskeyPolicy, ResetPolicy, SessionPolicy, Sessions, TwoFactorPolicy, VerifyPolicy,
 };
 use gatehouse_core::auth::csrf::CsrfKey;
 use gatehouse_core::auth::jwt::JwtKeys;
@@ -144,7 +144,8 @@ impl Application {
                 verify_policy(&settings),
                 clock,
             )
-            .with_two_factor(two_factor_policy(&settings, &jwt_secret)),
+            .with_two_factor(two_factor_policy(&settings, &jwt_secret))
+            .with_passkeys(passkey_policy(&settings, &public_url)?),
         );
         if two_factor_locked_out(&settings, &accounts).await? {
             return Err(ConfigError::new(
@@ -381,6 +382,24 @@ fn two_factor_policy(settings: &Settings, jwt_secret: &Secret) -> TwoFactorPolic
         step_up_max_age: settings.sessions.step_up_max_age,
         ..TwoFactorPolicy::default()
     }
+}
+
+/// The passkeys' relying party, from the site's origin (and
+/// `WEBAUTHN_RP_ID`); start-up refuses an id the origin cannot use.
+fn passkey_policy(settings: &Settings, public_url: &str) -> Result<PasskeyPolicy, ConfigError> {
+    let rp_id = settings
+        .http
+        .webauthn_rp_id
+        .as_deref()
+        .filter(|id| !id.is_empty());
+    PasskeyPolicy::for_origin(public_url, rp_id).map_err(|reason| {
+        let var = if rp_id.is_some() {
+            "WEBAUTHN_RP_ID"
+        } else {
+            "PUBLIC_URL"
+        };
+        ConfigError::new(var, reason)
+    })
 }
 
 /// Whether production runs without a sealing key while accounts need one.

@@ -20,6 +20,7 @@ mod instances;
 mod leaving;
 mod logs;
 mod operator;
+mod passkeys;
 mod password_reset;
 mod races;
 mod schema;

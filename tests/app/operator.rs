@@ -19,19 +19,6 @@ fn gatehouse(database_url: &str, args: &[&str], stdin: &str) -> Output {
     )
 }
 
-/// `gatehouse ARGS` on the app's own database, off the async workers.
-async fn cli(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let url = app.database.url.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    let stdin = stdin.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        gatehouse(&url, &args, &stdin)
-    })
-    .await
-    .unwrap()
-}
-
 /// The exit status and both streams, for a failed assertion.
 fn describe(output: &Output) -> String {
     format!(
@@ -50,19 +37,19 @@ fn text(bytes: &[u8]) -> String {
 async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
     let app = spawn_app().await;
 
-    let output = cli(
-        &app,
-        &[
-            "user",
-            "create",
-            "--email",
-            "Op@Example.com",
-            "--name",
-            "Made By Op",
-        ],
-        "correct horse battery staple\n",
-    )
-    .await;
+    let output = app
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "Op@Example.com",
+                "--name",
+                "Made By Op",
+            ],
+            "correct horse battery staple\n",
+        )
+        .await;
 
     assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("created op@example.com"));
@@ -76,19 +63,19 @@ async fn an_account_created_on_the_command_line_signs_in_on_the_site() {
 async fn the_command_line_applies_the_forms_password_policy() {
     let app = spawn_app().await;
 
-    let output = cli(
-        &app,
-        &[
-            "user",
-            "create",
-            "--email",
-            "weak@example.com",
-            "--name",
-            "Weak",
-        ],
-        "password1234\n",
-    )
-    .await;
+    let output = app
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "weak@example.com",
+                "--name",
+                "Weak",
+            ],
+            "password1234\n",
+        )
+        .await;
 
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("password: This password is too easy to guess"));
@@ -102,7 +89,9 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
     app.login_test_user().await;
     assert_eq!(app.get_dashboard().await.status(), StatusCode::OK);
 
-    let output = cli(&app, &["user", "disable", &app.test_user.email], "").await;
+    let output = app
+        .cli(&["user", "disable", &app.test_user.email], "")
+        .await;
 
     assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("1 session(s) ended"));
@@ -124,7 +113,7 @@ async fn disabling_an_account_ends_its_sessions_and_stops_sign_in_until_enabled(
         .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
-    let enabled = cli(&app, &["user", "enable", &app.test_user.email], "").await;
+    let enabled = app.cli(&["user", "enable", &app.test_user.email], "").await;
     assert!(enabled.status.success(), "{}", describe(&enabled));
     let again = app
         .login_as(
@@ -142,12 +131,16 @@ async fn deleting_an_account_asks_for_the_address_again_and_ends_its_sessions() 
     app.login_test_user().await;
     let email = app.test_user.email.clone();
 
-    let mistyped = cli(&app, &["user", "delete", &email], "someone@example.com\n").await;
+    let mistyped = app
+        .cli(&["user", "delete", &email], "someone@example.com\n")
+        .await;
     assert_eq!(mistyped.status.code(), Some(1), "{}", describe(&mistyped));
     assert!(text(&mistyped.stderr).contains("not deleted"));
     assert_eq!(accounts_with_email(&app.pool, &email).await, 1);
 
-    let output = cli(&app, &["user", "delete", &email], &format!("{email}\n")).await;
+    let output = app
+        .cli(&["user", "delete", &email], &format!("{email}\n"))
+        .await;
 
     assert!(output.status.success(), "{}", describe(&output));
     assert!(text(&output.stdout).contains("1 session(s) ended"));
@@ -161,7 +154,7 @@ async fn deleting_an_account_asks_for_the_address_again_and_ends_its_sessions() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let gone = cli(&app, &["user", "delete", "--yes", &email], "").await;
+    let gone = app.cli(&["user", "delete", "--yes", &email], "").await;
     assert_eq!(gone.status.code(), Some(1));
     assert!(text(&gone.stderr).contains("no account has the e-mail address"));
 }
@@ -170,8 +163,10 @@ async fn deleting_an_account_asks_for_the_address_again_and_ends_its_sessions() 
 async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
     let app = spawn_app().await;
 
-    let list = cli(&app, &["user", "list"], "").await;
-    let unknown = cli(&app, &["user", "disable", "nobody@example.com"], "").await;
+    let list = app.cli(&["user", "list"], "").await;
+    let unknown = app
+        .cli(&["user", "disable", "nobody@example.com"], "")
+        .await;
 
     assert!(list.status.success(), "{}", describe(&list));
     assert!(text(&list.stdout).contains("user@example.com"));
@@ -183,19 +178,19 @@ async fn the_user_list_shows_accounts_and_an_unknown_email_is_an_error() {
 async fn the_command_line_refuses_an_email_with_display_text() {
     let app = spawn_app().await;
 
-    let output = cli(
-        &app,
-        &[
-            "user",
-            "create",
-            "--email",
-            "Support Team <mallory@example.com>",
-            "--name",
-            "Mallory",
-        ],
-        "correct horse battery staple\n",
-    )
-    .await;
+    let output = app
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "Support Team <mallory@example.com>",
+                "--name",
+                "Mallory",
+            ],
+            "correct horse battery staple\n",
+        )
+        .await;
 
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(
@@ -225,7 +220,7 @@ async fn the_user_list_prints_control_characters_escaped() {
     )
     .await;
 
-    let list = cli(&app, &["user", "list"], "").await;
+    let list = app.cli(&["user", "list"], "").await;
 
     assert!(list.status.success(), "{}", describe(&list));
     let stdout = text(&list.stdout);
@@ -265,7 +260,7 @@ async fn prune_deletes_sessions_that_ended_long_ago_and_keeps_live_ones() {
     .await
     .unwrap();
 
-    let output = cli(&app, &["sessions", "prune"], "").await;
+    let output = app.cli(&["sessions", "prune"], "").await;
 
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
@@ -306,7 +301,7 @@ async fn prune_deletes_reset_links_that_can_no_longer_be_used_and_says_how_many(
     .await
     .unwrap();
 
-    let output = cli(&app, &["sessions", "prune"], "").await;
+    let output = app.cli(&["sessions", "prune"], "").await;
 
     assert!(output.status.success(), "{}", describe(&output));
     assert!(
@@ -358,7 +353,9 @@ fn migrate_lists_what_it_applied_and_serve_refuses_a_database_behind_the_binary(
 async fn support_staff_can_print_a_one_time_reset_link() {
     let app = spawn_app().await;
 
-    let output = cli(&app, &["user", "reset-link", &app.test_user.email], "").await;
+    let output = app
+        .cli(&["user", "reset-link", &app.test_user.email], "")
+        .await;
 
     assert!(output.status.success(), "{}", describe(&output));
     let printed = text(&output.stdout);
@@ -411,22 +408,22 @@ async fn support_staff_can_confirm_an_address_and_the_list_says_which_are_confir
     })
     .await
     .unwrap();
-    let created = cli(
-        &app,
-        &[
-            "user",
-            "create",
-            "--email",
-            "op@example.com",
-            "--name",
-            "Made By Op",
-        ],
-        "correct horse battery staple\n",
-    )
-    .await;
+    let created = app
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "op@example.com",
+                "--name",
+                "Made By Op",
+            ],
+            "correct horse battery staple\n",
+        )
+        .await;
     assert!(created.status.success(), "{}", describe(&created));
 
-    let list = text(&cli(&app, &["user", "list"], "").await.stdout);
+    let list = text(&app.cli(&["user", "list"], "").await.stdout);
     let row = |email: &str| {
         list.lines()
             .find(|l| l.starts_with(email))
@@ -450,18 +447,18 @@ async fn support_staff_can_confirm_an_address_and_the_list_says_which_are_confir
         "/register/check-email",
     );
 
-    let verified = cli(&app, &["user", "verify", "User@Example.com"], "").await;
+    let verified = app.cli(&["user", "verify", "User@Example.com"], "").await;
     assert!(verified.status.success(), "{}", describe(&verified));
     assert!(text(&verified.stdout).contains("verified user@example.com"));
-    let again = cli(&app, &["user", "verify", "user@example.com"], "").await;
+    let again = app.cli(&["user", "verify", "user@example.com"], "").await;
     assert!(
         text(&again.stdout).contains("was already verified"),
         "{}",
         describe(&again)
     );
-    let unknown = cli(&app, &["user", "verify", "nobody@example.com"], "").await;
+    let unknown = app.cli(&["user", "verify", "nobody@example.com"], "").await;
     assert_eq!(unknown.status.code(), Some(1));
-    let list = text(&cli(&app, &["user", "list"], "").await.stdout);
+    let list = text(&app.cli(&["user", "list"], "").await.stdout);
     let column = list
         .lines()
         .next()

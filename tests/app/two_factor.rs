@@ -5,7 +5,6 @@
 //! JSON API) and the operator's reset. Codes are computed here with
 //! `totp-rs` from the secret the enrolment page shows, at the app's time.
 
-use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Response, StatusCode};
@@ -27,7 +26,7 @@ fn app_time(ahead: Duration) -> u64 {
 }
 
 /// The person's authenticator app: the secret read off the enrolment page.
-struct Authenticator {
+pub(crate) struct Authenticator {
     secret: Vec<u8>,
 }
 
@@ -72,7 +71,7 @@ impl Authenticator {
 }
 
 /// An account with two-factor on: its authenticator and recovery codes.
-struct Enrolled {
+pub(crate) struct Enrolled {
     app: Authenticator,
     recovery_codes: Vec<String>,
 }
@@ -136,7 +135,7 @@ fn assert_signed_in(response: &Response, location: &str) {
 /// A 303 to `location` (the second-factor page) with the pending cookie
 /// and no session.
 #[track_caller]
-fn assert_second_factor_pending(response: &Response, location: &str) {
+pub(crate) fn assert_second_factor_pending(response: &Response, location: &str) {
     assert_redirects_to(response, location);
     let pending = set_cookie(response, PENDING)
         .unwrap_or_else(|| panic!("no {PENDING} cookie: {:?}", response.headers()));
@@ -150,7 +149,7 @@ fn assert_second_factor_pending(response: &Response, location: &str) {
 /// Turns two-factor on through the pages for the account signed in (just
 /// now) on `client`: reads the secret, enters its current code, keeps the
 /// recovery codes shown.
-async fn enrol(app: &TestApp, client: &Client) -> Enrolled {
+pub(crate) async fn enrol(app: &TestApp, client: &Client) -> Enrolled {
     let page = app.get_as(client, SETTINGS).await;
     assert_eq!(page.status(), StatusCode::OK);
     let page = page.text().await.unwrap();
@@ -195,7 +194,7 @@ async fn enrolled_app() -> (TestApp, Enrolled) {
 }
 
 /// The test user's password, posted on the sign-in form from `client`.
-async fn password_step(app: &TestApp, client: &Client) -> Response {
+pub(crate) async fn password_step(app: &TestApp, client: &Client) -> Response {
     let user = &app.test_user;
     client
         .sign_in(&app.address, &user.email, &user.password, false)
@@ -594,21 +593,6 @@ async fn a_trusted_device_skips_the_code_until_it_is_revoked() {
 }
 
 /// Waits up to 5 s for a mail with a password-reset link; returns the link.
-async fn mailed_reset_link(inbox: &Inbox) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(link) = inbox.messages().iter().find_map(|m| reset_link(m)) {
-            return link;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no reset link among {:?}",
-            inbox.messages()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_password_reset_on_an_account_with_two_factor_asks_for_the_code() {
     let (mail_url, inbox) = start_smtp().await;
@@ -625,7 +609,7 @@ async fn a_password_reset_on_an_account_with_two_factor_asks_for_the_code() {
         )
         .await;
     assert_redirects_to(&asked, "/password/forgot/sent");
-    let link = mailed_reset_link(&inbox).await;
+    let link = inbox.wait_for_link(reset_link).await;
     let opened = forgetful.http.get(&link).send().await.unwrap();
     assert_redirects_to(&opened, "/password/reset");
 
@@ -693,52 +677,16 @@ async fn the_api_asks_for_the_code_and_then_signs_in() {
     assert_eq!(me.status(), StatusCode::OK);
 }
 
-/// `gatehouse ARGS` on the app's own database, off the async workers.
-async fn cli(app: &TestApp, args: &[&str]) -> Output {
-    let url = app.database.url.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_gatehouse(
-            &[("DATABASE_URL", url.as_str()), ("BCRYPT_COST", "4")],
-            &args,
-            "",
-        )
-    })
-    .await
-    .unwrap()
-}
-
-/// The TWO-FACTOR column of `email`'s row in `gatehouse user list`.
-async fn listed_two_factor(app: &TestApp, email: &str) -> String {
-    let list = cli(app, &["user", "list"]).await;
-    assert!(list.status.success(), "{list:?}");
-    let list = String::from_utf8(list.stdout).unwrap();
-    let header = list.lines().next().unwrap();
-    let column = header
-        .find("TWO-FACTOR")
-        .unwrap_or_else(|| panic!("no TWO-FACTOR column: {list}"));
-    let row = list
-        .lines()
-        .find(|l| l.starts_with(email))
-        .unwrap_or_else(|| panic!("{email} not listed: {list}"));
-    row[column..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_operators_reset_turns_two_factor_off_and_the_list_shows_it() {
     let (app, _enrolled) = enrolled_app().await;
     let email = app.test_user.email.clone();
-    assert_eq!(listed_two_factor(&app, &email).await, "yes");
+    assert_eq!(app.listed(&email, "TWO-FACTOR").await, "yes");
 
-    let reset = cli(&app, &["user", "two-factor-reset", &email]).await;
+    let reset = app.cli(&["user", "two-factor-reset", &email], "").await;
 
     assert!(reset.status.success(), "{reset:?}");
-    assert_eq!(listed_two_factor(&app, &email).await, "no");
+    assert_eq!(app.listed(&email, "TWO-FACTOR").await, "no");
     assert_signed_in(&password_step(&app, &app.new_client()).await, "/dashboard");
 }
 
@@ -783,21 +731,6 @@ async fn turned_off_with_a_code_a_sign_in_needs_no_code() {
 }
 
 /// Waits up to 5 s for a mail with a confirmation link; returns the link.
-async fn mailed_confirm_link(inbox: &Inbox) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(link) = inbox.messages().iter().find_map(|m| confirm_link(m)) {
-            return link;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no confirmation link among {:?}",
-            inbox.messages()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn confirming_a_new_address_with_two_factor_on_asks_for_the_code() {
     let (mail_url, inbox) = start_smtp().await;
@@ -817,7 +750,7 @@ async fn confirming_a_new_address_with_two_factor_on_asks_for_the_code() {
         )
         .await;
     assert_redirects_to(&asked, "/account");
-    let link = mailed_confirm_link(&inbox).await;
+    let link = inbox.wait_for_link(confirm_link).await;
     let path = link.split_once(&app.address).unwrap().1.to_owned();
 
     let elsewhere = app.new_client();
@@ -913,4 +846,138 @@ async fn an_old_sign_in_cannot_turn_two_factor_off_or_make_new_codes() {
         .login_as(&app.new_client(), &user.email, &user.password)
         .await;
     assert_second_factor_pending(&again, "/login/two-factor");
+}
+
+/// A new browser whose requests claim to come from `ip` through the local
+/// proxy (the app trusts 127.0.0.1 as one).
+fn browser_at(ip: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    Client::with_headers("proxied", headers)
+}
+
+#[tokio::test]
+async fn ten_codes_an_hour_per_account_then_429_from_any_address() {
+    let app =
+        spawn_app_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    app.login_test_user().await;
+    let enrolled = enrol(&app, &app.client).await;
+
+    // Someone who knows the password guesses from ten addresses, one code
+    // each: no address and no pending sign-in reaches its own limit.
+    for n in 1..=10 {
+        let guesser = browser_at(&format!("203.0.113.{n}"));
+        let pending = password_step(&app, &guesser).await;
+        assert_second_factor_pending(&pending, "/login/two-factor");
+        let wrong = enrolled.app.wrong_code(Duration::ZERO);
+        let refused = enter_code(&app, &guesser, &wrong, false).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "code {n}");
+    }
+
+    // The eleventh code within the hour is not even judged, from anywhere,
+    // the right one included.
+    let owner = browser_at("198.51.100.7");
+    assert_second_factor_pending(&password_step(&app, &owner).await, "/login/two-factor");
+    let right = enrolled.app.fresh_code(Duration::ZERO);
+    let throttled = enter_code(&app, &owner, &right, false).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert!(!sets_cookie(&throttled, ACCESS));
+
+    // An hour later the count starts again.
+    let ahead = Duration::from_secs(3601);
+    app.clock.advance(ahead);
+    assert_second_factor_pending(&password_step(&app, &owner).await, "/login/two-factor");
+    let signed_in = enter_code(&app, &owner, &enrolled.app.fresh_code(ahead), false).await;
+    assert_signed_in(&signed_in, "/dashboard");
+}
+
+/// One browser confirms its sign-in (step-up) while another finishes a
+/// sign-in, both with the same code, sent together at ten offsets: exactly
+/// one of them is accepted. Each round starts an hour later on the app's
+/// clock (the account's hourly count of codes starts again) with a browser
+/// signed in afresh.
+async fn one_code_for_step_up_and_sign_in_at_once_works_once(app: TestApp) {
+    app.login_test_user().await;
+    let enrolled = enrol(&app, &app.client).await;
+    let password = app.test_user.password.clone();
+    let mut ahead = Duration::ZERO;
+    for round in 0..10u64 {
+        app.clock.advance(Duration::from_secs(3660));
+        ahead += Duration::from_secs(3660);
+        let confirming = pending_browser(&app).await;
+        let code = enrolled.app.fresh_code(ahead);
+        assert_signed_in(
+            &enter_code(&app, &confirming, &code, false).await,
+            "/dashboard",
+        );
+        // Later steps, so the code below is one no one has used.
+        app.clock.advance(Duration::from_secs(90));
+        ahead += Duration::from_secs(90);
+        let signing_in = pending_browser(&app).await;
+        let csrf_confirm = app.csrf_token_as(&confirming, "/confirm").await;
+        let csrf_sign_in = app.csrf_token_as(&signing_in, "/login/two-factor").await;
+        let code = enrolled.app.fresh_code(ahead);
+        let confirm_form = [
+            ("password", password.as_str()),
+            ("code", code.as_str()),
+            ("next", "/account"),
+            ("csrf_token", csrf_confirm.as_str()),
+        ];
+        let sign_in_form = [
+            ("code", code.as_str()),
+            ("csrf_token", csrf_sign_in.as_str()),
+        ];
+
+        let (confirmed, signed_in) = tokio::join!(
+            app.post_form_as(&confirming, "/confirm", &confirm_form),
+            async {
+                tokio::time::sleep(Duration::from_micros(300 * round)).await;
+                app.post_form_as(&signing_in, "/login/two-factor", &sign_in_form)
+                    .await
+            },
+        );
+
+        let statuses = [confirmed.status(), signed_in.status()];
+        if confirmed.status() == StatusCode::SEE_OTHER {
+            assert_redirects_to(&confirmed, "/account");
+            assert!(sets_cookie(&confirmed, ACCESS), "round {round}");
+            assert_eq!(
+                signed_in.status(),
+                StatusCode::UNAUTHORIZED,
+                "round {round}: {statuses:?}"
+            );
+            assert!(!sets_cookie(&signed_in, ACCESS), "round {round}");
+        } else {
+            assert_signed_in(&signed_in, "/dashboard");
+            assert_eq!(
+                confirmed.status(),
+                StatusCode::UNAUTHORIZED,
+                "round {round}: {statuses:?}"
+            );
+            assert!(!sets_cookie(&confirmed, ACCESS), "round {round}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = TestDatabase::sqlite(dir.path()).url.clone();
+    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_postgres() {
+    let database = TestDatabase::postgres();
+    let url = database.url.clone();
+    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
 }

@@ -10,10 +10,6 @@
 )]
 
 #[path = "../app/helpers/mod.rs"]
-#[expect(
-    unused_imports,
-    reason = "the browser tests use only some of the app tests' helpers"
-)]
 mod helpers;
 
 mod browser;
@@ -21,4 +17,5 @@ mod browser;
 mod accessibility;
 mod flows;
 mod keyboard;
+mod passkeys;
 mod two_factor;

@@ -45,11 +45,16 @@ pub enum EventKind {
     TrustedDeviceAdded,
     TrustedDeviceRevoked,
     SteppedUp,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey's signature counter did not move on: possibly cloned.
+    PasskeyCounterRefused,
+    PasskeysResetByOperator,
 }
 
 impl EventKind {
     /// Every kind, for reading stored text back.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 32] = [
         Self::Registered,
         Self::SignedIn,
         Self::SignInFailed,
@@ -78,6 +83,10 @@ impl EventKind {
         Self::TrustedDeviceAdded,
         Self::TrustedDeviceRevoked,
         Self::SteppedUp,
+        Self::PasskeyAdded,
+        Self::PasskeyRemoved,
+        Self::PasskeyCounterRefused,
+        Self::PasskeysResetByOperator,
     ];
 
     /// The stored and logged name.
@@ -111,6 +120,10 @@ impl EventKind {
             Self::TrustedDeviceAdded => "trusted_device_added",
             Self::TrustedDeviceRevoked => "trusted_device_revoked",
             Self::SteppedUp => "stepped_up",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+            Self::PasskeyCounterRefused => "passkey_counter_refused",
+            Self::PasskeysResetByOperator => "passkeys_reset_by_operator",
         }
     }
 
@@ -151,6 +164,10 @@ impl EventKind {
             Self::TrustedDeviceAdded => "Device trusted",
             Self::TrustedDeviceRevoked => "Trusted device removed",
             Self::SteppedUp => "Identity confirmed",
+            Self::PasskeyAdded => "Passkey added",
+            Self::PasskeyRemoved => "Passkey removed",
+            Self::PasskeyCounterRefused => "Passkey refused (possibly copied)",
+            Self::PasskeysResetByOperator => "Passkeys removed by support",
         }
     }
 }

@@ -10,6 +10,7 @@
 mod deletion;
 mod events;
 mod operator;
+mod passkeys;
 mod profile;
 mod refresh;
 mod registration;
@@ -29,6 +30,10 @@ mod two_factor_tests;
 pub use deletion::{DeleteAccountError, DeletedAccount};
 pub use events::{Event, EventKind};
 pub use operator::{OperatorError, PENDING_KEPT, Pruned, UserSummary};
+pub use passkeys::{
+    CEREMONY_TTL, CeremonyStarted, MAX_PASSKEY_NAME_CHARS, PasskeyError, PasskeyNotice,
+    PasskeyPolicy, PasskeySignedIn, PasskeySummary,
+};
 pub use profile::{AccountOverview, Profile, SessionSummary};
 pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount};
 pub use reset::{PasswordChanged, ResetError, ResetLink};

@@ -7,7 +7,9 @@ use chrono::NaiveDateTime;
 use super::events::{self, EventKind};
 use super::service::{Accounts, Requester, ServiceError, delta};
 use crate::auth::throttle::{DAY_WINDOW, PAIR_WINDOW};
-use crate::db::{self, confirmations, pending, resets, sessions, throttle, two_factor, users};
+use crate::db::{
+    self, confirmations, passkeys, pending, resets, sessions, throttle, two_factor, users,
+};
 use crate::ids::{Email, UserId};
 
 /// One account as `gatehouse user list` shows it.
@@ -21,6 +23,7 @@ pub struct UserSummary {
     pub verified: bool,
     /// Whether two-factor sign-in is on.
     pub two_factor: bool,
+    pub passkeys: i64,
     pub live_sessions: i64,
 }
 
@@ -40,6 +43,8 @@ pub struct Pruned {
     pub challenges: usize,
     /// Trusted devices past their 30 days.
     pub trusted_devices: usize,
+    /// Passkey ceremonies never finished.
+    pub passkey_ceremonies: usize,
 }
 
 /// How long a registration nobody confirms is kept (a fresh link can still
@@ -79,6 +84,8 @@ impl Accounts {
             let now = clock.now();
             let counts: std::collections::HashMap<UserId, i64> =
                 sessions::live_counts(conn, now)?.into_iter().collect();
+            let passkey_counts: std::collections::HashMap<UserId, i64> =
+                passkeys::counts(conn)?.into_iter().collect();
             Ok(users::list(conn)?
                 .into_iter()
                 .map(|u| UserSummary {
@@ -86,6 +93,7 @@ impl Accounts {
                     disabled: u.disabled_at.is_some(),
                     verified: u.email_verified_at.is_some(),
                     two_factor: u.two_factor_enabled_at.is_some(),
+                    passkeys: passkey_counts.get(&u.id).copied().unwrap_or(0),
                     email: u.email,
                     name: u.name,
                     created_at: u.created_at,
@@ -193,6 +201,7 @@ impl Accounts {
                 pending_registrations: pending::delete_older_than(conn, now - PENDING_KEPT)?,
                 challenges,
                 trusted_devices,
+                passkey_ceremonies: passkeys::prune(conn, now)?,
             })
         })
         .await

@@ -113,6 +113,7 @@ pub struct Accounts {
     pub(super) resets: ResetPolicy,
     pub(super) verify: super::VerifyPolicy,
     pub(super) two_factor: super::TwoFactorPolicy,
+    pub(super) passkeys: super::PasskeyPolicy,
     /// The time for every rule that expires.
     pub(super) clock: Clock,
     /// Sign-ins waiting for room in their pair's limit.
@@ -137,6 +138,7 @@ impl Accounts {
             resets,
             verify,
             two_factor: Default::default(),
+            passkeys: Default::default(),
             clock,
             waiters: Default::default(),
         }

@@ -222,6 +222,45 @@ pub(super) fn record_code_success(
     throttle::take_back_hit(conn, CODES_PER_ACCOUNT, user_id, admission.window)
 }
 
+/// Admits one passkey assertion from `ip`: counted against the IP's hourly
+/// cap of sign-in attempts, as a password is; a success takes it back out.
+pub(super) fn admit_passkey(
+    conn: &mut DbConnection,
+    policy: &ThrottlePolicy,
+    ip: &str,
+    now: NaiveDateTime,
+) -> Result<SignInAdmission, Refusal> {
+    let ip_window = hit(conn, SIGN_IN_PER_IP, ip, policy.max_failures_per_ip, now)?;
+    Ok(SignInAdmission { ip_window })
+}
+
+/// A passkey that signed in leaves the IP's count.
+pub(super) fn record_passkey_success(
+    conn: &mut DbConnection,
+    admission: SignInAdmission,
+    ip: &str,
+) -> diesel::QueryResult<()> {
+    throttle::take_back_hit(conn, SIGN_IN_PER_IP, ip, admission.ip_window)
+}
+
+/// Whether `ip` may start a passkey ceremony: not while its count of
+/// sign-in attempts is at the cap (`Err`: for how long). Counts nothing: the
+/// assertion that finishes the ceremony is what is counted.
+pub(super) fn passkey_ceremony_allowed(
+    conn: &mut DbConnection,
+    policy: &ThrottlePolicy,
+    ip: &str,
+    now: NaiveDateTime,
+) -> diesel::QueryResult<Result<(), Duration>> {
+    let current = throttle::current_hits(conn, SIGN_IN_PER_IP, ip, now - IP_WINDOW)?;
+    Ok(match current {
+        Some(c) if i64::from(c.hits) >= i64::from(policy.max_failures_per_ip) => {
+            Err(remaining(c.window_start + IP_WINDOW - now))
+        }
+        _ => Ok(()),
+    })
+}
+
 /// An admitted attempt that was never judged (our failure, not the user's)
 /// leaves the pair's count of attempts in flight.
 pub(super) fn release_sign_in(

@@ -994,14 +994,14 @@ impl Accounts {
         .await
     }
 
-    async fn account(&self, user_id: &UserId) -> Result<Option<User>, ServiceError> {
+    pub(super) async fn account(&self, user_id: &UserId) -> Result<Option<User>, ServiceError> {
         let id = user_id.clone();
         db::run(&self.pool, move |conn| Ok(users::find(conn, &id)?)).await
     }
 
     /// The live challenge `token` names and its account (enabled, two-factor
     /// on).
-    async fn challenge(
+    pub(super) async fn challenge(
         &self,
         token: &str,
     ) -> Result<Option<(two_factor::Challenge, User)>, ServiceError> {

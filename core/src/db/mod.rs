@@ -12,6 +12,7 @@ pub mod confirmations;
 pub mod events;
 pub mod models;
 pub mod notify;
+pub mod passkeys;
 pub mod pending;
 pub mod resets;
 pub mod schema;

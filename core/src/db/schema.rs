@@ -49,6 +49,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkey_ceremonies (id) {
+        id -> Text,
+        token_hash -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        passkey -> Text,
+        name -> Text,
+        sign_count -> BigInt,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     pending_registrations (id) {
         id -> Text,
         email -> Text,
@@ -163,6 +188,8 @@ diesel::joinable!(email_confirmations -> users (user_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(passkey_ceremonies -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(sign_in_challenges -> users (user_id));
 diesel::joinable!(trusted_devices -> users (user_id));
 
@@ -170,6 +197,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
     email_confirmations,
     login_throttles,
+    passkey_ceremonies,
+    passkeys,
     password_resets,
     pending_registrations,
     rate_limits,

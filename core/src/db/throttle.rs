@@ -46,6 +46,23 @@ pub fn count_hit(
     .get_result(conn)
 }
 
+/// `key`'s count in `bucket` as it stands, without counting: `None` when it
+/// has none, or only one in a window that started before `stale_before`.
+pub fn current_hits(
+    conn: &mut DbConnection,
+    bucket: &str,
+    key: &str,
+    stale_before: NaiveDateTime,
+) -> QueryResult<Option<Hits>> {
+    rate_limits::table
+        .find((bucket, key))
+        .filter(rate_limits::window_start.ge(stale_before))
+        .select((rate_limits::hits, rate_limits::window_start))
+        .first::<(i32, NaiveDateTime)>(conn)
+        .optional()
+        .map(|row| row.map(|(hits, window_start)| Hits { hits, window_start }))
+}
+
 /// Takes one hit back out of `key`'s window in `bucket`, if that window is
 /// still the one that started at `window_start`.
 pub fn take_back_hit(

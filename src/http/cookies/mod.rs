@@ -30,6 +30,7 @@ const FLASH: &str = "gatehouse_flash";
 const RESET: &str = "gatehouse_reset";
 const TWO_FACTOR: &str = "gatehouse_two_factor";
 const TRUSTED: &str = "gatehouse_trusted";
+const PASSKEY: &str = "gatehouse_passkey";
 /// The reset cookie is sent only to the reset form.
 const RESET_PATH: &str = "/password/reset";
 
@@ -44,6 +45,7 @@ pub struct CookieConfig {
     reset_name: String,
     two_factor_name: String,
     trusted_name: String,
+    passkey_name: String,
     access_max_age: Duration,
 }
 
@@ -81,6 +83,7 @@ impl CookieConfig {
             },
             two_factor_name: name(TWO_FACTOR),
             trusted_name: name(TRUSTED),
+            passkey_name: name(PASSKEY),
             access_max_age,
         }
     }
@@ -190,6 +193,16 @@ impl CookieConfig {
     /// the second factor.
     pub fn trusted(&self, token: String, max_age: Duration) -> Cookie<'static> {
         self.build(self.trusted_name.clone(), token, Some(max_age))
+    }
+
+    pub fn passkey_name(&self) -> &str {
+        &self.passkey_name
+    }
+
+    /// A passkey ceremony under way: its opaque token, for as long as the
+    /// ceremony lives.
+    pub fn passkey(&self, token: String, max_age: Duration) -> Cookie<'static> {
+        self.build(self.passkey_name.clone(), token, Some(max_age))
     }
 
     pub fn reset_name(&self) -> &str {

@@ -22,6 +22,7 @@ pub const PROTECTED_PAGES: &[&str] = &[
     "/account/password",
     "/account/two-factor",
     "/confirm?next=/account",
+    "/account/passkeys",
 ];
 pub const PROTECTED_ACTIONS: &[&str] = &[
     "/account/password",
@@ -32,6 +33,8 @@ pub const PROTECTED_ACTIONS: &[&str] = &[
     "/account/two-factor/disable",
     "/account/two-factor/recovery-codes",
     "/account/trusted-devices/some-device/revoke",
+    "/account/passkeys/some-passkey/rename",
+    "/account/passkeys/some-passkey/delete",
 ];
 
 pub struct TestApp {
@@ -237,5 +240,45 @@ impl TestApp {
     /// Sends `GET path` with exactly this `Cookie` header and nothing else.
     pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
         get_with_cookie(&self.address, path, cookie).await
+    }
+}
+
+impl TestApp {
+    /// `gatehouse ARGS` (with `stdin`) on the app's own database, off the
+    /// async workers.
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let url = self.settings.database.database_url.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let stdin = stdin.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            super::run_gatehouse(
+                &[("DATABASE_URL", url.as_str()), ("BCRYPT_COST", "4")],
+                &args,
+                &stdin,
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The value in `column` of `email`'s row in `gatehouse user list`.
+    pub async fn listed(&self, email: &str, column: &str) -> String {
+        let list = self.cli(&["user", "list"], "").await;
+        assert!(list.status.success(), "{list:?}");
+        let list = String::from_utf8(list.stdout).unwrap();
+        let header = list.lines().next().unwrap();
+        let at = header
+            .find(column)
+            .unwrap_or_else(|| panic!("no {column} column: {list}"));
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(email))
+            .unwrap_or_else(|| panic!("{email} not listed: {list}"));
+        row[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 }

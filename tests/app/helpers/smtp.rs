@@ -34,6 +34,23 @@ impl Inbox {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits up to 5 s for a message that `find` takes a link from (such as
+    /// [`reset_link`] or [`confirm_link`]); returns the first such link.
+    pub async fn wait_for_link(&self, find: fn(&str) -> Option<String>) -> String {
+        let started = Instant::now();
+        loop {
+            let messages = self.messages();
+            if let Some(link) = messages.iter().find_map(|m| find(m)) {
+                return link;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no such link among {messages:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Starts the server on a free loopback port; returns its `MAIL_URL` and inbox.
