@@ -323,6 +323,64 @@ async fn a_replayed_assertion_is_refused() {
     assert!(set_cookie(&replayed, ACCESS).is_none());
 }
 
+/// One answer sent twice at once (the ceremony's cookie copied to a second
+/// browser), ten rounds: exactly one is signed in.
+async fn one_answer_sent_twice_at_once_signs_in_once(app: TestApp) {
+    let (app, mut device) = app_with_passkey(app).await;
+    for round in 0..10 {
+        let (first, second) = (app.new_client(), app.new_client());
+        let options = sign_in_options(&app.address, &first).await;
+        let ceremony = app.cookie_in(&first, CEREMONY).unwrap();
+        second.jar.add_cookie_str(
+            &format!("{CEREMONY}={ceremony}; Path=/"),
+            &app.address.parse().unwrap(),
+        );
+        let credential = device.assert(options);
+        let (csrf_first, csrf_second) = (
+            csrf_on(&app.address, &first, "/login").await,
+            csrf_on(&app.address, &second, "/login").await,
+        );
+        let body = json!({ "credential": credential });
+
+        let (a, b) = tokio::join!(
+            script_call(
+                &app.address,
+                &first,
+                "/login/passkey",
+                &csrf_first,
+                body.clone()
+            ),
+            script_call(
+                &app.address,
+                &second,
+                "/login/passkey",
+                &csrf_second,
+                body.clone()
+            ),
+        );
+
+        let statuses = [a.status(), b.status()];
+        assert!(
+            statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::UNAUTHORIZED),
+            "round {round}: {statuses:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_answer_sent_twice_at_once_signs_in_once_on_sqlite() {
+    one_answer_sent_twice_at_once_signs_in_once(spawn_app().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn one_answer_sent_twice_at_once_signs_in_once_on_postgres() {
+    let database = TestDatabase::postgres();
+    let url = database.url.clone();
+    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    one_answer_sent_twice_at_once_signs_in_once(app).await;
+}
+
 #[tokio::test]
 async fn a_counter_that_goes_backwards_is_refused_and_audited() {
     let (app, mut device) = app_with_passkey(spawn_app().await).await;
@@ -340,6 +398,75 @@ async fn a_counter_that_goes_backwards_is_refused_and_audited() {
     assert!(
         activity.contains("Passkey refused (possibly copied)"),
         "not audited: {activity}"
+    );
+}
+
+#[tokio::test]
+async fn refused_passkeys_count_against_the_ips_sign_in_limit() {
+    let app = spawn_app_with(|s| s.throttle.login_max_failures_per_ip = 3).await;
+    let (app, mut device) = app_with_passkey(app).await;
+    let guesser = app.new_client();
+    let elsewhere = Url::parse(&format!("http://localhost:{}", app.port.wrapping_add(1))).unwrap();
+    for attempt in 1..=3 {
+        let options = sign_in_options(&app.address, &guesser).await;
+        let credential = device.assert_at(options, elsewhere.clone());
+        let refused = finish_sign_in(&app.address, &guesser, &credential, "/dashboard").await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+
+    // At the limit: no new ceremony, and no answer judged.
+    let csrf = csrf_on(&app.address, &guesser, "/login").await;
+    let options = script_call(
+        &app.address,
+        &guesser,
+        "/login/passkey/options",
+        &csrf,
+        json!({}),
+    )
+    .await;
+    assert_eq!(options.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(options.headers().contains_key("retry-after"));
+    // Nor does a password from that IP.
+    let user = &app.test_user;
+    let password = guesser
+        .sign_in(&app.address, &user.email, &user.password, false)
+        .await;
+    assert_eq!(password.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn adding_and_removing_a_passkey_is_mailed_to_the_account() {
+    let (mail_url, inbox) = start_smtp().await;
+    let app = spawn_app_with(move |s| s.mail.mail_url = Some(mail_url)).await;
+    let (app, _device) = app_with_passkey(app).await;
+    let added = inbox.wait_for(1).await;
+    assert!(
+        added[0].contains("A passkey was added to your Gatehouse account"),
+        "{added:?}"
+    );
+    assert!(added[0].contains("Work laptop"), "{added:?}");
+
+    let list = app.get(PASSKEYS).await.text().await.unwrap();
+    let id = list
+        .split("/account/passkeys/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let action = format!("/account/passkeys/{id}/delete");
+    let removed = app
+        .client
+        .submit(&app.address, PASSKEYS, &action, &[])
+        .await;
+    assert_redirects_to(&removed, PASSKEYS);
+    let mails = inbox.wait_for(2).await;
+    assert!(
+        mails[1].contains("A passkey was removed from your Gatehouse account"),
+        "{mails:?}"
     );
 }
 
