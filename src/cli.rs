@@ -410,7 +410,7 @@ pub fn user(action: UserAction, settings: &Settings) -> ExitCode {
                         to: notice.email.to_string(),
                         name: notice.name,
                         change: PasskeyChange::ResetBySupport(removed),
-                        account: format!("{origin}/account"),
+                        passkeys: format!("{origin}/account/passkeys"),
                     },
                 )
                 .await?;

@@ -57,8 +57,8 @@ pub enum Mail {
         to: String,
         name: String,
         change: PasskeyChange,
-        /// The account page, to check and undo.
-        account: String,
+        /// The account's passkeys, to check and remove.
+        passkeys: String,
     },
     /// "Your account was deleted."
     AccountDeleted {
@@ -280,7 +280,7 @@ impl PasskeyChange {
                 "the passkey named \"{passkey}\" was just removed from your Gatehouse account: it can no longer sign in to it."
             ),
             Self::ResetBySupport(count) => format!(
-                "support staff removed the passkeys of your Gatehouse account ({count} of them), as asked for. Your password, and two-factor sign-in when it is on, still sign you in."
+                "support staff removed the passkeys of your Gatehouse account ({count} of them), as asked for. Your password, and two-factor sign-in when it is on, still sign you in; you can add new passkeys on your account page."
             ),
         }
     }
@@ -338,6 +338,22 @@ struct TwoFactorChangedHtml<'a> {
     name: &'a str,
     what: &'a str,
     account: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/passkey_changed.txt")]
+struct PasskeyChangedText<'a> {
+    name: &'a str,
+    what: &'a str,
+    passkeys: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/passkey_changed.html")]
+struct PasskeyChangedHtml<'a> {
+    name: &'a str,
+    what: &'a str,
+    passkeys: &'a str,
 }
 
 #[derive(Template)]
@@ -504,23 +520,23 @@ impl Mail {
             Self::PasskeyChanged {
                 name,
                 change,
-                account,
+                passkeys,
                 ..
             } => {
                 let what = change.what();
                 let what = what.as_str();
                 (
                     change.subject(),
-                    TwoFactorChangedText {
+                    PasskeyChangedText {
                         name,
                         what,
-                        account,
+                        passkeys,
                     }
                     .render(),
-                    TwoFactorChangedHtml {
+                    PasskeyChangedHtml {
                         name,
                         what,
-                        account,
+                        passkeys,
                     }
                     .render(),
                 )

@@ -114,7 +114,13 @@
       return;
     }
     const credential = await navigator.credentials.get({ publicKey: requestOptions(options.json) });
-    await post(box, box.dataset.finish, { credential: assertion(credential), next: box.dataset.next });
+    // The sign-in form's "Keep me signed in", when the page has one.
+    const remember = document.getElementById("remember");
+    await post(box, box.dataset.finish, {
+      credential: assertion(credential),
+      next: box.dataset.next,
+      remember: remember ? remember.checked : false,
+    });
   }
 
   async function register(box) {
@@ -133,6 +139,21 @@
     }
   }
 
+  // What a failed ceremony says: the browser's own messages are not meant
+  // for people.
+  function message(e) {
+    if (e && e.name === "NotAllowedError") {
+      return "The passkey request was cancelled or timed out.";
+    }
+    if (e && e.name === "InvalidStateError") {
+      return "This device already holds a passkey for your account.";
+    }
+    if (e && e.name === "SecurityError") {
+      return "Passkeys do not work at this address.";
+    }
+    return (e && e.message) || "The passkey did not work.";
+  }
+
   function start(box) {
     const button = box.querySelector("button");
     const error = box.querySelector("[data-passkey-error]");
@@ -144,9 +165,7 @@
       try {
         await run(box);
       } catch (e) {
-        error.textContent = e && e.name === "NotAllowedError"
-          ? "The passkey request was cancelled or timed out."
-          : (e && e.message) || "The passkey did not work.";
+        error.textContent = message(e);
       } finally {
         button.disabled = false;
       }

@@ -138,16 +138,18 @@ where
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The rules a page's JSON call passes, as a form does: the site's own
-/// origin, and the page's CSRF token in [`CSRF_HEADER`] (bound to the
-/// session, or a signed-out page's).
-pub async fn check_json_call(req: &HttpRequest) -> Result<(), AppError> {
+/// origin, and the page's CSRF token in [`CSRF_HEADER`], bound to the
+/// session (or, from a page shown to signed-out visitors,
+/// `signed_out_page`, unbound), as [`CsrfProtected::SIGNED_OUT_FORM`] says
+/// for forms.
+pub async fn check_json_call(req: &HttpRequest, signed_out_page: bool) -> Result<(), AppError> {
     check_origin(req)?;
     let token = req
         .headers()
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if check_token(req, token, None).is_ok() {
+    if signed_out_page && check_token(req, token, None).is_ok() {
         return Ok(());
     }
     let session = form_session(req).await?;

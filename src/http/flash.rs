@@ -27,6 +27,7 @@ pub enum Flash {
     TwoFactorDisabled,
     TrustedDeviceRevoked,
     SignInAgain,
+    PasskeyAdded,
     PasskeyRenamed,
     PasskeyRemoved,
 }
@@ -47,6 +48,7 @@ impl Flash {
         Flash::TwoFactorDisabled,
         Flash::TrustedDeviceRevoked,
         Flash::SignInAgain,
+        Flash::PasskeyAdded,
         Flash::PasskeyRenamed,
         Flash::PasskeyRemoved,
     ];
@@ -67,6 +69,7 @@ impl Flash {
             Self::TwoFactorDisabled => "two_factor_disabled",
             Self::TrustedDeviceRevoked => "trusted_device_revoked",
             Self::SignInAgain => "sign_in_again",
+            Self::PasskeyAdded => "passkey_added",
             Self::PasskeyRenamed => "passkey_renamed",
             Self::PasskeyRemoved => "passkey_removed",
         }
@@ -102,6 +105,7 @@ impl Flash {
                 "That device is no longer trusted: it will be asked for a code again."
             }
             Self::SignInAgain => "That sign-in expired or had too many wrong codes. Sign in again.",
+            Self::PasskeyAdded => "The passkey has been added: it signs you in from now on.",
             Self::PasskeyRenamed => "The passkey has been renamed.",
             Self::PasskeyRemoved => {
                 "The passkey has been removed. Your password still signs you in."

@@ -13,6 +13,7 @@ pub mod flash;
 pub mod headers;
 pub mod layout;
 pub mod on_response;
+pub mod passkey_offer;
 pub mod redirects;
 pub mod site;
 

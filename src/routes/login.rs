@@ -12,11 +12,11 @@ use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::FlashMessage;
 use crate::http::layout::{page_layout, render, see_other};
+use crate::http::passkey_offer::PasskeyOffer;
 use crate::http::redirects::entered;
 use crate::http::{ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer};
-use crate::routes::passkeys::PasskeyOffer;
 use crate::routes::verify::check_email_redirect;
 use gatehouse_core::accounts::{
     Accounts, Credentials, INVALID_CREDENTIALS, MISSING_CREDENTIALS, Sessions, SignInError,

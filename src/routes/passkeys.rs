@@ -10,7 +10,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use gatehouse_core::accounts::{Accounts, CeremonyStarted, PasskeyError, PasskeyNotice, Sessions};
+use gatehouse_core::accounts::{
+    Accounts, CeremonyStarted, PasskeyAnswer, PasskeyError, PasskeyNotice, Sessions,
+};
 use gatehouse_core::auth::redirect::{safe_next, with_next};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,6 +23,7 @@ use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected, check_json_call};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
+use crate::http::passkey_offer::passkeys_elsewhere;
 use crate::http::redirects::see_other_with;
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
@@ -28,6 +31,8 @@ use crate::mail::{Mail, Mailer, PasskeyChange};
 
 /// The account's passkeys (and where step-up returns to).
 const PASSKEYS: &str = "/account/passkeys";
+/// What a name that is empty or too long is told.
+const NAME_RULE: &str = "A passkey's name must be 1 to 64 characters.";
 
 /// `POST /login/passkey/options` body: `{}` for a sign-in that lets the
 /// authenticator pick the account; `{"second_factor": true}` on the
@@ -44,6 +49,9 @@ pub struct SignInBody {
     pub credential: Value,
     #[serde(default)]
     pub next: Option<String>,
+    /// "Keep me signed in" on the sign-in page.
+    #[serde(default)]
+    pub remember: bool,
 }
 
 /// `POST /account/passkeys` body: the browser's attestation and a name
@@ -81,10 +89,7 @@ fn refusal(e: PasskeyError, refused: StatusCode) -> Result<HttpResponse, AppErro
         PasskeyError::AlreadyRegistered => {
             (StatusCode::CONFLICT, "That passkey is registered already.")
         }
-        PasskeyError::BadName => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "A passkey's name must be 1 to 64 characters.",
-        ),
+        PasskeyError::BadName => (StatusCode::UNPROCESSABLE_ENTITY, NAME_RULE),
         PasskeyError::SessionEnded => (StatusCode::UNAUTHORIZED, "You are signed out."),
         PasskeyError::Throttled { retry_after } => {
             return Err(AppError::TooManyRequests { retry_after });
@@ -102,7 +107,7 @@ pub async fn sign_in_options(
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    check_json_call(&req).await?;
+    check_json_call(&req, true).await?;
     let begun = if body.second_factor {
         let pending = cookies::read(&req, site.cookies.two_factor_name()).unwrap_or_default();
         accounts.begin_passkey_second_factor(pending, &client).await
@@ -128,7 +133,7 @@ pub async fn sign_in(
     sessions: web::Data<Sessions>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    check_json_call(&req).await?;
+    check_json_call(&req, true).await?;
     let body = body.into_inner();
     let cookies = &site.cookies;
     let ceremony = cookies::read(&req, cookies.passkey_name()).unwrap_or_default();
@@ -137,9 +142,12 @@ pub async fn sign_in(
     let finished = accounts
         .finish_passkey_sign_in(
             &sessions,
-            ceremony,
-            &body.credential,
-            pending,
+            PasskeyAnswer {
+                ceremony,
+                credential: &body.credential,
+                remember: body.remember,
+                pending,
+            },
             replacing,
             &client,
         )
@@ -149,9 +157,11 @@ pub async fn sign_in(
             let next = safe_next(body.next.as_deref()).into_owned();
             let mut response = HttpResponse::Ok();
             cookies.set_session(&mut response, &done.signed_in.session);
-            response
-                .cookie(cookies.fresh_csrf())
-                .cookie(cookies.removal(cookies.passkey_name()));
+            if !done.stepped_up {
+                // A new session: tokens from before it stop matching.
+                response.cookie(cookies.fresh_csrf());
+            }
+            response.cookie(cookies.removal(cookies.passkey_name()));
             if pending.is_some() {
                 response.cookie(cookies.removal(cookies.two_factor_name()));
             }
@@ -165,42 +175,6 @@ pub async fn sign_in(
                 .add_cookie(&removal)
                 .map_err(|e| AppError::internal(e.to_string()))?;
             Ok(answer)
-        }
-    }
-}
-
-/// What a sign-in page offers for passkeys.
-pub enum PasskeyOffer {
-    None,
-    /// The button (shown by the script where WebAuthn works); on the
-    /// second-factor page, for the pending sign-in's passkeys.
-    Button {
-        label: &'static str,
-        second_factor: bool,
-    },
-    /// This page was opened at another address than the one passkeys work
-    /// at: a link there.
-    Elsewhere(String),
-}
-
-impl PasskeyOffer {
-    /// A button labelled `label` where passkeys work, a note where they
-    /// work at another address, nothing where they are unavailable.
-    pub fn at(
-        req: &HttpRequest,
-        accounts: &Accounts,
-        label: &'static str,
-        second_factor: bool,
-    ) -> Self {
-        if !accounts.passkeys_available() {
-            return Self::None;
-        }
-        match passkeys_elsewhere(req, accounts) {
-            Some(origin) => Self::Elsewhere(origin),
-            None => Self::Button {
-                label,
-                second_factor,
-            },
         }
     }
 }
@@ -270,15 +244,6 @@ async fn passkeys_page(
     })
 }
 
-/// The origin passkeys work at, when `req` reached the site under another
-/// (a development site opened at `127.0.0.1` instead of `localhost`).
-pub fn passkeys_elsewhere(req: &HttpRequest, accounts: &Accounts) -> Option<String> {
-    let origin = accounts.passkey_origin()?;
-    let info = req.connection_info();
-    let here = format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase();
-    (here != origin).then(|| origin.to_owned())
-}
-
 /// `POST /account/passkeys/options` (behind step-up): creation options.
 pub async fn register_options(
     req: HttpRequest,
@@ -286,7 +251,7 @@ pub async fn register_options(
     accounts: web::Data<Accounts>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    check_json_call(&req).await?;
+    check_json_call(&req, false).await?;
     match accounts.begin_passkey_registration(&user).await {
         Ok(ceremony) => Ok(started(&site, ceremony)),
         Err(e) => refusal(e, StatusCode::BAD_REQUEST),
@@ -303,7 +268,7 @@ pub async fn register(
     mailer: web::Data<Mailer>,
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
-    check_json_call(&req).await?;
+    check_json_call(&req, false).await?;
     let body = body.into_inner();
     let cookies = &site.cookies;
     let ceremony = cookies::read(&req, cookies.passkey_name()).unwrap_or_default();
@@ -323,8 +288,10 @@ pub async fn register(
         Ok((passkey, notice)) => {
             let change = PasskeyChange::Added(passkey.name.clone());
             mail(&req, &mailer, &site, notice, change);
+            // The list the script reloads says it was added.
             Ok(HttpResponse::Created()
                 .cookie(removal)
+                .cookie(cookies.flash(Flash::PasskeyAdded.code()))
                 .json(json!({ "id": passkey.id, "name": passkey.name })))
         }
         Err(e) => {
@@ -367,9 +334,8 @@ pub async fn rename(
         Ok(true) => Ok(see_other_with(&site, PASSKEYS, Flash::PasskeyRenamed)),
         Ok(false) => Err(AppError::NotFound),
         Err(PasskeyError::BadName) => {
-            let message = "A passkey's name must be 1 to 64 characters.";
             let flash = FlashMessage::default();
-            let page = passkeys_page(&req, &user, &csrf, flash, &accounts, Some(message)).await?;
+            let page = passkeys_page(&req, &user, &csrf, flash, &accounts, Some(NAME_RULE)).await?;
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(e) => page_refusal(e),
@@ -427,7 +393,7 @@ fn mail(
         to: notice.email.to_string(),
         name: notice.name,
         change,
-        account: format!("{}{PASSKEYS}", site.origin),
+        passkeys: format!("{}{PASSKEYS}", site.origin),
     };
     mailer.send(mail, &crate::http::request_id(req));
 }

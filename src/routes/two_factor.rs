@@ -20,11 +20,11 @@ use crate::http::cookies;
 use crate::http::csrf::{Csrf, CsrfForm, CsrfProtected};
 use crate::http::flash::{Flash, FlashMessage};
 use crate::http::layout::{format_time, page_layout, render, see_other};
+use crate::http::passkey_offer::PasskeyOffer;
 use crate::http::redirects::{see_other_with, to_sign_in};
 use crate::http::{AuthUser, ClientInfo, MaybeUser, Site};
 use crate::layout::Layout;
 use crate::mail::{Mail, Mailer, TwoFactorChange};
-use crate::routes::passkeys::PasskeyOffer;
 
 /// Where the two-factor settings live (and step-up returns to).
 const SETTINGS: &str = "/account/two-factor";

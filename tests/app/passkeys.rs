@@ -382,6 +382,87 @@ async fn one_answer_sent_twice_at_once_signs_in_once_on_postgres() {
 }
 
 #[tokio::test]
+async fn a_passkey_does_not_sign_in_to_a_disabled_account_or_an_unconfirmed_address() {
+    let app = spawn_app_with(|s| {
+        s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
+    })
+    .await;
+    let (app, mut device) = app_with_passkey(app).await;
+    // Not confirmed (registered while confirmation was off): the password
+    // door would not sign it in either.
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        use gatehouse_core::db::schema::users;
+        diesel::update(users::table.filter(users::email.eq("user@example.com")))
+            .set(users::email_verified_at.eq(None::<chrono::NaiveDateTime>))
+            .execute(&mut pool.get_blocking().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let browser = app.new_client();
+    let credential = device.assert(sign_in_options(&app.address, &browser).await);
+    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let email = app.test_user.email.clone();
+    let verified = app.cli(&["user", "verify", &email], "").await;
+    assert!(verified.status.success(), "{verified:?}");
+    let disabled = app.cli(&["user", "disable", &email], "").await;
+    assert!(disabled.status.success(), "{disabled:?}");
+    let credential = device.assert(sign_in_options(&app.address, &browser).await);
+    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&refused, ACCESS).is_none());
+
+    let enabled = app.cli(&["user", "enable", &email], "").await;
+    assert!(enabled.status.success(), "{enabled:?}");
+    let credential = device.assert(sign_in_options(&app.address, &browser).await);
+    let signed_in = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_accounts_user_handle_or_an_expired_ceremony_is_refused() {
+    let (app, mut device) = app_with_passkey(spawn_app().await).await;
+    let browser = app.new_client();
+
+    let mut credential = device.assert(sign_in_options(&app.address, &browser).await);
+    let stranger = uuid::Uuid::new_v4();
+    credential["response"]["userHandle"] = json!(base64_url(stranger.as_bytes()));
+    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let options = sign_in_options(&app.address, &browser).await;
+    app.clock.advance(Duration::from_secs(5 * 60 + 1));
+    let late = device.assert(options);
+    let refused = finish_sign_in(&app.address, &browser, &late, "/dashboard").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&refused, ACCESS).is_none());
+}
+
+#[tokio::test]
+async fn keep_me_signed_in_keeps_a_passkey_session_beyond_the_browser_session() {
+    let (app, mut device) = app_with_passkey(spawn_app().await).await;
+    let browser = app.new_client();
+    let credential = device.assert(sign_in_options(&app.address, &browser).await);
+    let csrf = button_page_csrf(&app.address, &browser).await;
+    let body = json!({ "credential": credential, "remember": true });
+    let signed_in = script_call(&app.address, &browser, "/login/passkey", &csrf, body).await;
+
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let refresh = set_cookie(&signed_in, "gatehouse_refresh").unwrap();
+    assert!(refresh.contains("Max-Age="), "{refresh}");
+}
+
+/// `bytes` in base64url without padding, as WebAuthn's JSON has them.
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
 async fn a_counter_that_goes_backwards_is_refused_and_audited() {
     let (app, mut device) = app_with_passkey(spawn_app().await).await;
     let (first, second) = (app.new_client(), app.new_client());
@@ -855,6 +936,11 @@ async fn a_passkey_confirms_an_old_sign_in_for_the_passkey_settings() {
     let confirmed = finish_sign_in(&app.address, &app.client, &credential, PASSKEYS).await;
 
     assert_eq!(confirmed.status(), StatusCode::OK);
+    // The same session, its proof of sign-in renewed: a new access token,
+    // the refresh token and the CSRF cookie kept.
+    assert!(set_cookie(&confirmed, ACCESS).is_some());
+    assert!(set_cookie(&confirmed, "gatehouse_refresh").is_none());
+    assert!(set_cookie(&confirmed, "gatehouse_csrf").is_none());
     let body: Value = confirmed.json().await.unwrap();
     assert_eq!(body, json!({ "redirect": PASSKEYS }));
     assert_eq!(app.get(PASSKEYS).await.status(), StatusCode::OK);

@@ -31,8 +31,8 @@ pub use deletion::{DeleteAccountError, DeletedAccount};
 pub use events::{Event, EventKind};
 pub use operator::{OperatorError, PENDING_KEPT, Pruned, UserSummary};
 pub use passkeys::{
-    CEREMONY_TTL, CeremonyStarted, MAX_PASSKEY_NAME_CHARS, PasskeyError, PasskeyNotice,
-    PasskeyPolicy, PasskeySignedIn, PasskeySummary,
+    CEREMONY_TTL, CeremonyStarted, MAX_PASSKEY_NAME_CHARS, PasskeyAnswer, PasskeyError,
+    PasskeyNotice, PasskeyPolicy, PasskeySignedIn, PasskeySummary,
 };
 pub use profile::{AccountOverview, Profile, SessionSummary};
 pub use registration::{CreatedUser, EMAIL_TAKEN, MAX_EMAIL_BYTES, MAX_NAME_CHARS, NewAccount};

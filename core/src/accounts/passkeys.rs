@@ -67,8 +67,14 @@ impl PasskeyPolicy {
         let url = Url::parse(origin).map_err(|e| format!("the site's origin is not a URL: {e}"))?;
         let (origin, host) = match url.host() {
             Some(url::Host::Domain(domain)) => (url.clone(), domain.to_ascii_lowercase()),
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => (localhost(&url)?, "localhost".into()),
-            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => (localhost(&url)?, "localhost".into()),
+            // A loopback or every-interface address: this machine's browser
+            // reaches it as localhost.
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() || ip.is_unspecified() => {
+                (localhost(&url)?, "localhost".into())
+            }
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() || ip.is_unspecified() => {
+                (localhost(&url)?, "localhost".into())
+            }
             _ => {
                 if rp_id.is_some() {
                     return Err("cannot be used when the site's host is an IP address".into());
@@ -203,10 +209,26 @@ impl From<diesel::result::Error> for PasskeyError {
     }
 }
 
-/// A passkey sign-in done: the session and the account.
+/// What a browser sends to finish a passkey sign-in.
+#[derive(Debug, Clone, Copy)]
+pub struct PasskeyAnswer<'a> {
+    /// The ceremony's token (its cookie).
+    pub ceremony: &'a str,
+    /// The assertion, as WebAuthn's JSON encoding has it.
+    pub credential: &'a serde_json::Value,
+    /// Keep the session beyond the browser session ("remember me").
+    pub remember: bool,
+    /// The token of the browser's pending sign-in, if any (its cookie).
+    pub pending: Option<&'a str>,
+}
+
+/// A passkey sign-in done: the session (a new one, or, for a browser that
+/// was signed in, the same one with its proof of sign-in renewed:
+/// `stepped_up`) and the account.
 #[derive(Debug)]
 pub struct PasskeySignedIn {
     pub signed_in: SignedIn,
+    pub stepped_up: bool,
     pub profile: Profile,
 }
 
@@ -364,7 +386,13 @@ impl Accounts {
         if self.needs_step_up(user) {
             return Err(PasskeyError::StepUpRequired);
         }
-        let name = clean_name(if name.trim().is_empty() { device } else { name })?;
+        let name = if name.trim().is_empty() {
+            // The browser's description, cut to fit.
+            let device: String = device.chars().take(MAX_PASSKEY_NAME_CHARS).collect();
+            clean_name(&device)?
+        } else {
+            clean_name(name)?
+        };
         let ceremony = self.take_ceremony(token, Purpose::Register).await?;
         if ceremony.user_id.as_ref() != Some(&user.user_id) {
             return Err(PasskeyError::Expired);
@@ -552,23 +580,26 @@ impl Accounts {
             .await
     }
 
-    /// Finishes a passkey sign-in (the ceremony `token`, the browser's
-    /// assertion): with user verification it is both factors, so the
-    /// session starts at once, as after password and second factor. With
-    /// `pending` (the browser's pending sign-in), the passkey must be that
-    /// account's and the pending sign-in ends with it; with `replacing`
-    /// (this browser is signed in: "confirm it's you"), it must be the
-    /// signed-in account's, whose session the new one replaces. Admitted per
-    /// IP like a password.
+    /// Finishes a passkey sign-in with the browser's `answer`: with user
+    /// verification it is both factors, so the session starts at once, as
+    /// after password and second factor. With a pending sign-in, the passkey
+    /// must be that account's and the pending sign-in ends with it; with
+    /// `replacing` (this browser is signed in: "confirm it's you"), it must
+    /// be the signed-in account's, whose proof of sign-in it renews.
+    /// Admitted per IP like a password.
     pub async fn finish_passkey_sign_in(
         &self,
         sessions: &Sessions,
-        token: &str,
-        credential: &serde_json::Value,
-        pending: Option<&str>,
+        answer: PasskeyAnswer<'_>,
         replacing: Option<&SessionUser>,
         who: &Requester,
     ) -> Result<PasskeySignedIn, PasskeyError> {
+        let PasskeyAnswer {
+            ceremony: token,
+            credential,
+            remember,
+            pending,
+        } = answer;
         let webauthn = self.webauthn()?;
         let admission = self.admit_passkey(who).await?;
         let Ok(credential) = PublicKeyCredential::deserialize(credential) else {
@@ -596,29 +627,51 @@ impl Accounts {
         let (policy, who_owned, replaced) = (self.policy.clone(), who.clone(), replacing.cloned());
         let pending_hash = pending.filter(|t| is_token_shaped(t)).map(hash_token);
         let (user_id, passkey_id) = (account.id.clone(), stored.id.clone());
+        let require_confirmed = self.verify.mode == super::VerifyMode::Required;
         let tokens = db::write(&self.pool, move |conn| {
+            // The account's row is held until this commits: a disable or a
+            // deletion committing meanwhile leaves this refused; one coming
+            // later ends the session this starts.
+            users::lock(conn, &user_id)?;
+            if !users::find(conn, &user_id)?.is_some_and(|u| may_sign_in(&u, require_confirmed)) {
+                return Err(PasskeyError::Refused);
+            }
             if !passkeys::record_use(conn, &passkey_id, &updated, counter, now)? {
                 // A counter that did not move on: a cloned authenticator, or
                 // the loser of two uses at once. Nothing else is written.
                 return Ok(Err(()));
             }
-            if users::find(conn, &user_id)?.is_none_or(|u| u.disabled_at.is_some()) {
-                return Err(PasskeyError::Refused);
+            throttle::record_passkey_success(conn, admission, &who_owned.ip)?;
+            if let Some(old) = &replaced {
+                // "Confirm it's you": this session's proof of sign-in is
+                // renewed, as by a password and code at `/confirm`.
+                if !sessions::set_authenticated(conn, &old.session_id, &old.user_id, now)? {
+                    return Err(PasskeyError::SessionEnded);
+                }
+                let sid = Some(&old.session_id);
+                events::record(
+                    conn,
+                    Some(&user_id),
+                    sid,
+                    EventKind::SteppedUp,
+                    &who_owned,
+                    now,
+                )?;
+                return Ok(Ok(NewTokens {
+                    id: old.session_id.clone(),
+                    refresh_token: None,
+                    remember: false,
+                }));
             }
             // A pending sign-in this passkey finishes ends, keeping its
             // "remember me".
-            let mut remember = false;
+            let mut remember = remember;
             if let Some(hash) = &pending_hash
                 && let Some(challenge) = two_factor::live_challenge(conn, hash, now)?
                 && challenge.user_id == user_id
             {
                 two_factor::take_challenge(conn, &challenge.id, now)?;
                 remember = challenge.remember;
-            }
-            throttle::record_passkey_success(conn, admission, &who_owned.ip)?;
-            if let Some(old) = &replaced {
-                let reason = EventKind::SignedOut.as_str();
-                sessions::revoke(conn, &old.session_id, &old.user_id, now, reason)?;
             }
             let tokens = start_session(conn, &policy, &user_id, &who_owned, remember, now)?;
             Ok(Ok(tokens))
@@ -628,11 +681,14 @@ impl Accounts {
             self.counter_refused(&account.id, who).await?;
             return Err(PasskeyError::Refused);
         };
-        if let Some(old) = replacing {
-            sessions.revoked.insert([old.session_id.clone()], now);
-        }
+        let stepped_up = replacing.is_some();
+        let event = if stepped_up {
+            EventKind::SteppedUp
+        } else {
+            EventKind::SignedIn
+        };
         tracing::info!(
-            event = EventKind::SignedIn.as_str(),
+            event = event.as_str(),
             user_id = %account.id,
             session_id = %tokens.id,
             method = "passkey",
@@ -646,6 +702,7 @@ impl Accounts {
         };
         Ok(PasskeySignedIn {
             signed_in: sessions.issue(user, tokens)?,
+            stepped_up,
             profile: Profile {
                 id: account.id,
                 name: account.name,
@@ -676,12 +733,22 @@ impl Accounts {
             .await?
             .ok_or(PasskeyError::Refused)?
         };
+        let require_confirmed = self.verify.mode == super::VerifyMode::Required;
         let account = self
             .account(&stored.user_id)
             .await?
-            .filter(|u| u.disabled_at.is_none())
+            .filter(|u| may_sign_in(u, require_confirmed))
             .ok_or(PasskeyError::Refused)?;
         let passkey: Passkey = from_json(&stored.passkey)?;
+        // A user handle, when the authenticator gives one, must be the
+        // account the credential is registered to.
+        let expected = user_handle(&account.id)?;
+        if credential
+            .get_user_unique_id()
+            .is_some_and(|handle| handle != expected.as_bytes())
+        {
+            return Err(PasskeyError::Refused);
+        }
         let verdict = match ceremony.purpose.as_str() {
             p if p == Purpose::SignIn.as_str() => {
                 let state: DiscoverableAuthentication = from_json(&ceremony.state)?;
@@ -772,7 +839,7 @@ impl Accounts {
                 PasskeyNotice {
                     email: account.email,
                     name: account.name,
-                    passkey: String::new(),
+                    passkey: format!("all {deleted}"),
                 },
             ))
         })
@@ -824,6 +891,9 @@ impl Accounts {
         let token = new_token();
         let (hash, user_id, now) = (hash_token(&token), user_id.cloned(), self.clock.now());
         db::write(&self.pool, move |conn| {
+            // Unfinished ceremonies go as new ones come: the table holds
+            // no more than [`CEREMONY_TTL`]'s worth.
+            passkeys::prune(conn, now)?;
             Ok::<_, ServiceError>(passkeys::insert_ceremony(
                 conn,
                 &passkeys::NewCeremony {
@@ -858,7 +928,8 @@ impl Accounts {
         .ok_or(PasskeyError::Expired)
     }
 
-    /// Takes the live ceremony `token` names, if it is for `purpose`.
+    /// Takes the live ceremony `token` names; `Expired` when there is none or
+    /// it is not for `purpose` (it is used up either way).
     async fn take_ceremony(
         &self,
         token: &str,
@@ -883,6 +954,12 @@ fn require_resident_key(options: &mut serde_json::Value) {
         selection.insert("residentKey".into(), "required".into());
         selection.insert("requireResidentKey".into(), true.into());
     }
+}
+
+/// Whether `account` may sign in: enabled, and its address confirmed when
+/// addresses must be (as the password door requires).
+fn may_sign_in(account: &User, require_confirmed: bool) -> bool {
+    account.disabled_at.is_none() && !(require_confirmed && account.email_verified_at.is_none())
 }
 
 /// A session for `user_id`, signed in just now (a passkey is both factors).

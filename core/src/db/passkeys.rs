@@ -14,8 +14,8 @@ use super::DbConnection;
 use super::schema::{passkey_ceremonies, passkeys};
 use crate::ids::UserId;
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = passkeys)]
+/// A passkey to store.
+#[derive(Debug)]
 pub struct NewPasskey<'a> {
     pub id: &'a str,
     pub user_id: &'a UserId,
@@ -43,26 +43,22 @@ pub struct StoredPasskey {
 /// Stores a new passkey; `false` when its credential id is registered
 /// already (to this account or another).
 pub fn insert(conn: &mut DbConnection, passkey: &NewPasskey<'_>) -> QueryResult<bool> {
-    let taken = passkeys::table
-        .filter(passkeys::credential_id.eq(passkey.credential_id))
-        .count()
-        .get_result::<i64>(conn)?;
-    if taken > 0 {
-        return Ok(false);
-    }
-    match diesel::insert_into(passkeys::table)
-        .values(passkey)
-        .execute(conn)
-    {
-        Ok(_) => Ok(true),
-        // Two registrations of one credential at once: the unique index
-        // turns the loser away.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(false),
-        Err(e) => Err(e),
-    }
+    use diesel::sql_types::{BigInt, Text, Timestamp};
+    // The unique index decides, also between two registrations at once,
+    // without an error that would end a PostgreSQL transaction.
+    diesel::sql_query(
+        "INSERT INTO passkeys (id, user_id, credential_id, passkey, name, sign_count, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(passkey.id)
+    .bind::<Text, _>(passkey.user_id.as_str())
+    .bind::<Text, _>(passkey.credential_id)
+    .bind::<Text, _>(passkey.passkey)
+    .bind::<Text, _>(passkey.name)
+    .bind::<BigInt, _>(passkey.sign_count)
+    .bind::<Timestamp, _>(passkey.created_at)
+    .execute(conn)
+    .map(|n| n == 1)
 }
 
 /// `user_id`'s passkeys, oldest first.
