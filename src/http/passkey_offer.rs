@@ -4,6 +4,7 @@
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::web::Data;
 use gatehouse_core::accounts::Accounts;
 
 use super::site::Site;
@@ -49,11 +50,13 @@ impl PasskeyOffer {
 /// the `Host` header is the browser's own (no proxy in between).
 pub fn passkeys_elsewhere(req: &HttpRequest, accounts: &Accounts) -> Option<String> {
     let origin = accounts.passkey_origin()?;
-    let site = Site::of(req).ok()?;
+    let site = req.app_data::<Data<Site>>()?;
     if site.origin == origin {
         return None;
     }
     let host = req.headers().get(header::HOST)?.to_str().ok()?;
-    let here = format!("http://{host}").to_ascii_lowercase();
-    (here != origin).then(|| origin.to_owned())
+    let here = origin
+        .strip_prefix("http://")
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host));
+    (!here).then(|| origin.to_owned())
 }

@@ -392,22 +392,12 @@ async fn support_staff_can_print_a_one_time_reset_link() {
 
 #[tokio::test]
 async fn support_staff_can_confirm_an_address_and_the_list_says_which_are_confirmed() {
-    use diesel::prelude::*;
-    use gatehouse_core::db::schema::users;
     let app = spawn_app_with(|s| {
         s.mail.registration_verify = Some(gatehouse::config::VerifyMode::Required);
     })
     .await;
     // Registered while confirmation was off: not confirmed.
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::update(users::table.filter(users::email.eq("user@example.com")))
-            .set(users::email_verified_at.eq(None::<chrono::NaiveDateTime>))
-            .execute(&mut pool.get_blocking().unwrap())
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    unconfirm(&app.pool, "user@example.com").await;
     let created = app
         .cli(
             &[

@@ -256,15 +256,13 @@ async fn added_then_signs_in_without_a_password(app: TestApp) {
 
 #[tokio::test]
 async fn a_passkey_added_on_the_account_page_signs_in_without_a_password_on_sqlite() {
-    added_then_signs_in_without_a_password(spawn_app().await).await;
+    added_then_signs_in_without_a_password(spawn_app_on_sqlite().await).await;
 }
 
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL"]
 async fn a_passkey_added_on_the_account_page_signs_in_without_a_password_on_postgres() {
-    let database = TestDatabase::postgres();
-    let url = database.url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_postgres().await;
     added_then_signs_in_without_a_password(app).await;
 }
 
@@ -369,15 +367,13 @@ async fn one_answer_sent_twice_at_once_signs_in_once(app: TestApp) {
 
 #[tokio::test]
 async fn one_answer_sent_twice_at_once_signs_in_once_on_sqlite() {
-    one_answer_sent_twice_at_once_signs_in_once(spawn_app().await).await;
+    one_answer_sent_twice_at_once_signs_in_once(spawn_app_on_sqlite().await).await;
 }
 
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL"]
 async fn one_answer_sent_twice_at_once_signs_in_once_on_postgres() {
-    let database = TestDatabase::postgres();
-    let url = database.url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_postgres().await;
     one_answer_sent_twice_at_once_signs_in_once(app).await;
 }
 
@@ -390,17 +386,7 @@ async fn a_passkey_does_not_sign_in_to_a_disabled_account_or_an_unconfirmed_addr
     let (app, mut device) = app_with_passkey(app).await;
     // Not confirmed (registered while confirmation was off): the password
     // door would not sign it in either.
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        use diesel::prelude::*;
-        use gatehouse_core::db::schema::users;
-        diesel::update(users::table.filter(users::email.eq("user@example.com")))
-            .set(users::email_verified_at.eq(None::<chrono::NaiveDateTime>))
-            .execute(&mut pool.get_blocking().unwrap())
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    unconfirm(&app.pool, "user@example.com").await;
     let browser = app.new_client();
     let credential = device.assert(sign_in_options(&app.address, &browser).await);
     let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;

@@ -18,13 +18,6 @@ fn retry_after(response: &Response) -> u64 {
         .unwrap()
 }
 
-/// A client whose requests claim to come from `ip` through the local proxy.
-fn behind_proxy(ip: &str) -> Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-forwarded-for", ip.parse().unwrap());
-    Client::with_headers("proxied", headers)
-}
-
 #[tokio::test]
 async fn five_failures_lock_the_pair_even_for_the_right_password() {
     let app = spawn_app().await;
@@ -53,7 +46,7 @@ async fn a_lock_leaves_other_accounts_and_other_addresses_alone() {
         "another long passphrase",
     )
     .await;
-    let attacker = behind_proxy("203.0.113.66");
+    let attacker = Client::behind_proxy("203.0.113.66");
     for _ in 0..6 {
         attempt(&app, &attacker, &app.test_user.email, "guess guess guess").await;
     }
@@ -66,7 +59,7 @@ async fn a_lock_leaves_other_accounts_and_other_addresses_alone() {
     .await;
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    let victim_at_home = behind_proxy("198.51.100.7");
+    let victim_at_home = Client::behind_proxy("198.51.100.7");
     let victim = attempt(
         &app,
         &victim_at_home,

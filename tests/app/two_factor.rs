@@ -350,18 +350,14 @@ async fn one_code_sent_twice_at_once_signs_in_exactly_once(app: TestApp) {
 
 #[tokio::test]
 async fn one_code_sent_twice_at_once_signs_in_exactly_once_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = TestDatabase::sqlite(dir.path()).url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_sqlite().await;
     one_code_sent_twice_at_once_signs_in_exactly_once(app).await;
 }
 
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL"]
 async fn one_code_sent_twice_at_once_signs_in_exactly_once_on_postgres() {
-    let database = TestDatabase::postgres();
-    let url = database.url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_postgres().await;
     one_code_sent_twice_at_once_signs_in_exactly_once(app).await;
 }
 
@@ -848,14 +844,6 @@ async fn an_old_sign_in_cannot_turn_two_factor_off_or_make_new_codes() {
     assert_second_factor_pending(&again, "/login/two-factor");
 }
 
-/// A new browser whose requests claim to come from `ip` through the local
-/// proxy (the app trusts 127.0.0.1 as one).
-fn browser_at(ip: &str) -> Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-forwarded-for", ip.parse().unwrap());
-    Client::with_headers("proxied", headers)
-}
-
 #[tokio::test]
 async fn ten_codes_an_hour_per_account_then_429_from_any_address() {
     let app =
@@ -866,7 +854,7 @@ async fn ten_codes_an_hour_per_account_then_429_from_any_address() {
     // Someone who knows the password guesses from ten addresses, one code
     // each: no address and no pending sign-in reaches its own limit.
     for n in 1..=10 {
-        let guesser = browser_at(&format!("203.0.113.{n}"));
+        let guesser = Client::behind_proxy(&format!("203.0.113.{n}"));
         let pending = password_step(&app, &guesser).await;
         assert_second_factor_pending(&pending, "/login/two-factor");
         let wrong = enrolled.app.wrong_code(Duration::ZERO);
@@ -876,7 +864,7 @@ async fn ten_codes_an_hour_per_account_then_429_from_any_address() {
 
     // The eleventh code within the hour is not even judged, from anywhere,
     // the right one included.
-    let owner = browser_at("198.51.100.7");
+    let owner = Client::behind_proxy("198.51.100.7");
     assert_second_factor_pending(&password_step(&app, &owner).await, "/login/two-factor");
     let right = enrolled.app.fresh_code(Duration::ZERO);
     let throttled = enter_code(&app, &owner, &right, false).await;
@@ -967,17 +955,13 @@ async fn one_code_for_step_up_and_sign_in_at_once_works_once(app: TestApp) {
 
 #[tokio::test]
 async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = TestDatabase::sqlite(dir.path()).url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_sqlite().await;
     one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
 }
 
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL"]
 async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_postgres() {
-    let database = TestDatabase::postgres();
-    let url = database.url.clone();
-    let app = spawn_app_with(move |s| s.database.database_url = url).await;
+    let app = spawn_app_on_postgres().await;
     one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
 }

@@ -253,6 +253,12 @@ fn clean_name(name: &str) -> Result<String, PasskeyError> {
     Ok(name)
 }
 
+/// Options for the browser, as WebAuthn's JSON encoding has them.
+fn options_json<T: serde::Serialize>(options: &T) -> Result<serde_json::Value, ServiceError> {
+    serde_json::to_value(options)
+        .map_err(|_| ServiceError::Inconsistent("options did not serialise"))
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ServiceError> {
     serde_json::to_string(value)
         .map_err(|_| ServiceError::Inconsistent("a value did not serialise"))
@@ -362,8 +368,7 @@ impl Accounts {
                 tracing::warn!(error = %e, "passkey registration did not start");
                 PasskeyError::Refused
             })?;
-        let mut options = serde_json::to_value(&options)
-            .map_err(|_| ServiceError::Inconsistent("options did not serialise"))?;
+        let mut options = options_json(&options)?;
         require_resident_key(&mut options);
         self.store_ceremony(Purpose::Register, Some(&account.id), &state, options)
             .await
@@ -539,8 +544,7 @@ impl Accounts {
         })?;
         // A button starts it, not the address field's autofill.
         options.mediation = None;
-        let options = serde_json::to_value(&options)
-            .map_err(|_| ServiceError::Inconsistent("options did not serialise"))?;
+        let options = options_json(&options)?;
         self.store_ceremony(Purpose::SignIn, None, &state, options)
             .await
     }
@@ -574,8 +578,7 @@ impl Accounts {
             tracing::warn!(error = %e, "passkey second factor did not start");
             PasskeyError::Refused
         })?;
-        let options = serde_json::to_value(&options)
-            .map_err(|_| ServiceError::Inconsistent("options did not serialise"))?;
+        let options = options_json(&options)?;
         self.store_ceremony(Purpose::SecondFactor, Some(&account.id), &state, options)
             .await
     }
@@ -1029,5 +1032,38 @@ mod tests {
             clean_name(&"é".repeat(65)),
             Err(PasskeyError::BadName)
         ));
+    }
+
+    /// A passkey row for `user_id` with the one credential id these tests share.
+    fn same_credential<'a>(
+        id: &'a str,
+        user_id: &'a UserId,
+        now: NaiveDateTime,
+    ) -> passkeys::NewPasskey<'a> {
+        passkeys::NewPasskey {
+            id,
+            user_id,
+            credential_id: "the-same-credential",
+            passkey: "{}",
+            name: "Key",
+            sign_count: 0,
+            created_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_credential_id_is_stored_once_across_accounts() {
+        use super::super::tests::{conn, fixture, register};
+        let f = fixture(Duration::from_secs(30));
+        let ada = register(&f, "ada@example.com").await.user.user_id;
+        let bob = register(&f, "bob@example.com").await.user.user_id;
+        let now = f.accounts.clock.now();
+
+        let mut db = conn(&f.accounts);
+        assert!(passkeys::insert(&mut db, &same_credential("first", &ada, now)).unwrap());
+        assert!(!passkeys::insert(&mut db, &same_credential("second", &bob, now)).unwrap());
+        assert!(!passkeys::insert(&mut db, &same_credential("third", &ada, now)).unwrap());
+        assert_eq!(passkeys::count(&mut db, &bob).unwrap(), 0);
+        assert_eq!(passkeys::count(&mut db, &ada).unwrap(), 1);
     }
 }

@@ -75,11 +75,34 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an app whose settings `customize` may change first.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(dir.path());
+    spawn_app_in(dir, database, customize).await
+}
+
+/// Starts an app on a fresh SQLite file, whatever `TEST_DATABASE_URL` says
+/// (for a test that runs once on each backend).
+pub async fn spawn_app_on_sqlite() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::sqlite(dir.path());
+    spawn_app_in(dir, database, |_| {}).await
+}
+
+/// Starts an app on a fresh PostgreSQL database (for a test marked
+/// `#[ignore = "needs TEST_DATABASE_URL"]`).
+pub async fn spawn_app_on_postgres() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(dir, TestDatabase::postgres(), |_| {}).await
+}
+
+async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    database: TestDatabase,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         gatehouse::telemetry::init("debug");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let database = TestDatabase::new(dir.path());
     let mut settings = test_settings(dir.path());
     settings.database.database_url = database.url.clone();
     settings.database.db_pool_size = 4;

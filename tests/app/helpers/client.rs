@@ -37,6 +37,14 @@ impl Client {
 }
 
 impl Client {
+    /// A client whose requests claim to come from `ip` through a proxy the
+    /// app trusts (`TRUSTED_PROXIES` naming 127.0.0.1).
+    pub fn behind_proxy(ip: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", ip.parse().unwrap());
+        Self::with_headers("proxied", headers)
+    }
+
     /// Opens `form_page` on the site at `address`, then posts `fields` with
     /// that page's CSRF token to `action`, as a same-origin browser would.
     pub async fn submit(

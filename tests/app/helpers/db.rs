@@ -234,3 +234,19 @@ pub async fn accounts_with_email(pool: &DbPool, email: &str) -> i64 {
     .await
     .unwrap()
 }
+
+/// Marks `email`'s address as not confirmed (an account registered while
+/// confirmation was off).
+pub async fn unconfirm(pool: &DbPool, email: &str) {
+    use diesel::prelude::*;
+    use gatehouse_core::db::schema::users;
+    let (pool, email) = (pool.clone(), email.to_owned());
+    tokio::task::spawn_blocking(move || {
+        diesel::update(users::table.filter(users::email.eq(email)))
+            .set(users::email_verified_at.eq(None::<chrono::NaiveDateTime>))
+            .execute(&mut pool.get_blocking().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
