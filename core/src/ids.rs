@@ -45,6 +45,10 @@ text_id!(
     /// A `sessions` row: one sign-in, across its token rotations.
     SessionId
 );
+text_id!(
+    /// A `passkeys` row (not the authenticator's credential id).
+    PasskeyId
+);
 
 /// An e-mail address as the domain keeps and compares it: trimmed and
 /// lower-cased. Building one is the only way an address gets in.

@@ -14,6 +14,7 @@ use gatehouse_core::accounts::{
     Accounts, CeremonyStarted, PasskeyAnswer, PasskeyError, PasskeyNotice, Sessions,
 };
 use gatehouse_core::auth::redirect::{safe_next, with_next};
+use gatehouse_core::ids::PasskeyId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -227,7 +228,7 @@ async fn passkeys_page(
         .await?
         .into_iter()
         .map(|p| PasskeyRow {
-            id: p.id,
+            id: p.id.to_string(),
             name: p.name,
             created: format_time(p.created_at),
             last_used: p
@@ -292,7 +293,7 @@ pub async fn register(
             Ok(HttpResponse::Created()
                 .cookie(removal)
                 .cookie(cookies.flash(Flash::PasskeyAdded.code()))
-                .json(json!({ "id": passkey.id, "name": passkey.name })))
+                .json(json!({ "id": passkey.id.as_str(), "name": passkey.name })))
         }
         Err(e) => {
             let mut answer = refusal(e, StatusCode::BAD_REQUEST)?;
@@ -328,7 +329,11 @@ pub async fn rename(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     match accounts
-        .rename_passkey(&user, &path.into_inner(), &form.name)
+        .rename_passkey(
+            &user,
+            &PasskeyId::from_stored(path.into_inner()),
+            &form.name,
+        )
         .await
     {
         Ok(true) => Ok(see_other_with(&site, PASSKEYS, Flash::PasskeyRenamed)),
@@ -359,7 +364,7 @@ pub async fn delete(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     match accounts
-        .delete_passkey(&user, &path.into_inner(), &client)
+        .delete_passkey(&user, &PasskeyId::from_stored(path.into_inner()), &client)
         .await
     {
         Ok(Some(notice)) => {

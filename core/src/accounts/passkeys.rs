@@ -31,7 +31,7 @@ use super::throttle;
 use crate::auth::token::{hash_token, is_token_shaped, new_token};
 use crate::db::models::User;
 use crate::db::{self, DbConnection, passkeys, sessions, two_factor, users};
-use crate::ids::{Email, UserId};
+use crate::ids::{Email, PasskeyId, UserId};
 
 /// How long a ceremony may take, from its options to its answer.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -151,7 +151,7 @@ impl std::fmt::Debug for CeremonyStarted {
 /// A passkey as the account page lists it.
 #[derive(Debug, Clone)]
 pub struct PasskeySummary {
-    pub id: String,
+    pub id: PasskeyId,
     pub name: String,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
@@ -415,7 +415,7 @@ impl Accounts {
         let credential_id = credential_key(passkey.cred_id());
         let (user_id, who, now) = (user.user_id.clone(), who.clone(), self.clock.now());
         let summary = PasskeySummary {
-            id: Uuid::new_v4().to_string(),
+            id: PasskeyId::random(),
             name,
             created_at: now,
             last_used_at: None,
@@ -466,14 +466,14 @@ impl Accounts {
     pub async fn rename_passkey(
         &self,
         user: &SessionUser,
-        id: &str,
+        id: &PasskeyId,
         name: &str,
     ) -> Result<bool, PasskeyError> {
         if self.needs_step_up(user) {
             return Err(PasskeyError::StepUpRequired);
         }
         let name = clean_name(name)?;
-        let (user_id, id) = (user.user_id.clone(), id.to_owned());
+        let (user_id, id) = (user.user_id.clone(), id.clone());
         Ok(db::write(&self.pool, move |conn| {
             Ok::<_, ServiceError>(passkeys::rename(conn, &user_id, &id, &name)?)
         })
@@ -486,7 +486,7 @@ impl Accounts {
     pub async fn delete_passkey(
         &self,
         user: &SessionUser,
-        id: &str,
+        id: &PasskeyId,
         who: &Requester,
     ) -> Result<Option<PasskeyNotice>, PasskeyError> {
         if self.needs_step_up(user) {
@@ -494,7 +494,7 @@ impl Accounts {
         }
         let (user_id, id, who, now) = (
             user.user_id.clone(),
-            id.to_owned(),
+            id.clone(),
             who.clone(),
             self.clock.now(),
         );
@@ -597,21 +597,41 @@ impl Accounts {
         replacing: Option<&SessionUser>,
         who: &Requester,
     ) -> Result<PasskeySignedIn, PasskeyError> {
+        let webauthn = self.webauthn()?;
+        let admission = self.admit_passkey(who).await?;
+        let finished = self
+            .finish_admitted(sessions, &webauthn, answer, admission, replacing, who)
+            .await;
+        if matches!(finished, Err(PasskeyError::Failed(_))) {
+            // Our failure, not a judgement: it leaves the IP's count.
+            self.release_passkey(admission, who).await;
+        }
+        finished
+    }
+
+    /// [`Self::finish_passkey_sign_in`] once the answer is admitted.
+    async fn finish_admitted(
+        &self,
+        sessions: &Sessions,
+        webauthn: &Webauthn,
+        answer: PasskeyAnswer<'_>,
+        admission: throttle::SignInAdmission,
+        replacing: Option<&SessionUser>,
+        who: &Requester,
+    ) -> Result<PasskeySignedIn, PasskeyError> {
         let PasskeyAnswer {
             ceremony: token,
             credential,
             remember,
             pending,
         } = answer;
-        let webauthn = self.webauthn()?;
-        let admission = self.admit_passkey(who).await?;
         let Ok(credential) = PublicKeyCredential::deserialize(credential) else {
             // Malformed: refused like a wrong signature (the try counted).
             return Err(PasskeyError::Refused);
         };
         let credential = &credential;
         let judged = self
-            .judge_passkey(&webauthn, token, credential, pending, replacing, who)
+            .judge_passkey(webauthn, token, credential, pending, replacing, who)
             .await;
         let (account, stored, result) = match judged {
             Ok(judged) => judged,
@@ -644,7 +664,7 @@ impl Accounts {
                 // the loser of two uses at once. Nothing else is written.
                 return Ok(Err(()));
             }
-            throttle::record_passkey_success(conn, admission, &who_owned.ip)?;
+            throttle::take_back_passkey(conn, admission, &who_owned.ip)?;
             if let Some(old) = &replaced {
                 // "Confirm it's you": this session's proof of sign-in is
                 // renewed, as by a password and code at `/confirm`.
@@ -849,6 +869,18 @@ impl Accounts {
         .await
     }
 
+    /// Takes an admitted answer back out of the IP's count.
+    async fn release_passkey(&self, admission: throttle::SignInAdmission, who: &Requester) {
+        let ip = who.ip.clone();
+        let released = db::write(&self.pool, move |conn| {
+            Ok::<_, ServiceError>(throttle::take_back_passkey(conn, admission, &ip)?)
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "an unjudged passkey answer stays counted");
+        }
+    }
+
     async fn ceremony_allowed(&self, who: &Requester) -> Result<(), PasskeyError> {
         let (limits, ip, clock) = (self.throttle, who.ip.clone(), self.clock.clone());
         let allowed = db::run(&self.pool, move |conn| {
@@ -1036,7 +1068,7 @@ mod tests {
 
     /// A passkey row for `user_id` with the one credential id these tests share.
     fn same_credential<'a>(
-        id: &'a str,
+        id: &'a PasskeyId,
         user_id: &'a UserId,
         now: NaiveDateTime,
     ) -> passkeys::NewPasskey<'a> {
@@ -1060,9 +1092,14 @@ mod tests {
         let now = f.accounts.clock.now();
 
         let mut db = conn(&f.accounts);
-        assert!(passkeys::insert(&mut db, &same_credential("first", &ada, now)).unwrap());
-        assert!(!passkeys::insert(&mut db, &same_credential("second", &bob, now)).unwrap());
-        assert!(!passkeys::insert(&mut db, &same_credential("third", &ada, now)).unwrap());
+        let ids = [
+            PasskeyId::random(),
+            PasskeyId::random(),
+            PasskeyId::random(),
+        ];
+        assert!(passkeys::insert(&mut db, &same_credential(&ids[0], &ada, now)).unwrap());
+        assert!(!passkeys::insert(&mut db, &same_credential(&ids[1], &bob, now)).unwrap());
+        assert!(!passkeys::insert(&mut db, &same_credential(&ids[2], &ada, now)).unwrap());
         assert_eq!(passkeys::count(&mut db, &bob).unwrap(), 0);
         assert_eq!(passkeys::count(&mut db, &ada).unwrap(), 1);
     }

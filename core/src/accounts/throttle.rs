@@ -234,8 +234,9 @@ pub(super) fn admit_passkey(
     Ok(SignInAdmission { ip_window })
 }
 
-/// A passkey that signed in leaves the IP's count.
-pub(super) fn record_passkey_success(
+/// A passkey that signed in (or an answer never judged) leaves the IP's
+/// count.
+pub(super) fn take_back_passkey(
     conn: &mut DbConnection,
     admission: SignInAdmission,
     ip: &str,

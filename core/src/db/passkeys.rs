@@ -12,12 +12,12 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{passkey_ceremonies, passkeys};
-use crate::ids::UserId;
+use crate::ids::{PasskeyId, UserId};
 
 /// A passkey to store.
 #[derive(Debug)]
 pub struct NewPasskey<'a> {
-    pub id: &'a str,
+    pub id: &'a PasskeyId,
     pub user_id: &'a UserId,
     pub credential_id: &'a str,
     pub passkey: &'a str,
@@ -30,7 +30,7 @@ pub struct NewPasskey<'a> {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = passkeys)]
 pub struct StoredPasskey {
-    pub id: String,
+    pub id: PasskeyId,
     pub user_id: UserId,
     pub credential_id: String,
     pub passkey: String,
@@ -50,7 +50,7 @@ pub fn insert(conn: &mut DbConnection, passkey: &NewPasskey<'_>) -> QueryResult<
         "INSERT INTO passkeys (id, user_id, credential_id, passkey, name, sign_count, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
-    .bind::<Text, _>(passkey.id)
+    .bind::<Text, _>(passkey.id.as_str())
     .bind::<Text, _>(passkey.user_id.as_str())
     .bind::<Text, _>(passkey.credential_id)
     .bind::<Text, _>(passkey.passkey)
@@ -96,7 +96,7 @@ pub fn count(conn: &mut DbConnection, user_id: &UserId) -> QueryResult<i64> {
 /// forward, a replay, or the loser of two uses at once.
 pub fn record_use(
     conn: &mut DbConnection,
-    id: &str,
+    id: &PasskeyId,
     passkey: &str,
     sign_count: i64,
     now: NaiveDateTime,
@@ -131,7 +131,7 @@ pub fn counts(conn: &mut DbConnection) -> QueryResult<Vec<(UserId, i64)>> {
 pub fn rename(
     conn: &mut DbConnection,
     user_id: &UserId,
-    id: &str,
+    id: &PasskeyId,
     name: &str,
 ) -> QueryResult<bool> {
     diesel::update(
@@ -145,7 +145,7 @@ pub fn rename(
 }
 
 /// Deletes one of `user_id`'s passkeys; whether it was theirs.
-pub fn delete(conn: &mut DbConnection, user_id: &UserId, id: &str) -> QueryResult<bool> {
+pub fn delete(conn: &mut DbConnection, user_id: &UserId, id: &PasskeyId) -> QueryResult<bool> {
     diesel::delete(
         passkeys::table
             .find(id)
