@@ -6,6 +6,24 @@
 
 mod helpers;
 
+/// A scenario (`async fn(TestApp)`) run as two tests: `$sqlite` on a fresh
+/// SQLite file, and `$postgres` on a fresh PostgreSQL database (ignored
+/// without `TEST_DATABASE_URL`; CI runs it).
+macro_rules! on_sqlite_and_postgres {
+    ($scenario:ident => $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $scenario(spawn_app_on_sqlite().await).await;
+        }
+
+        #[tokio::test]
+        #[ignore = "needs TEST_DATABASE_URL"]
+        async fn $postgres() {
+            $scenario(spawn_app_on_postgres().await).await;
+        }
+    };
+}
+
 mod api;
 mod auth_flow;
 mod bad_input;

@@ -254,17 +254,11 @@ async fn added_then_signs_in_without_a_password(app: TestApp) {
     assert_eq!(app.listed(&app.test_user.email, "PASSKEYS").await, "1");
 }
 
-#[tokio::test]
-async fn a_passkey_added_on_the_account_page_signs_in_without_a_password_on_sqlite() {
-    added_then_signs_in_without_a_password(spawn_app_on_sqlite().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn a_passkey_added_on_the_account_page_signs_in_without_a_password_on_postgres() {
-    let app = spawn_app_on_postgres().await;
-    added_then_signs_in_without_a_password(app).await;
-}
+on_sqlite_and_postgres!(
+    added_then_signs_in_without_a_password =>
+    a_passkey_added_on_the_account_page_signs_in_without_a_password_on_sqlite,
+    a_passkey_added_on_the_account_page_signs_in_without_a_password_on_postgres
+);
 
 #[tokio::test]
 async fn an_assertion_for_another_origin_or_relying_party_is_refused() {
@@ -365,17 +359,11 @@ async fn one_answer_sent_twice_at_once_signs_in_once(app: TestApp) {
     }
 }
 
-#[tokio::test]
-async fn one_answer_sent_twice_at_once_signs_in_once_on_sqlite() {
-    one_answer_sent_twice_at_once_signs_in_once(spawn_app_on_sqlite().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn one_answer_sent_twice_at_once_signs_in_once_on_postgres() {
-    let app = spawn_app_on_postgres().await;
-    one_answer_sent_twice_at_once_signs_in_once(app).await;
-}
+on_sqlite_and_postgres!(
+    one_answer_sent_twice_at_once_signs_in_once =>
+    one_answer_sent_twice_at_once_signs_in_once_on_sqlite,
+    one_answer_sent_twice_at_once_signs_in_once_on_postgres
+);
 
 #[tokio::test]
 async fn a_passkey_does_not_sign_in_to_a_disabled_account_or_an_unconfirmed_address() {

@@ -348,18 +348,11 @@ async fn one_code_sent_twice_at_once_signs_in_exactly_once(app: TestApp) {
     }
 }
 
-#[tokio::test]
-async fn one_code_sent_twice_at_once_signs_in_exactly_once_on_sqlite() {
-    let app = spawn_app_on_sqlite().await;
-    one_code_sent_twice_at_once_signs_in_exactly_once(app).await;
-}
-
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn one_code_sent_twice_at_once_signs_in_exactly_once_on_postgres() {
-    let app = spawn_app_on_postgres().await;
-    one_code_sent_twice_at_once_signs_in_exactly_once(app).await;
-}
+on_sqlite_and_postgres!(
+    one_code_sent_twice_at_once_signs_in_exactly_once =>
+    one_code_sent_twice_at_once_signs_in_exactly_once_on_sqlite,
+    one_code_sent_twice_at_once_signs_in_exactly_once_on_postgres
+);
 
 #[tokio::test]
 async fn the_pending_sign_in_ends_after_five_minutes_or_five_wrong_codes() {
@@ -953,15 +946,8 @@ async fn one_code_for_step_up_and_sign_in_at_once_works_once(app: TestApp) {
     }
 }
 
-#[tokio::test]
-async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_sqlite() {
-    let app = spawn_app_on_sqlite().await;
-    one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
-}
-
-#[tokio::test]
-#[ignore = "needs TEST_DATABASE_URL"]
-async fn one_code_for_step_up_and_sign_in_at_once_works_once_on_postgres() {
-    let app = spawn_app_on_postgres().await;
-    one_code_for_step_up_and_sign_in_at_once_works_once(app).await;
-}
+on_sqlite_and_postgres!(
+    one_code_for_step_up_and_sign_in_at_once_works_once =>
+    one_code_for_step_up_and_sign_in_at_once_works_once_on_sqlite,
+    one_code_for_step_up_and_sign_in_at_once_works_once_on_postgres
+);
