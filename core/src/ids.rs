@@ -49,6 +49,14 @@ text_id!(
     /// A `passkeys` row (not the authenticator's credential id).
     PasskeyId
 );
+text_id!(
+    /// A `sign_in_challenges` row: a sign-in waiting for its second factor.
+    ChallengeId
+);
+text_id!(
+    /// A `trusted_devices` row: a browser that skips the second factor.
+    TrustedDeviceId
+);
 
 /// An e-mail address as the domain keeps and compares it: trimmed and
 /// lower-cased. Building one is the only way an address gets in.

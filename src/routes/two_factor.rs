@@ -11,6 +11,7 @@ use gatehouse_core::accounts::{
     TwoFactorNotice,
 };
 use gatehouse_core::auth::redirect::{safe_next, with_next};
+use gatehouse_core::ids::TrustedDeviceId;
 use gatehouse_core::secret::Password;
 use serde::Deserialize;
 
@@ -558,7 +559,11 @@ pub async fn revoke_device(
     site: web::Data<Site>,
 ) -> Result<HttpResponse, AppError> {
     if !accounts
-        .revoke_trusted_device(&user, &path.into_inner(), &client)
+        .revoke_trusted_device(
+            &user,
+            &TrustedDeviceId::from_stored(path.into_inner()),
+            &client,
+        )
         .await?
     {
         return Err(AppError::NotFound);
@@ -622,7 +627,7 @@ pub async fn summary(accounts: &Accounts, user: &AuthUser) -> Result<TwoFactorSu
                 trusted_since: format_time(d.created_at),
                 last_used: format_time(d.last_used_at),
                 until: format_time(d.expires_at),
-                id: d.id,
+                id: d.id.to_string(),
             })
             .collect(),
     })

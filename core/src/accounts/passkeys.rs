@@ -120,12 +120,19 @@ enum Purpose {
 }
 
 impl Purpose {
+    const ALL: [Self; 3] = [Self::Register, Self::SignIn, Self::SecondFactor];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Register => "register",
             Self::SignIn => "sign_in",
             Self::SecondFactor => "second_factor",
         }
+    }
+
+    /// The purpose a stored name stands for.
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
     }
 }
 
@@ -772,8 +779,8 @@ impl Accounts {
         {
             return Err(PasskeyError::Refused);
         }
-        let verdict = match ceremony.purpose.as_str() {
-            p if p == Purpose::SignIn.as_str() => {
+        let verdict = match Purpose::parse(&ceremony.purpose) {
+            Some(Purpose::SignIn) => {
                 let state: DiscoverableAuthentication = from_json(&ceremony.state)?;
                 // The user handle the authenticator keeps must be the
                 // account the credential is registered to.
@@ -785,7 +792,7 @@ impl Accounts {
                 }
                 webauthn.finish_discoverable_authentication_v2(credential, state, &passkey)
             }
-            p if p == Purpose::SecondFactor.as_str() => {
+            Some(Purpose::SecondFactor) => {
                 if ceremony.user_id.as_ref() != Some(&account.id) {
                     return Err(PasskeyError::Refused);
                 }
@@ -971,7 +978,7 @@ impl Accounts {
         purpose: Purpose,
     ) -> Result<passkeys::Ceremony, PasskeyError> {
         let ceremony = self.take_any_ceremony(token).await?;
-        if ceremony.purpose != purpose.as_str() {
+        if Purpose::parse(&ceremony.purpose) != Some(purpose) {
             return Err(PasskeyError::Expired);
         }
         Ok(ceremony)

@@ -25,7 +25,7 @@ use crate::auth::token::{hash_token, is_token_shaped, new_token};
 use crate::auth::totp::{self, TotpSecret};
 use crate::db::models::User;
 use crate::db::{self, DbConnection, sessions, two_factor, users};
-use crate::ids::{Email, UserId};
+use crate::ids::{ChallengeId, Email, TrustedDeviceId, UserId};
 use crate::secret::Password;
 
 /// How long a sign-in waits for its second factor.
@@ -202,7 +202,7 @@ pub struct TwoFactorStatus {
 /// A trusted browser, as the account page lists it.
 #[derive(Debug, Clone)]
 pub struct TrustedDevice {
-    pub id: String,
+    pub id: TrustedDeviceId,
     pub user_agent: String,
     pub ip: String,
     pub created_at: NaiveDateTime,
@@ -294,7 +294,7 @@ pub(super) fn open(
             two_factor::insert_challenge(
                 conn,
                 &two_factor::NewChallenge {
-                    id: &uuid::Uuid::new_v4().to_string(),
+                    id: &ChallengeId::random(),
                     token_hash: &hash_token(&token),
                     user_id,
                     password_version: user.password_version,
@@ -605,11 +605,11 @@ impl Accounts {
     pub async fn revoke_trusted_device(
         &self,
         user: &SessionUser,
-        device_id: &str,
+        device_id: &TrustedDeviceId,
         who: &Requester,
     ) -> Result<bool, ServiceError> {
         let (user_id, who, clock) = (user.user_id.clone(), who.clone(), self.clock.clone());
-        let device_id = device_id.to_owned();
+        let device_id = device_id.clone();
         db::write(&self.pool, move |conn| {
             let revoked = two_factor::revoke_device(conn, &user_id, &device_id)?;
             if revoked {
@@ -727,7 +727,7 @@ impl Accounts {
                 two_factor::insert_device(
                     conn,
                     &two_factor::NewDevice {
-                        id: &uuid::Uuid::new_v4().to_string(),
+                        id: &TrustedDeviceId::random(),
                         token_hash: &hash_token(&token),
                         user_id: &user_id,
                         user_agent: &who_owned.user_agent,
@@ -1102,13 +1102,13 @@ impl Accounts {
     async fn code_failed(
         &self,
         account: &User,
-        challenge: Option<&str>,
+        challenge: Option<&ChallengeId>,
         who: &Requester,
         kind: EventKind,
     ) -> Result<bool, ServiceError> {
         let ended = match challenge {
             Some(id) => {
-                let id = id.to_owned();
+                let id = id.clone();
                 !db::write(&self.pool, move |conn| {
                     Ok::<_, ServiceError>(two_factor::end_if_spent(conn, &id)?)
                 })

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{recovery_codes, sign_in_challenges, trusted_devices, users};
-use crate::ids::UserId;
+use crate::ids::{ChallengeId, TrustedDeviceId, UserId};
 
 /// Failed codes a challenge survives; the next ends it.
 pub const MAX_CHALLENGE_FAILURES: i32 = 5;
@@ -166,7 +166,7 @@ pub fn codes_left(conn: &mut DbConnection, id: &UserId) -> QueryResult<i64> {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sign_in_challenges)]
 pub struct NewChallenge<'a> {
-    pub id: &'a str,
+    pub id: &'a ChallengeId,
     pub token_hash: &'a str,
     pub user_id: &'a UserId,
     pub password_version: i32,
@@ -182,7 +182,7 @@ pub struct NewChallenge<'a> {
 #[diesel(table_name = sign_in_challenges)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Challenge {
-    pub id: String,
+    pub id: ChallengeId,
     pub user_id: UserId,
     pub password_version: i32,
     pub remember: bool,
@@ -215,7 +215,11 @@ pub fn live_challenge(
 /// counted (codes sent together from many places included) or it expired.
 /// A right code then deletes the challenge; a wrong one leaves the try
 /// counted.
-pub fn count_try(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn count_try(
+    conn: &mut DbConnection,
+    id: &ChallengeId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
         sign_in_challenges::table
             .find(id)
@@ -229,7 +233,11 @@ pub fn count_try(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> Query
 
 /// Uses a challenge up: `true` for exactly one use while it is live (its
 /// try already counted by [`count_try`]).
-pub fn take_challenge(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+pub fn take_challenge(
+    conn: &mut DbConnection,
+    id: &ChallengeId,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::delete(
         sign_in_challenges::table
             .find(id)
@@ -241,7 +249,7 @@ pub fn take_challenge(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> 
 
 /// After a wrong code: ends the challenge once its tries are spent.
 /// Returns whether it is still live.
-pub fn end_if_spent(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+pub fn end_if_spent(conn: &mut DbConnection, id: &ChallengeId) -> QueryResult<bool> {
     let ended = diesel::delete(
         sign_in_challenges::table
             .find(id)
@@ -254,7 +262,7 @@ pub fn end_if_spent(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = trusted_devices)]
 pub struct NewDevice<'a> {
-    pub id: &'a str,
+    pub id: &'a TrustedDeviceId,
     pub token_hash: &'a str,
     pub user_id: &'a UserId,
     pub user_agent: &'a str,
@@ -269,7 +277,7 @@ pub struct NewDevice<'a> {
 #[diesel(table_name = trusted_devices)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Device {
-    pub id: String,
+    pub id: TrustedDeviceId,
     pub user_agent: String,
     pub ip: String,
     pub created_at: NaiveDateTime,
@@ -318,7 +326,11 @@ pub fn devices(
 }
 
 /// Ends one of the account's trusted devices; whether there was one.
-pub fn revoke_device(conn: &mut DbConnection, user_id: &UserId, id: &str) -> QueryResult<bool> {
+pub fn revoke_device(
+    conn: &mut DbConnection,
+    user_id: &UserId,
+    id: &TrustedDeviceId,
+) -> QueryResult<bool> {
     diesel::delete(
         trusted_devices::table
             .find(id)
