@@ -124,7 +124,7 @@ pub async fn sign_in_options(
 /// `POST /login/passkey`: a passkey with user verification signs in (both
 /// factors). It finishes this browser's pending sign-in, if any; when the
 /// browser is signed in ("confirm it's you"), it must be that account's,
-/// and the new session replaces the old one.
+/// and it renews that session's proof of sign-in.
 pub async fn sign_in(
     req: HttpRequest,
     MaybeUser(current): MaybeUser,

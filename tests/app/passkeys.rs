@@ -167,6 +167,13 @@ async fn sign_in_options(address: &str, client: &Client) -> Value {
     options
 }
 
+/// A whole passkey sign-in on `client` with `device`: options, the
+/// device's answer, and the answer posted (to go to `/dashboard`).
+async fn passkey_sign_in(app: &TestApp, client: &Client, device: &mut Authenticator) -> Response {
+    let credential = device.assert(sign_in_options(&app.address, client).await);
+    finish_sign_in(&app.address, client, &credential, "/dashboard").await
+}
+
 /// Posts an assertion to finish the sign-in started on `client`.
 async fn finish_sign_in(
     address: &str,
@@ -282,9 +289,7 @@ async fn an_assertion_for_another_origin_or_relying_party_is_refused() {
     assert!(set_cookie(&refused, ACCESS).is_none());
 
     // The same device at the right origin still works.
-    let options = sign_in_options(&app.address, &browser).await;
-    let credential = device.assert(options);
-    let signed_in = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    let signed_in = passkey_sign_in(&app, &browser, &mut device).await;
     assert_eq!(signed_in.status(), StatusCode::OK);
 }
 
@@ -376,8 +381,7 @@ async fn a_passkey_does_not_sign_in_to_a_disabled_account_or_an_unconfirmed_addr
     // door would not sign it in either.
     unconfirm(&app.pool, "user@example.com").await;
     let browser = app.new_client();
-    let credential = device.assert(sign_in_options(&app.address, &browser).await);
-    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    let refused = passkey_sign_in(&app, &browser, &mut device).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
     let email = app.test_user.email.clone();
@@ -385,15 +389,13 @@ async fn a_passkey_does_not_sign_in_to_a_disabled_account_or_an_unconfirmed_addr
     assert!(verified.status.success(), "{verified:?}");
     let disabled = app.cli(&["user", "disable", &email], "").await;
     assert!(disabled.status.success(), "{disabled:?}");
-    let credential = device.assert(sign_in_options(&app.address, &browser).await);
-    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    let refused = passkey_sign_in(&app, &browser, &mut device).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookie(&refused, ACCESS).is_none());
 
     let enabled = app.cli(&["user", "enable", &email], "").await;
     assert!(enabled.status.success(), "{enabled:?}");
-    let credential = device.assert(sign_in_options(&app.address, &browser).await);
-    let signed_in = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    let signed_in = passkey_sign_in(&app, &browser, &mut device).await;
     assert_eq!(signed_in.status(), StatusCode::OK);
 }
 
@@ -664,8 +666,7 @@ async fn supports_reset_removes_the_passkeys_and_the_list_counts_them() {
     assert!(reset.status.success(), "{reset:?}");
     assert_eq!(app.listed(&email, "PASSKEYS").await, "0");
     let browser = app.new_client();
-    let credential = device.assert(sign_in_options(&app.address, &browser).await);
-    let refused = finish_sign_in(&app.address, &browser, &credential, "/dashboard").await;
+    let refused = passkey_sign_in(&app, &browser, &mut device).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }
 
