@@ -125,6 +125,7 @@ async fn reset_token(app: &TestApp, user_id: &str) -> String {
             &mut pool.get_blocking().unwrap(),
             &gatehouse_core::db::resets::NewReset {
                 id: &uuid::Uuid::new_v4().to_string(),
+                email: None,
                 user_id: Some(&user_id),
                 token_hash: Some(&hash),
                 ip: "192.0.2.1",

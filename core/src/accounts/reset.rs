@@ -10,7 +10,7 @@ use super::throttle;
 use super::two_factor::Entry;
 use crate::auth::token::{MAX_TOKEN_LEN, hash_token, new_token};
 use crate::db::{self, resets, sessions, two_factor, users};
-use crate::ids::{Email, UserId};
+use crate::ids::Email;
 use crate::secret::Password;
 
 /// A link to send: to whom, and the token for `/password/reset/{token}`.
@@ -91,20 +91,22 @@ impl Accounts {
                 let now = clock.now();
                 let limits = (policy.max_per_ip_per_hour, policy.max_per_account_per_hour);
                 throttle::admit_reset_request(conn, limits, email.as_str(), &who.ip, now)?;
-                let user = users::find_by_email(conn, &email)?.filter(|u| u.disabled_at.is_none());
-                // The same statements run for every address admitted (an
-                // empty id matches nothing, a row without an account or a
-                // token is never a link), so timing does not tell them apart.
-                let user_id = user.as_ref().map(|u| &u.id);
-                let nobody = UserId::from_stored(String::new());
-                // A newer link supersedes older ones.
-                resets::invalidate_all(conn, user_id.unwrap_or(&nobody), now)?;
+                let user = users::find_enabled_recipient(conn, &email)?;
+                // The same statements, writing the same kinds of values, run
+                // for every address admitted: the row of an unknown address
+                // holds the hash of a token nobody gets and no account (never
+                // a link), and a new request supersedes the live rows of the
+                // address whoever it belongs to. Timing does not tell them
+                // apart.
+                let user_id = user.as_ref().map(|(id, ..)| id);
+                resets::supersede(conn, &email, now)?;
                 resets::insert(
                     conn,
                     &resets::NewReset {
                         id: &uuid::Uuid::new_v4().to_string(),
+                        email: Some(&email),
                         user_id,
-                        token_hash: user_id.map(|_| token_hash.as_str()),
+                        token_hash: Some(&token_hash),
                         ip: &who.ip,
                         created_at: now,
                         expires_at: now + delta(policy.ttl),
@@ -112,9 +114,9 @@ impl Accounts {
                 )?;
                 let kind = EventKind::PasswordResetRequested;
                 events::record(conn, user_id, None, kind, &who, now)?;
-                Ok(user.map(|u| ResetLink {
-                    email: u.email,
-                    name: u.name,
+                Ok(user.map(|(_, email, name)| ResetLink {
+                    email,
+                    name,
                     token,
                     expires_in: policy.ttl,
                 }))
@@ -167,6 +169,7 @@ impl Accounts {
                 conn,
                 &resets::NewReset {
                     id: &uuid::Uuid::new_v4().to_string(),
+                    email: Some(&user.email),
                     user_id: Some(&user.id),
                     token_hash: Some(&token_hash),
                     ip: &who.ip,

@@ -515,6 +515,55 @@ async fn a_reset_link_works_once_and_ends_every_session() {
 }
 
 #[tokio::test]
+async fn an_unknown_address_gets_a_row_of_the_same_shape_that_is_never_a_link() {
+    use crate::db::schema::password_resets as rows;
+    let f = fixture(Duration::from_secs(10));
+    register(&f, "ada@example.com").await;
+    for email in [
+        "nobody@example.com",
+        "NOBODY@example.com",
+        "ada@example.com",
+    ] {
+        link_for(&f.accounts, email).await;
+    }
+
+    // The address, the account, the token hash and whether it is used.
+    type Row = (Option<String>, Option<String>, Option<String>, bool);
+    let mut conn = conn(&f.accounts);
+    let written: Vec<Row> = rows::table
+        .order(rows::created_at)
+        .select((
+            rows::email,
+            rows::user_id,
+            rows::token_hash,
+            rows::used_at.is_not_null(),
+        ))
+        .load(&mut conn)
+        .unwrap();
+    let shapes: Vec<_> = written
+        .iter()
+        .map(|(email, user, hash, used)| {
+            let hash = hash.as_deref().map(str::len);
+            (email.as_deref(), user.is_some(), hash, *used)
+        })
+        .collect();
+    // Both requests for the unknown address wrote a token hash; the second
+    // superseded the first, as it does for an account's address.
+    assert_eq!(
+        shapes,
+        [
+            (Some("nobody@example.com"), false, Some(64), true),
+            (Some("nobody@example.com"), false, Some(64), false),
+            (Some("ada@example.com"), true, Some(64), false),
+        ]
+    );
+    let (_, _, hash, _) = &written[1];
+    let now = chrono::Utc::now().naive_utc();
+    let found = crate::db::resets::live_user(&mut conn, hash.as_deref().unwrap(), now).unwrap();
+    assert_eq!(found, None, "a row without an account is never a link");
+}
+
+#[tokio::test]
 async fn newer_links_expiry_and_password_changes_end_older_links() {
     let f = fixture(Duration::from_secs(10));
     let user = register(&f, "ada@example.com").await;

@@ -5,13 +5,15 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::password_resets;
-use crate::ids::UserId;
+use crate::ids::{Email, UserId};
 
-/// A request for a reset link (with no user or token for an unknown address).
+/// A request for a reset link (with no user for an unknown address).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = password_resets)]
 pub struct NewReset<'a> {
     pub id: &'a str,
+    /// The normalised address asked for.
+    pub email: Option<&'a Email>,
     pub user_id: Option<&'a UserId>,
     pub token_hash: Option<&'a str>,
     pub ip: &'a str,
@@ -24,6 +26,18 @@ pub fn insert(conn: &mut DbConnection, reset: &NewReset<'_>) -> QueryResult<()> 
         .values(reset)
         .execute(conn)
         .map(|_| ())
+}
+
+/// Supersedes the live links asked for `email` (of an account or not) by a
+/// new request: the same statement for either; returns how many.
+pub fn supersede(conn: &mut DbConnection, email: &Email, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        password_resets::table
+            .filter(password_resets::email.eq(email))
+            .filter(password_resets::used_at.is_null()),
+    )
+    .set(password_resets::used_at.eq(Some(at)))
+    .execute(conn)
 }
 
 /// Ends every outstanding link of `user_id` (a newer link, or any password
@@ -50,6 +64,7 @@ pub fn live_user(
 ) -> QueryResult<Option<UserId>> {
     password_resets::table
         .filter(password_resets::token_hash.eq(token_hash))
+        .filter(password_resets::user_id.is_not_null())
         .filter(password_resets::used_at.is_null())
         .filter(password_resets::expires_at.gt(now))
         .select(password_resets::user_id.assume_not_null())
@@ -67,6 +82,7 @@ pub fn use_link(
     diesel::update(
         password_resets::table
             .filter(password_resets::token_hash.eq(token_hash))
+            .filter(password_resets::user_id.is_not_null())
             .filter(password_resets::used_at.is_null())
             .filter(password_resets::expires_at.gt(now)),
     )

@@ -45,6 +45,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+        email -> Nullable<Text>,
     }
 }
 

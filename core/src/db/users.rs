@@ -24,6 +24,21 @@ pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> QueryResult<Opti
         .optional()
 }
 
+/// The enabled account at `email` as a mail's recipient: its id, address and
+/// name, and nothing else to read back (what a request that must cost the
+/// same for an unknown address needs).
+pub fn find_enabled_recipient(
+    conn: &mut DbConnection,
+    email: &Email,
+) -> QueryResult<Option<(UserId, Email, String)>> {
+    users::table
+        .filter(users::email.eq(email))
+        .filter(users::disabled_at.is_null())
+        .select((users::id, users::email, users::name))
+        .first(conn)
+        .optional()
+}
+
 pub fn find(conn: &mut DbConnection, id: &UserId) -> QueryResult<Option<User>> {
     users::table
         .find(id)
