@@ -35,6 +35,27 @@ impl Inbox {
         }
     }
 
+    /// Waits up to 5 s until a message to each of `recipients` has arrived;
+    /// returns every message so far.
+    pub async fn wait_for_mail_to(&self, recipients: &[&str]) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let messages = self.messages();
+            let to = |who: &str| format!("To: {who}");
+            if recipients
+                .iter()
+                .all(|who| messages.iter().any(|m| m.contains(&to(who))))
+            {
+                return messages;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no mail to each of {recipients:?} among {messages:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits up to 5 s for a message that `find` takes a link from (such as
     /// [`reset_link`] or [`confirm_link`]); returns the first such link.
     pub async fn wait_for_link(&self, find: fn(&str) -> Option<String>) -> String {
