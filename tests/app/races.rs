@@ -1,6 +1,7 @@
 //! Requests sent together to win a race: a sign-in in flight while a reset, a
 //! password change, a disable or a deletion commits; parallel guesses against the
-//! throttle; parallel reset requests against their limits. On SQLite, and on
+//! throttle; parallel reset requests against their limits; one reset or
+//! confirmation link used by ten browsers at once. On SQLite, and on
 //! PostgreSQL when `TEST_DATABASE_URL` is set.
 
 use std::time::{Duration, Instant};
@@ -786,8 +787,15 @@ async fn a_confirmation_link_sent_ten_times_at_once_makes_exactly_one_account() 
     // the row: the losers' attempts count against sign-ins from here).
     let winner = winners[0].1;
     let loser = if winner == squatter { victim } else { squatter };
-    let pool = app.pool.clone();
-    let hash: String = tokio::task::spawn_blocking(move || {
+    let hash = password_hash_of(&app, email).await;
+    assert!(bcrypt::verify(winner, &hash).unwrap());
+    assert!(!bcrypt::verify(loser, &hash).unwrap());
+}
+
+/// The password hash stored for `email`, read from the row.
+async fn password_hash_of(app: &TestApp, email: &str) -> String {
+    let (pool, email) = (app.pool.clone(), email.to_owned());
+    tokio::task::spawn_blocking(move || {
         users::table
             .filter(users::email.eq(email))
             .select(users::password_hash)
@@ -795,9 +803,65 @@ async fn a_confirmation_link_sent_ten_times_at_once_makes_exactly_one_account() 
             .unwrap()
     })
     .await
-    .unwrap();
-    assert!(bcrypt::verify(winner, &hash).unwrap());
-    assert!(!bcrypt::verify(loser, &hash).unwrap());
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_reset_link_posted_from_ten_browsers_at_once_sets_one_password() {
+    let app = spawn_app().await;
+    for round in 0..5 {
+        let token = reset_token(&app, &app.test_user.id).await;
+        // Ten browsers opened the one link, each with a password of its own.
+        let mut ready = Vec::new();
+        for n in 0..10 {
+            let client = app.new_client();
+            let opened = app
+                .get_as(&client, &format!("/password/reset/{token}"))
+                .await;
+            assert_redirects_to(&opened, "/password/reset");
+            let csrf = app.csrf_token_as(&client, "/password/reset").await;
+            let password = format!("round {round}: the new passphrase of browser {n}");
+            ready.push((client, csrf, password));
+        }
+        let mut sent = JoinSet::new();
+        for (client, csrf, password) in ready {
+            let (url, origin) = (app.url("/password/reset"), app.address.clone());
+            sent.spawn(async move {
+                let response = client
+                    .http
+                    .post(url)
+                    .header("Origin", origin)
+                    .form(&[("new_password", password.as_str()), ("csrf_token", &csrf)])
+                    .send()
+                    .await
+                    .unwrap();
+                let to = response
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_owned());
+                (response.status(), to, password)
+            });
+        }
+        let answers = sent.join_all().await;
+
+        // One sets its password and is signed in; the others find the link
+        // spent, and their passwords were never stored.
+        let won = |to: &Option<String>| to.as_deref() == Some("/dashboard");
+        let winners = answers.iter().filter(|(_, to, _)| won(to)).count();
+        assert_eq!(winners, 1, "round {round}: {answers:?}");
+        let hash = password_hash_of(&app, &app.test_user.email).await;
+        for (status, to, password) in &answers {
+            assert!(
+                won(to) || *status == StatusCode::BAD_REQUEST,
+                "round {round}: {answers:?}"
+            );
+            assert_eq!(
+                bcrypt::verify(password, &hash).unwrap(),
+                won(to),
+                "{password}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
